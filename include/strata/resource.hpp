@@ -1,0 +1,186 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory_resource>
+#include <new>
+#include <string_view>
+
+#include "detail/align.hpp"
+#include "stats.hpp"
+
+// The shared vocabulary of strata: the `resource` base every strata resource
+// derives from, the `allocation_failure` exception every one throws on
+// exhaustion, and the process-wide misuse handler every one reports to.
+
+namespace strata {
+
+// ------------------------------------------------------------------ resource
+
+/// Base of every strata resource: a std::pmr::memory_resource that knows its
+/// upstream, its name and its statistics, so a chain can be walked and printed
+/// from any link (see chain.hpp and format.hpp).
+///
+/// Equality is identity for every strata resource: memory from one may only be
+/// returned to that same object. Resources hand out pointers into themselves,
+/// so they are neither copyable nor movable.
+///
+/// Thread safety: the members of this base are const thread-safe; whether
+/// allocation is thread-safe is stated by each derived class.
+class resource : public std::pmr::memory_resource {
+ public:
+  // Resources hand out pointers into themselves: no copy, no move.
+  resource(const resource&) = delete;
+  resource(resource&&) = delete;
+  resource& operator=(const resource&) = delete;
+  resource& operator=(resource&&) = delete;
+
+  /// Returns the resource this one obtains memory from, or nullptr at the
+  /// bottom of a chain (page_resource). The upstream is held, not owned.
+  [[nodiscard]] std::pmr::memory_resource* upstream_resource() const noexcept { return upstream_; }
+
+  /// Returns the class name, such as "chunk_provider"; the string is static.
+  [[nodiscard]] std::string_view name() const noexcept { return name_; }
+
+  /// Returns a snapshot of the counters (exact when no other thread is
+  /// allocating, best effort otherwise).
+  [[nodiscard]] resource_stats stats() const noexcept { return do_stats(); }
+
+  /// Sets peak_bytes_in_use to the current bytes_in_use.
+  void reset_peak() noexcept { do_reset_peak(); }
+
+  ~resource() override;
+
+ protected:
+  /// Stores the name (a string with static storage) and the upstream (held, not owned).
+  resource(std::string_view name, std::pmr::memory_resource* upstream) noexcept
+      : upstream_(upstream), name_(name) {}
+
+ private:
+  virtual resource_stats do_stats() const noexcept = 0;
+  virtual void do_reset_peak() noexcept = 0;
+  bool do_is_equal(const std::pmr::memory_resource& other) const noexcept final {
+    return this == &other;
+  }
+
+  std::pmr::memory_resource* upstream_;  // upstream (held, not owned); nullptr at the bottom
+  std::string_view name_;                // static string naming the class
+};
+
+// ------------------------------------------------------ allocation_failure
+
+/// Why an allocation failed.
+enum class failure_reason : std::uint8_t {
+  capacity,          ///< a fixed-capacity resource is full
+  budget,            ///< a byte budget would be exceeded
+  upstream_failed,   ///< the upstream (or the OS) refused
+  size_overflow,     ///< the size, rounded and padded for alignment, does not fit in size_t
+  allocation_limit,  ///< tracking_resource's allocation limit was reached (test tool)
+};
+
+/// Returns a short lower-case name for reason, such as "budget".
+[[nodiscard]] std::string_view to_string(failure_reason reason) noexcept;
+
+/// The std::bad_alloc every strata resource throws on exhaustion. It names
+/// the link of the chain that failed, the request, and the reason, so a
+/// failure deep in a chain is diagnosable from the catch site.
+///
+/// Constructing, copying and what() never allocate: the message lives in a
+/// fixed buffer inside the object, as an out-of-memory path requires.
+class allocation_failure : public std::bad_alloc {
+ public:
+  /// Builds the one-line message, for example
+  /// "strata::chunk_provider: cannot allocate 1048576 bytes aligned to 64: budget".
+  allocation_failure(std::string_view resource_name, std::size_t bytes, std::size_t alignment,
+                     failure_reason reason) noexcept;
+
+  [[nodiscard]] const char* what() const noexcept override { return message_; }
+  [[nodiscard]] std::string_view resource_name() const noexcept { return resource_name_; }
+  [[nodiscard]] std::size_t bytes() const noexcept { return bytes_; }
+  [[nodiscard]] std::size_t alignment() const noexcept { return alignment_; }
+  [[nodiscard]] failure_reason reason() const noexcept { return reason_; }
+
+ private:
+  std::string_view resource_name_;  // static string: a resource's name()
+  std::size_t bytes_;
+  std::size_t alignment_;
+  failure_reason reason_;
+  char message_[160];  // nul-terminated; long enough for any name this library uses
+};
+
+// ------------------------------------------------------------------ misuse
+
+/// Kinds of deallocate (or rewind) a resource can prove wrong.
+enum class misuse_kind : std::uint8_t {
+  unknown_pointer,      ///< the pointer was never handed out by this resource
+  double_free,          ///< the block was already returned
+  size_mismatch,        ///< deallocate's size differs from allocate's
+  alignment_mismatch,   ///< deallocate's alignment differs from allocate's
+  duplicate_handout,    ///< an upstream handed out a block that is still live (tracking_resource)
+  foreign_marker,       ///< a marker from another arena, or from before a reset
+  wrong_thread,         ///< a single-owner resource used from a second thread
+};
+
+/// Returns a short lower-case name for kind, such as "double_free".
+[[nodiscard]] std::string_view to_string(misuse_kind kind) noexcept;
+
+/// One detected misuse, as passed to the misuse handler.
+struct misuse_report {
+  std::string_view resource_name;  ///< the resource that detected it
+  misuse_kind kind;
+  const void* pointer;             ///< the block concerned (may be nullptr)
+  std::size_t bytes;               ///< the size the caller passed
+  std::size_t alignment;           ///< the alignment the caller passed
+};
+
+/// A function called for every detected misuse, after it has been counted in
+/// misuse_detected and before the resource goes on (ignoring or repairing the
+/// bad call). It must not throw; it may abort.
+using misuse_handler = void (*)(const misuse_report&) noexcept;
+
+/// Installs handler for the whole process and returns the previous one;
+/// nullptr restores the default. The default prints the report to stderr and
+/// aborts in builds without NDEBUG ("asserts in debug builds"), and does
+/// nothing with NDEBUG, where the count in misuse_detected is the signal.
+/// Tests that provoke misuse on purpose install a recording handler.
+/// Thread safety: thread-safe.
+misuse_handler set_misuse_handler(misuse_handler handler) noexcept;
+
+/// Calls the installed misuse handler. Resources call this; users rarely need to.
+void report_misuse(const misuse_report& report) noexcept;
+
+// ------------------------------------------------- helpers for resources
+
+namespace detail {
+
+/// Throws std::invalid_argument naming the resource and the bad alignment.
+[[noreturn, gnu::cold]] void throw_bad_alignment(std::string_view resource_name,
+                                                 std::size_t alignment);
+
+/// Throws std::invalid_argument "strata::<resource>: <field> <problem>".
+[[noreturn, gnu::cold]] void throw_bad_option(std::string_view resource_name,
+                                              std::string_view field, std::string_view problem);
+
+/// Throws allocation_failure.
+[[noreturn, gnu::cold]] void throw_allocation_failure(std::string_view resource_name,
+                                                      std::size_t bytes, std::size_t alignment,
+                                                      failure_reason reason);
+
+/// Throws std::invalid_argument unless alignment is a power of two, as every
+/// strata allocate must.
+inline void check_alignment(std::string_view resource_name, std::size_t alignment) {
+  if (!is_power_of_two(alignment)) [[unlikely]] {
+    throw_bad_alignment(resource_name, alignment);
+  }
+}
+
+/// Throws std::invalid_argument unless upstream is non-null.
+inline void check_upstream(std::string_view resource_name, std::pmr::memory_resource* upstream) {
+  if (upstream == nullptr) [[unlikely]] {
+    throw_bad_option(resource_name, "upstream", "must not be null");
+  }
+}
+
+}  // namespace detail
+}  // namespace strata

@@ -1,0 +1,12 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+// Umbrella header: every strata resource and the chain vocabulary.
+// format.hpp is not included, so that fmt stays out of translation units that
+// do not print; include <strata/format.hpp> where you do.
+
+#include "chain.hpp"
+#include "page_resource.hpp"
+#include "resource.hpp"
+#include "stats.hpp"
+#include "tracking_resource.hpp"

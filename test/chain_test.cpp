@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: MIT
+#include <strata/chain.hpp>
+#include <strata/format.hpp>
+
+// Concerns:
+// 1. for_each_link visits the start link and each upstream in order, with depths, and
+//    ends at the bottom (page_resource) or at the first foreign resource.
+// 2. Foreign links are named (new_delete_resource, std pools) and carry no strata pointer.
+// 3. format_chain prints one aligned row per link with every counter, human units beside
+//    exact byte counts, and "(no stats)" for foreign links.
+// 4. fmt formats resource_stats on one line.
+// 5. A std container works on a chain of strata links, and the counters of each link
+//    reflect the traffic that reached it.
+
+#define BOOST_TEST_MODULE chain
+#include <boost/test/unit_test.hpp>
+
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <strata/page_resource.hpp>
+#include <strata/tracking_resource.hpp>
+
+#include "fixtures.hpp"
+
+namespace {
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(chain)
+
+BOOST_AUTO_TEST_CASE(walk_visits_each_link_down_to_the_bottom) {
+  strata::page_resource pages;
+  strata::tracking_resource lower{&pages};
+  strata::tracking_resource upper{&lower};
+  std::vector<std::string> names;
+  std::vector<std::size_t> depths;
+  std::vector<const std::pmr::memory_resource*> links;
+  strata::for_each_link(&upper, [&](const strata::chain_link& link) {
+    names.emplace_back(link.name());
+    depths.push_back(link.depth);
+    links.push_back(link.resource);
+    BOOST_TEST(link.strata == link.resource);
+  });
+  BOOST_TEST(names == (std::vector<std::string>{"tracking_resource", "tracking_resource", "page_resource"}),
+             boost::test_tools::per_element());
+  BOOST_TEST(depths == (std::vector<std::size_t>{0, 1, 2}), boost::test_tools::per_element());
+  BOOST_TEST(links[1] == &lower);
+  BOOST_TEST(links[2] == &pages);
+}
+
+BOOST_AUTO_TEST_CASE(walk_ends_at_a_foreign_link) {
+  std::pmr::unsynchronized_pool_resource pool{strata::system_pages()};
+  strata::tracking_resource tracked{&pool};
+  std::vector<std::string> names;
+  std::vector<bool> is_strata;
+  strata::for_each_link(&tracked, [&](const strata::chain_link& link) {
+    names.emplace_back(link.name());
+    is_strata.push_back(link.strata != nullptr);
+  });
+  // The pool's own upstream (page_resource) is not visited: the walk cannot see past it.
+  BOOST_TEST(names == (std::vector<std::string>{"tracking_resource", "unsynchronized_pool_resource"}),
+             boost::test_tools::per_element());
+  BOOST_TEST(is_strata == (std::vector<bool>{true, false}), boost::test_tools::per_element());
+  BOOST_TEST(strata::link_name(std::pmr::new_delete_resource()) == "new_delete_resource");
+  BOOST_TEST(strata::link_name(std::pmr::null_memory_resource()) == "null_memory_resource");
+  std::pmr::monotonic_buffer_resource mono{strata::system_pages()};
+  BOOST_TEST(strata::link_name(&mono) == "monotonic_buffer_resource");
+  std::size_t visited = 0;
+  strata::for_each_link(nullptr, [&](const strata::chain_link&) { ++visited; });
+  BOOST_TEST(visited == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(format_chain_prints_an_aligned_row_per_link) {
+  strata::page_resource pages;
+  strata::tracking_resource tracked{&pages};
+  void* p = tracked.allocate(3 * 1024 * 1024 / 2, 64);  // 1.50 MiB
+  const std::string table = strata::format_chain(&tracked);
+  const std::vector<std::string> lines = lines_of(table);
+  BOOST_REQUIRE(lines.size() == 3u);  // header + two links
+  BOOST_TEST(lines[0].find("resource") != std::string::npos);
+  BOOST_TEST(lines[0].find("in use") != std::string::npos);
+  BOOST_TEST(lines[0].find("misuse") != std::string::npos);
+  BOOST_TEST(lines[1].find("tracking_resource") != std::string::npos);
+  BOOST_TEST(lines[2].find("page_resource") != std::string::npos);
+  BOOST_TEST(lines[1].find("1.50 MiB (1572864)") != std::string::npos);
+  // Aligned: every column of figures ends at the same offset in each row.
+  BOOST_TEST(lines[1].size() == lines[0].size());
+  BOOST_TEST(lines[2].size() == lines[0].size());
+  BOOST_TEST(lines[1].find("1.50 MiB") == lines[2].find("1.50 MiB"));
+  tracked.deallocate(p, 3 * 1024 * 1024 / 2, 64);
+}
+
+BOOST_AUTO_TEST_CASE(format_chain_shows_foreign_links_without_stats) {
+  strata::tracking_resource tracked{std::pmr::new_delete_resource()};
+  const std::vector<std::string> lines = lines_of(strata::format_chain(&tracked));
+  BOOST_REQUIRE(lines.size() == 3u);
+  BOOST_TEST(lines[2].find("new_delete_resource") != std::string::npos);
+  BOOST_TEST(lines[2].find("(no stats)") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(format_bytes_uses_binary_units_with_exact_counts) {
+  BOOST_TEST(strata::format_bytes(0) == "0 B");
+  BOOST_TEST(strata::format_bytes(1023) == "1023 B");
+  BOOST_TEST(strata::format_bytes(1024) == "1.00 KiB (1024)");
+  BOOST_TEST(strata::format_bytes(std::size_t{5} << 30) == "5.00 GiB (5368709120)");
+}
+
+BOOST_AUTO_TEST_CASE(fmt_formats_stats_on_one_line) {
+  strata::resource_stats s;
+  s.bytes_in_use = 2048;
+  s.allocations = 3;
+  s.misuse_detected = 1;
+  const std::string text = fmt::format("{}", s);
+  BOOST_TEST(text.find("in use 2.00 KiB (2048)") != std::string::npos);
+  BOOST_TEST(text.find("allocations 3") != std::string::npos);
+  BOOST_TEST(text.find("misuse 1") != std::string::npos);
+  BOOST_TEST(text.find('\n') == std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(each_link_counts_the_traffic_that_reached_it) {
+  strata::tracking_resource bottom{strata::system_pages()};
+  std::pmr::unsynchronized_pool_resource pool{&bottom};
+  strata::tracking_resource top{&pool};
+  {
+    std::pmr::vector<std::pmr::string> words{&top};
+    for (int i = 0; i < 100; ++i) words.emplace_back(50, 'w');
+    BOOST_TEST(top.stats().allocations > 100u);
+    // The pool batches small blocks: far fewer calls reach the bottom than the top.
+    BOOST_TEST(bottom.stats().allocations < top.stats().allocations / 4);
+    BOOST_TEST(top.stats().bytes_in_use >= 100u * 51u);
+  }
+  BOOST_TEST(top.stats().bytes_in_use == 0u);
+  BOOST_TEST(top.live_blocks() == 0u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
