@@ -8,6 +8,7 @@
 // 2. The misuse handler can be replaced and restored; reports reach the installed one.
 // 3. Alignment and option checks throw std::invalid_argument naming resource and field.
 // 4. resource_stats compares by value; the counter blocks keep peak and balance exact.
+// 5. Under ASan, poison_memory makes memory unaddressable and unpoison_memory restores it.
 
 #define BOOST_TEST_MODULE resource_stats
 #include <boost/test/unit_test.hpp>
@@ -16,6 +17,7 @@
 #include <string>
 
 #include <strata/detail/counters.hpp>
+#include <strata/detail/sanitizer.hpp>
 
 #include "fixtures.hpp"
 
@@ -119,6 +121,24 @@ BOOST_AUTO_TEST_CASE(stats_compare_by_value) {
   BOOST_TEST((a == b));
   b.upstream_allocations = 1;
   BOOST_TEST(!(a == b));
+}
+
+#if defined(STRATA_HAS_ASAN)
+constexpr bool asan = true;
+#else
+constexpr bool asan = false;
+#endif
+
+BOOST_AUTO_TEST_CASE(poisoning_marks_kept_memory_under_asan, *boost::unit_test::enable_if<asan>()) {
+#if defined(STRATA_HAS_ASAN)
+  alignas(64) static unsigned char buffer[256];
+  strata::detail::poison_memory(buffer + 64, 128);
+  BOOST_TEST(__asan_address_is_poisoned(buffer + 64) != 0);
+  BOOST_TEST(__asan_address_is_poisoned(buffer + 191) != 0);
+  BOOST_TEST(__asan_address_is_poisoned(buffer + 63) == 0);
+  strata::detail::unpoison_memory(buffer + 64, 128);
+  BOOST_TEST(__asan_address_is_poisoned(buffer + 64) == 0);
+#endif
 }
 
 BOOST_AUTO_TEST_SUITE_END()
