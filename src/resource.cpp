@@ -107,5 +107,16 @@ void throw_allocation_failure(std::string_view resource_name, std::size_t bytes,
   throw allocation_failure(resource_name, bytes, alignment, reason);
 }
 
+void* allocate_from_upstream(std::pmr::memory_resource* upstream, std::string_view resource_name,
+                             std::size_t bytes, std::size_t alignment) {
+  try {
+    return upstream->allocate(bytes, alignment);
+  } catch (const allocation_failure&) {
+    throw;  // already names the link that failed
+  } catch (const std::bad_alloc&) {
+    throw allocation_failure(resource_name, bytes, alignment, failure_reason::upstream_failed);
+  }
+}
+
 }  // namespace detail
 }  // namespace strata

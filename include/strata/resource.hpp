@@ -167,6 +167,13 @@ namespace detail {
                                                       std::size_t bytes, std::size_t alignment,
                                                       failure_reason reason);
 
+/// Returns upstream->allocate(bytes, alignment). A plain std::bad_alloc from
+/// the upstream becomes allocation_failure(resource_name, upstream_failed), so
+/// the caller sees which link failed; an allocation_failure from a strata
+/// upstream and every other exception pass through unchanged.
+void* allocate_from_upstream(std::pmr::memory_resource* upstream, std::string_view resource_name,
+                             std::size_t bytes, std::size_t alignment);
+
 /// Throws std::invalid_argument unless alignment is a power of two, as every
 /// strata allocate must.
 inline void check_alignment(std::string_view resource_name, std::size_t alignment) {

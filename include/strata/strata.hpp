@@ -6,6 +6,7 @@
 // do not print; include <strata/format.hpp> where you do.
 
 #include "chain.hpp"
+#include "chunk_provider.hpp"
 #include "page_resource.hpp"
 #include "resource.hpp"
 #include "stats.hpp"

@@ -1,0 +1,341 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory_resource>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "detail/align.hpp"
+#include "detail/assert.hpp"
+#include "detail/sanitizer.hpp"
+#include "resource.hpp"
+
+namespace strata {
+
+class chunk_provider;
+
+namespace detail {
+
+/// Largest chunk class: 2^47 bytes, beyond any address space we run in.
+inline constexpr unsigned chunk_class_count = 48;
+/// Most chunks one thread keeps per class before spilling to the shared pool.
+inline constexpr unsigned chunk_bin_capacity = 8;
+
+/// Single-writer counter: only the owning thread writes it (a relaxed load and
+/// store, never a read-modify-write), and other threads may read it for stats.
+using owned_counter = std::atomic<std::uint64_t>;
+inline void bump(owned_counter& counter, std::uint64_t by = 1) noexcept {
+  counter.store(counter.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
+}
+
+/// One size class in one thread's cache. Written only by its thread.
+struct chunk_bin {
+  std::atomic<std::uint32_t> count{0};  // atomic so stats() may read it; single writer
+  void* chunks[chunk_bin_capacity]{};
+  owned_counter handed{0};    // chunks of this class handed to callers by this thread
+  owned_counter returned{0};  // chunks of this class given back on this thread
+};
+
+/// A thread's cache for one chunk_provider, owned by the provider and used
+/// lock-free by one thread. Counters are summed by stats() (under the
+/// provider registry's mutex, which also keeps the cache alive).
+struct chunk_thread_cache {
+  std::uint64_t provider_id;
+  owned_counter bytes_allocated{0};    // caller's sizes, normal chunks
+  owned_counter bytes_deallocated{0};
+  owned_counter peak_bytes_in_use{0};  // of this thread's own view
+  std::array<chunk_bin, chunk_class_count> bins{};
+};
+
+/// The calling thread's most recently used chunk cache. constinit and
+/// trivially destructible, so the fast path reads it without a TLS wrapper call.
+struct chunk_cache_slot {
+  std::uint64_t provider_id;  // 0: none
+  chunk_thread_cache* cache;
+};
+inline constinit thread_local chunk_cache_slot current_chunk_cache{0, nullptr};
+
+}  // namespace detail
+
+/// A cache of large chunks in power-of-two size classes, between a page
+/// source (page_resource) and the arenas and slabs that carve chunks up, so
+/// that steady-state workloads stop calling the system.
+///
+/// Memory model: a request of n bytes aligned to a gets a chunk of class
+/// bit_ceil(max(n, a, min_chunk_size)), aligned to its own size (owners may
+/// find a chunk header by masking a pointer). Freed chunks are cached per
+/// class and reused; requests above max_chunk_size are oversized: passed
+/// straight to the upstream, never cached. A byte budget bounds everything
+/// held from upstream. With ratchet_floor, requesting a class above the
+/// current floor raises the floor and returns cached chunks below it, so an
+/// arena that has grown settles on its largest class with the fewest chunks.
+///
+/// Thread safety: thread-safe. Each thread has its own small cache per
+/// provider (up to 8 chunks and thread_cache_bytes per class), used without
+/// locks or atomic read-modify-writes; behind it each class has a shared
+/// pool under its own mutex (no global lock on the cached path). There is no
+/// lock-free list, hence no ABA: a thread cache has one writer, and the
+/// shared pools are locked.
+///
+///     strata::chunk_provider chunks{{.max_chunk_size = 1 << 20}, strata::system_pages()};
+///     void* c = chunks.allocate(64 << 10, 64 << 10);   // a 64 KiB chunk aligned to 64 KiB
+///     chunks.deallocate(c, 64 << 10, 64 << 10);        // cached for the next request
+class chunk_provider final : public resource {
+ public:
+  static constexpr std::size_t unlimited = SIZE_MAX;
+
+  /// What the budget warning callback receives.
+  struct budget_event {
+    std::size_t bytes_reserved;     ///< bytes held from upstream after the allocation that crossed
+    std::size_t warning_threshold;  ///< byte_budget * budget_warning_fraction
+    std::size_t byte_budget;
+  };
+
+  struct options {
+    /// Smallest chunk class; a power of two, at least 64.
+    std::size_t min_chunk_size = 4096;
+    /// Largest cached class; larger requests are oversized. A power of two >= min_chunk_size.
+    std::size_t max_chunk_size = std::size_t{4} << 20;
+    /// Bound on every byte held from upstream: cached, handed out and oversized.
+    std::size_t byte_budget = unlimited;
+    /// Bound on cached bytes. When set (not unlimited), chunks are cached only
+    /// in the shared pools, so the bound is exact; thread caches are off.
+    std::size_t max_cached_bytes = unlimited;
+    /// Evict cached classes below the largest class in demand.
+    bool ratchet_floor = true;
+    /// Per class and per thread, how many bytes of chunks a thread keeps
+    /// without locking (at most 8 chunks); 0 turns thread caches off.
+    std::size_t thread_cache_bytes = std::size_t{1} << 20;
+    /// Fraction of byte_budget at which on_budget_warning fires, in (0, 1].
+    double budget_warning_fraction = 0.9;
+    /// Called once each time bytes held rise across the warning threshold
+    /// (re-armed when they fall back below it), outside any lock.
+    std::function<void(const budget_event&)> on_budget_warning{};
+  };
+
+  /// Per-class figures in details().
+  struct class_details {
+    std::size_t chunk_size;
+    std::size_t cached;         ///< chunks cached (shared pool and thread caches)
+    std::size_t in_use;         ///< chunks handed out and not returned
+    std::uint64_t cache_hits;   ///< requests served from a cache
+    std::uint64_t cache_misses; ///< requests that went upstream
+  };
+
+  struct details_type {
+    std::vector<class_details> classes;  ///< from min_chunk_size to max_chunk_size
+    std::size_t cached_bytes;
+    std::size_t oversized_live;
+    std::size_t oversized_bytes;
+    std::uint64_t evicted_by_floor;
+    std::uint64_t evicted_by_trim;
+    std::uint64_t evicted_by_budget;
+    std::uint64_t returned_over_cache_limit;  ///< freed chunks max_cached_bytes sent upstream
+    std::size_t floor_chunk_size;             ///< smallest class still cached
+    std::size_t threads_attached;             ///< live thread caches
+  };
+
+  // ---------------------------------------------------------- construction
+
+  /// Creates a provider on the default resource with default options.
+  chunk_provider() : chunk_provider(options{}, std::pmr::get_default_resource()) {}
+  /// Creates a provider on upstream (held, not owned) with default options.
+  explicit chunk_provider(std::pmr::memory_resource* upstream) : chunk_provider(options{}, upstream) {}
+  /// Creates a provider on upstream (held, not owned).
+  /// Throws: std::invalid_argument naming the field for invalid options or a null upstream.
+  chunk_provider(options opts, std::pmr::memory_resource* upstream);
+  /// Returns every chunk, cached or still handed out, to the upstream.
+  ~chunk_provider() override;
+
+  // ------------------------------------------------------------- observers
+
+  /// Returns the options this provider was created with.
+  [[nodiscard]] const options& get_options() const noexcept { return options_; }
+  /// Returns the size of the chunk a request of bytes aligned to alignment
+  /// gets, or 0 if it is oversized.
+  [[nodiscard]] std::size_t chunk_size_for(std::size_t bytes, std::size_t alignment) const noexcept;
+  /// Returns per-class and eviction figures (a snapshot).
+  /// Complexity: O(classes x attached threads).
+  [[nodiscard]] details_type details() const;
+
+  // ---------------------------------------------------------- housekeeping
+
+  /// Obtains count chunks of chunk_size's class from upstream into the shared
+  /// cache (raising the floor to that class, as a request would), and returns
+  /// how many were cached: fewer when max_cached_bytes is reached.
+  /// Throws: std::invalid_argument if chunk_size is above max_chunk_size;
+  /// allocation_failure when the budget or the upstream refuses (chunks
+  /// obtained before that stay cached).
+  std::size_t reserve(std::size_t chunk_size, std::size_t count);
+  /// Returns cached chunks upstream, largest classes first, until at most
+  /// keep_bytes stay cached in the shared pools and this thread's cache.
+  /// Other threads' caches (at most thread_cache_bytes per class each) are
+  /// not touched: they are flushed when those threads exit.
+  void trim(std::size_t keep_bytes = 0) noexcept;
+  /// Returns every chunk, cached or handed out, to the upstream, and resets
+  /// the floor. Requires: no other thread uses the provider meanwhile, and
+  /// no chunk handed out is used afterwards.
+  void release() noexcept;
+
+ private:
+  void* do_allocate(std::size_t bytes, std::size_t alignment) override;
+  void do_deallocate(void* p, std::size_t bytes, std::size_t alignment) override;
+  resource_stats do_stats() const noexcept override;
+  void do_reset_peak() noexcept override;
+
+  /// Class index (log2 of the chunk size) for a request; above max_class_
+  /// means oversized. Requires alignment to be a power of two.
+  [[nodiscard]] unsigned class_of(std::size_t bytes, std::size_t alignment) const noexcept {
+    const std::size_t need = std::max({bytes, alignment, options_.min_chunk_size});
+    return need > options_.max_chunk_size ? max_class_ + 1
+                                          : static_cast<unsigned>(std::bit_width(need - 1));
+  }
+  // Counts a normal chunk handed out on this thread and keeps its peak.
+  static void note_handed(detail::chunk_thread_cache& cache, detail::chunk_bin& bin, std::size_t bytes) noexcept {
+    detail::bump(bin.handed);
+    detail::bump(cache.bytes_allocated, bytes);
+    // Per-thread in-use may wrap below zero when this thread frees others' chunks.
+    const auto in_use = static_cast<std::int64_t>(cache.bytes_allocated.load(std::memory_order_relaxed) -
+                                                  cache.bytes_deallocated.load(std::memory_order_relaxed));
+    if (in_use > static_cast<std::int64_t>(cache.peak_bytes_in_use.load(std::memory_order_relaxed))) {
+      cache.peak_bytes_in_use.store(static_cast<std::uint64_t>(in_use), std::memory_order_relaxed);
+    }
+  }
+  [[nodiscard]] detail::chunk_thread_cache* my_cache() const noexcept {
+    const detail::chunk_cache_slot& slot = detail::current_chunk_cache;
+    return slot.provider_id == id_ ? slot.cache : nullptr;
+  }
+
+  // Everything below leaves the provider consistent and is cold.
+  STRATA_SLOW_PATH void* allocate_slow(std::size_t bytes, std::size_t alignment);
+  STRATA_SLOW_PATH void deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) noexcept;
+  // Returns this thread's cache, creating and registering it if needed.
+  detail::chunk_thread_cache& attach();
+  void* take_from_upstream(unsigned cls, std::size_t bytes, std::size_t alignment);
+  void* oversized_allocate(std::size_t bytes, std::size_t alignment);
+  void give_back(void* chunk, std::size_t size, std::size_t alignment) noexcept;
+  // Adds chunk to its class's shared pool; false if max_cached_bytes forbids it.
+  bool push_shared(void* chunk, unsigned cls, bool ignore_limit = false) noexcept;
+  void* pop_shared(unsigned cls) noexcept;
+  void raise_floor(unsigned cls) noexcept;
+  std::size_t evict(std::size_t target_bytes, std::atomic<std::uint64_t>& reason) noexcept;
+  bool reserve_budget(std::size_t bytes) noexcept;
+  void release_budget(std::size_t bytes) noexcept;
+  // Empties cache's bins of classes below below_class: upstream when
+  // to_upstream, else into the shared pools (even past max_cached_bytes).
+  // Returns the chunks moved.
+  std::size_t flush_thread_cache(detail::chunk_thread_cache& cache, unsigned below_class, bool to_upstream) noexcept;
+  void note_returned(unsigned cls, std::size_t bytes) noexcept;
+  void reject(misuse_kind kind, void* p, std::size_t bytes, std::size_t alignment) noexcept;
+  bool invariants_hold() const noexcept;
+
+  friend struct chunk_provider_access;  // the thread-exit hook in the .cpp
+
+  struct shared_pool {  // one class's chunks beyond the thread caches
+    mutable std::mutex mutex;
+    void* head = nullptr;    // chunks linked through their first word; guarded by mutex
+    std::size_t count = 0;   // guarded by mutex
+    std::atomic<std::uint64_t> misses{0};  // requests of this class that went upstream
+  };
+  struct class_totals {  // counters of thread caches already detached
+    std::uint64_t handed = 0;
+    std::uint64_t returned = 0;
+  };
+  struct upstream_block {
+    std::size_t size;
+    std::size_t alignment;
+    bool oversized;
+  };
+
+  options options_;
+  std::uint64_t id_;                                  // unique per provider, never reused
+  unsigned min_class_;                                // log2(min_chunk_size)
+  unsigned max_class_;                                // log2(max_chunk_size)
+  std::array<std::uint8_t, detail::chunk_class_count> bin_capacity_{};  // chunks per thread bin
+  std::size_t warning_threshold_;                     // bytes; unlimited when no budget
+  std::atomic<unsigned> floor_;                       // smallest cached class
+  std::array<shared_pool, detail::chunk_class_count> pools_;
+  std::atomic<std::size_t> shared_cached_bytes_{0};
+  std::atomic<std::size_t> bytes_reserved_{0};        // held from upstream; the budget's measure
+  std::atomic<bool> warning_armed_{true};
+
+  mutable std::mutex blocks_mutex_;                   // guards blocks_ and oversized counters
+  std::vector<std::pair<void*, upstream_block>> blocks_;  // every chunk held from upstream, sorted
+  std::size_t oversized_live_ = 0;
+  std::size_t oversized_bytes_in_use_ = 0;            // caller's sizes
+  std::uint64_t oversized_allocations_ = 0;
+  std::uint64_t oversized_deallocations_ = 0;
+
+  // Guarded by the process-wide registry mutex (see the .cpp).
+  std::vector<detail::chunk_thread_cache*> caches_;   // attached thread caches, owned
+  std::array<class_totals, detail::chunk_class_count> retired_classes_{};  // of detached caches
+  std::uint64_t retired_bytes_allocated_ = 0;         // of detached caches
+  std::uint64_t retired_bytes_deallocated_ = 0;
+  std::size_t released_in_use_ = 0;                   // caller bytes dropped by release()
+
+  std::atomic<std::uint64_t> failed_{0};
+  std::atomic<std::uint64_t> rejected_{0};            // deallocates refused as misuse
+  std::atomic<std::uint64_t> upstream_allocations_{0};
+  std::atomic<std::uint64_t> upstream_deallocations_{0};
+  std::atomic<std::size_t> peak_{0};                  // sampled high-water mark
+  std::atomic<std::uint64_t> evicted_by_floor_{0};
+  std::atomic<std::uint64_t> evicted_by_trim_{0};
+  std::atomic<std::uint64_t> evicted_by_budget_{0};
+  std::atomic<std::uint64_t> returned_over_limit_{0};
+};
+
+// ------------------------------------------------------------- fast paths
+
+// Serves a chunk from this thread's cache: no lock, no atomic read-modify-write.
+inline void* chunk_provider::do_allocate(std::size_t bytes, std::size_t alignment) {
+  detail::chunk_thread_cache* cache = my_cache();
+  if (cache != nullptr && detail::is_power_of_two(alignment)) [[likely]] {
+    const unsigned cls = class_of(bytes, alignment);
+    // A class above the floor must go slow to raise it (ratchet).
+    const bool below_ceiling = !options_.ratchet_floor || cls <= floor_.load(std::memory_order_relaxed);
+    if (cls <= max_class_ && below_ceiling) [[likely]] {
+      detail::chunk_bin& bin = cache->bins[cls];
+      const std::uint32_t count = bin.count.load(std::memory_order_relaxed);
+      if (count != 0) [[likely]] {
+        void* chunk = bin.chunks[count - 1];
+        bin.count.store(count - 1, std::memory_order_relaxed);
+        note_handed(*cache, bin, bytes);
+        detail::unpoison_memory(chunk, std::size_t{1} << cls);
+        return chunk;
+      }
+    }
+  }
+  return allocate_slow(bytes, alignment);
+}
+
+// Keeps a chunk in this thread's cache when it has room.
+inline void chunk_provider::do_deallocate(void* p, std::size_t bytes, std::size_t alignment) {
+  detail::chunk_thread_cache* cache = my_cache();
+  if (cache != nullptr && detail::is_power_of_two(alignment)) [[likely]] {
+    const unsigned cls = class_of(bytes, alignment);
+    if (cls <= max_class_ && cls >= floor_.load(std::memory_order_relaxed) &&
+        detail::is_aligned(p, std::size_t{1} << cls)) {
+      detail::chunk_bin& bin = cache->bins[cls];
+      const std::uint32_t count = bin.count.load(std::memory_order_relaxed);
+      if (count < bin_capacity_[cls]) [[likely]] {
+        detail::poison_memory(p, std::size_t{1} << cls);
+        bin.chunks[count] = p;
+        bin.count.store(count + 1, std::memory_order_relaxed);
+        detail::bump(bin.returned);
+        detail::bump(cache->bytes_deallocated, bytes);
+        return;
+      }
+    }
+  }
+  deallocate_slow(p, bytes, alignment);
+}
+
+}  // namespace strata

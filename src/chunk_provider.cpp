@@ -1,0 +1,633 @@
+// SPDX-License-Identifier: MIT
+// chunk_provider: slow paths, thread-cache lifetime, eviction and statistics.
+//
+// Where a chunk can be, and who may touch it:
+//
+//   handed out      -- the caller's; listed in blocks_ (every chunk held from upstream is)
+//   thread bin      -- one thread's chunk_thread_cache; only that thread pushes and pops
+//   shared pool     -- pools_[class], under that pool's mutex, linked through the first word
+//   upstream        -- gone from blocks_, its bytes released from the budget
+//
+// Lock order: registry mutex -> pool mutex -> blocks_mutex_. No lock is held
+// while calling the upstream or the budget callback.
+
+#include "strata/chunk_provider.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <unordered_map>
+
+#include "strata/detail/assert.hpp"
+
+namespace strata {
+
+namespace {
+
+constexpr std::string_view resource_name = "chunk_provider";
+
+// Which providers are alive, so a thread that exits can flush its caches into
+// the ones still there. Leaked on purpose: threads may exit after static
+// destruction has begun.
+struct provider_registry {
+  std::mutex mutex;
+  std::unordered_map<std::uint64_t, chunk_provider*> live;  // by id
+};
+
+provider_registry& registry() {
+  static provider_registry* const instance = new provider_registry;
+  return *instance;
+}
+
+std::atomic<std::uint64_t> next_provider_id{1};
+
+// The caches this thread has attached, flushed at thread exit. Touched only
+// on slow paths; the fast path reads detail::current_chunk_cache.
+struct thread_attachments {
+  std::vector<std::pair<std::uint64_t, detail::chunk_thread_cache*>> caches;
+  ~thread_attachments();
+};
+thread_local thread_attachments attachments;
+
+std::size_t class_size(unsigned cls) noexcept { return std::size_t{1} << cls; }
+
+}  // namespace
+
+// Lets the thread-exit hook reach the provider's private detach.
+struct chunk_provider_access {
+  // Requires the registry mutex. Calls no upstream (which could be another
+  // provider needing that mutex): the thread's chunks move to the shared pools.
+  static void detach(chunk_provider& provider, detail::chunk_thread_cache* cache) noexcept {
+    provider.flush_thread_cache(*cache, detail::chunk_class_count, false);
+    for (unsigned cls = 0; cls < detail::chunk_class_count; ++cls) {
+      provider.retired_classes_[cls].handed += cache->bins[cls].handed.load(std::memory_order_relaxed);
+      provider.retired_classes_[cls].returned += cache->bins[cls].returned.load(std::memory_order_relaxed);
+    }
+    provider.retired_bytes_allocated_ += cache->bytes_allocated.load(std::memory_order_relaxed);
+    provider.retired_bytes_deallocated_ += cache->bytes_deallocated.load(std::memory_order_relaxed);
+    std::size_t peak = provider.peak_.load(std::memory_order_relaxed);
+    provider.peak_.store(std::max<std::size_t>(peak, cache->peak_bytes_in_use.load(std::memory_order_relaxed)),
+                         std::memory_order_relaxed);
+    std::erase(provider.caches_, cache);
+    delete cache;
+  }
+};
+
+thread_attachments::~thread_attachments() {
+  provider_registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  for (const auto& [id, cache] : caches) {
+    const auto it = r.live.find(id);
+    if (it != r.live.end()) chunk_provider_access::detach(*it->second, cache);
+    // else the provider is gone and freed the cache itself
+  }
+  caches.clear();
+  detail::current_chunk_cache = detail::chunk_cache_slot{0, nullptr};
+}
+
+// ------------------------------------------------------------ construction
+
+chunk_provider::chunk_provider(options opts, std::pmr::memory_resource* upstream)
+    : resource(resource_name, upstream), options_(std::move(opts)), id_(next_provider_id.fetch_add(1)) {
+  detail::check_upstream(resource_name, upstream);
+  const auto bad = [](std::string_view field, std::string_view problem) {
+    detail::throw_bad_option(resource_name, field, problem);
+  };
+  if (!detail::is_power_of_two(options_.min_chunk_size) || options_.min_chunk_size < 64) {
+    bad("min_chunk_size", "must be a power of two of at least 64");
+  }
+  if (!detail::is_power_of_two(options_.max_chunk_size) || options_.max_chunk_size < options_.min_chunk_size ||
+      std::bit_width(options_.max_chunk_size) > detail::chunk_class_count) {
+    bad("max_chunk_size", "must be a power of two from min_chunk_size to 2^47");
+  }
+  if (!(options_.budget_warning_fraction > 0.0 && options_.budget_warning_fraction <= 1.0)) {
+    bad("budget_warning_fraction", "must be in (0, 1]");
+  }
+  min_class_ = static_cast<unsigned>(std::countr_zero(options_.min_chunk_size));
+  max_class_ = static_cast<unsigned>(std::countr_zero(options_.max_chunk_size));
+  floor_.store(min_class_, std::memory_order_relaxed);
+  // Thread caches are off when the cached bytes are bounded, so the bound is exact.
+  if (options_.max_cached_bytes == unlimited) {
+    for (unsigned cls = min_class_; cls <= max_class_; ++cls) {
+      bin_capacity_[cls] = static_cast<std::uint8_t>(
+          std::min<std::size_t>(detail::chunk_bin_capacity, options_.thread_cache_bytes / class_size(cls)));
+    }
+  }
+  warning_threshold_ =
+      options_.byte_budget == unlimited
+          ? unlimited
+          : static_cast<std::size_t>(std::ceil(static_cast<double>(options_.byte_budget) *
+                                               options_.budget_warning_fraction));
+  provider_registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  r.live.emplace(id_, this);
+}
+
+chunk_provider::~chunk_provider() {
+  {
+    provider_registry& r = registry();
+    std::lock_guard lock(r.mutex);
+    r.live.erase(id_);
+    // Threads still running keep a stale (id, cache) pair that no live
+    // provider's id matches, so they never touch the freed cache.
+    for (detail::chunk_thread_cache* cache : caches_) delete cache;
+    caches_.clear();
+  }
+  release();
+}
+
+// -------------------------------------------------------------- allocation
+
+void* chunk_provider::allocate_slow(std::size_t bytes, std::size_t alignment) {
+  detail::check_alignment(resource_name, alignment);
+  const unsigned cls = class_of(bytes, alignment);
+  if (cls > max_class_) return oversized_allocate(bytes, alignment);
+
+  detail::chunk_thread_cache& cache = attach();
+  if (options_.ratchet_floor) {
+    if (cls > floor_.load(std::memory_order_relaxed)) raise_floor(cls);
+    // Bins below a floor another thread raised are emptied lazily, here.
+    evicted_by_floor_.fetch_add(flush_thread_cache(cache, floor_.load(std::memory_order_relaxed), true),
+                                std::memory_order_relaxed);
+  }
+  detail::chunk_bin& bin = cache.bins[cls];
+  void* chunk = nullptr;
+  if (const std::uint32_t count = bin.count.load(std::memory_order_relaxed); count != 0) {
+    chunk = bin.chunks[count - 1];
+    bin.count.store(count - 1, std::memory_order_relaxed);
+  } else if ((chunk = pop_shared(cls)) == nullptr) {
+    chunk = take_from_upstream(cls, bytes, alignment);
+    pools_[cls].misses.fetch_add(1, std::memory_order_relaxed);
+  }
+  note_handed(cache, bin, bytes);
+  detail::unpoison_memory(chunk, class_size(cls));
+  STRATA_ASSERT(detail::is_aligned(chunk, class_size(cls)), "chunk not aligned to its size");
+  STRATA_ASSERT_EXPENSIVE(invariants_hold(), "chunk_provider books drifted");
+  return chunk;
+}
+
+detail::chunk_thread_cache& chunk_provider::attach() {
+  detail::chunk_cache_slot& slot = detail::current_chunk_cache;
+  if (slot.provider_id == id_) return *slot.cache;
+  provider_registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  for (const auto& [id, cache] : attachments.caches) {
+    if (id == id_) {
+      slot = detail::chunk_cache_slot{id_, cache};
+      return *cache;
+    }
+  }
+  std::erase_if(attachments.caches, [&](const auto& entry) { return !r.live.contains(entry.first); });
+  auto owned = std::make_unique<detail::chunk_thread_cache>();
+  owned->provider_id = id_;
+  attachments.caches.reserve(attachments.caches.size() + 1);
+  caches_.push_back(owned.get());
+  attachments.caches.emplace_back(id_, owned.get());
+  slot = detail::chunk_cache_slot{id_, owned.release()};
+  return *slot.cache;
+}
+
+void* chunk_provider::take_from_upstream(unsigned cls, std::size_t bytes, std::size_t alignment) {
+  const std::size_t size = class_size(cls);
+  if (!reserve_budget(size)) {
+    // Make room by returning cached chunks before failing.
+    const std::size_t held = bytes_reserved_.load(std::memory_order_relaxed);
+    const std::size_t excess = held + size > options_.byte_budget ? held + size - options_.byte_budget : size;
+    evict(excess, evicted_by_budget_);
+    if (!reserve_budget(size)) {
+      failed_.fetch_add(1, std::memory_order_relaxed);
+      detail::throw_allocation_failure(resource_name, bytes, alignment, failure_reason::budget);
+    }
+  }
+  void* chunk = nullptr;
+  try {
+    chunk = detail::allocate_from_upstream(upstream_resource(), resource_name, size, size);
+    std::lock_guard lock(blocks_mutex_);
+    const auto at = std::lower_bound(blocks_.begin(), blocks_.end(), chunk,
+                                     [](const auto& entry, void* p) { return entry.first < p; });
+    blocks_.insert(at, {chunk, upstream_block{size, size, false}});
+  } catch (...) {
+    if (chunk != nullptr) upstream_resource()->deallocate(chunk, size, size);  // lose nothing
+    release_budget(size);
+    failed_.fetch_add(1, std::memory_order_relaxed);
+    throw;
+  }
+  upstream_allocations_.fetch_add(1, std::memory_order_relaxed);
+  return chunk;
+}
+
+void* chunk_provider::oversized_allocate(std::size_t bytes, std::size_t alignment) {
+  if (!reserve_budget(bytes)) {
+    evict(bytes, evicted_by_budget_);
+    if (!reserve_budget(bytes)) {
+      failed_.fetch_add(1, std::memory_order_relaxed);
+      // Without a budget, only a size that cannot be added to what is held fails here.
+      detail::throw_allocation_failure(resource_name, bytes, alignment,
+                                       options_.byte_budget == unlimited ? failure_reason::size_overflow
+                                                                         : failure_reason::budget);
+    }
+  }
+  void* block = nullptr;
+  try {
+    block = detail::allocate_from_upstream(upstream_resource(), resource_name, bytes, alignment);
+    std::lock_guard lock(blocks_mutex_);
+    const auto at = std::lower_bound(blocks_.begin(), blocks_.end(), block,
+                                     [](const auto& entry, void* p) { return entry.first < p; });
+    blocks_.insert(at, {block, upstream_block{bytes, alignment, true}});
+    ++oversized_live_;
+    oversized_bytes_in_use_ += bytes;
+    ++oversized_allocations_;
+    peak_.store(std::max(peak_.load(std::memory_order_relaxed), oversized_bytes_in_use_), std::memory_order_relaxed);
+  } catch (...) {
+    if (block != nullptr) upstream_resource()->deallocate(block, bytes, alignment);
+    release_budget(bytes);
+    failed_.fetch_add(1, std::memory_order_relaxed);
+    throw;
+  }
+  upstream_allocations_.fetch_add(1, std::memory_order_relaxed);
+  return block;
+}
+
+// ------------------------------------------------------------ deallocation
+
+void chunk_provider::deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) noexcept {
+  if (!detail::is_power_of_two(alignment)) {
+    reject(misuse_kind::alignment_mismatch, p, bytes, alignment);
+    return;
+  }
+  const unsigned cls = class_of(bytes, alignment);
+  const bool oversized = cls > max_class_;
+  // Only the slow path can afford to prove the pointer is ours.
+  const std::optional<misuse_kind> wrong = [&]() -> std::optional<misuse_kind> {
+    std::lock_guard lock(blocks_mutex_);
+    const auto at = std::lower_bound(blocks_.begin(), blocks_.end(), p,
+                                     [](const auto& entry, void* q) { return entry.first < q; });
+    if (at == blocks_.end() || at->first != p) return misuse_kind::unknown_pointer;
+    const upstream_block& block = at->second;
+    if (block.oversized != oversized || block.size != (oversized ? bytes : class_size(cls))) {
+      return misuse_kind::size_mismatch;
+    }
+    if (oversized) {
+      blocks_.erase(at);
+      --oversized_live_;
+      oversized_bytes_in_use_ -= bytes;
+      ++oversized_deallocations_;
+    }
+    return std::nullopt;
+  }();
+  if (wrong) {
+    reject(*wrong, p, bytes, alignment);
+    return;
+  }
+  if (oversized) {
+    upstream_resource()->deallocate(p, bytes, alignment);
+    upstream_deallocations_.fetch_add(1, std::memory_order_relaxed);
+    release_budget(bytes);
+    return;
+  }
+
+  // A thread that only frees (a consumer) gets a cache too, so its frees stay
+  // off the registry mutex; only if that allocation fails does it count centrally.
+  detail::chunk_thread_cache* cache = my_cache();
+  if (cache == nullptr) {
+    try {
+      cache = &attach();
+    } catch (...) {
+      cache = nullptr;
+    }
+  }
+  note_returned(cls, bytes);
+  const unsigned floor = floor_.load(std::memory_order_relaxed);
+  if (cls < floor) {
+    give_back(p, class_size(cls), class_size(cls));  // below the floor: not worth caching
+  } else if (cache != nullptr && cache->bins[cls].count.load(std::memory_order_relaxed) < bin_capacity_[cls]) {
+    detail::chunk_bin& bin = cache->bins[cls];
+    const std::uint32_t count = bin.count.load(std::memory_order_relaxed);
+    detail::poison_memory(p, class_size(cls));
+    bin.chunks[count] = p;
+    bin.count.store(count + 1, std::memory_order_relaxed);
+  } else if (!push_shared(p, cls)) {
+    returned_over_limit_.fetch_add(1, std::memory_order_relaxed);
+    give_back(p, class_size(cls), class_size(cls));
+  }
+  if (cache != nullptr && options_.ratchet_floor) {
+    evicted_by_floor_.fetch_add(flush_thread_cache(*cache, floor, true), std::memory_order_relaxed);
+  }
+  STRATA_ASSERT_EXPENSIVE(invariants_hold(), "chunk_provider books drifted");
+}
+
+void chunk_provider::note_returned(unsigned cls, std::size_t bytes) noexcept {
+  if (detail::chunk_thread_cache* cache = my_cache()) {
+    detail::bump(cache->bins[cls].returned);
+    detail::bump(cache->bytes_deallocated, bytes);
+    return;
+  }
+  // A thread without a cache (it never allocated here): count on the provider.
+  std::lock_guard lock(registry().mutex);
+  ++retired_classes_[cls].returned;
+  retired_bytes_deallocated_ += bytes;
+}
+
+void chunk_provider::reject(misuse_kind kind, void* p, std::size_t bytes, std::size_t alignment) noexcept {
+  rejected_.fetch_add(1, std::memory_order_relaxed);
+  report_misuse({resource_name, kind, p, bytes, alignment});
+}
+
+// ------------------------------------------------------- caches and budget
+
+bool chunk_provider::push_shared(void* chunk, unsigned cls, bool ignore_limit) noexcept {
+  const std::size_t size = class_size(cls);
+  if (options_.max_cached_bytes != unlimited && !ignore_limit) {
+    std::size_t cached = shared_cached_bytes_.load(std::memory_order_relaxed);
+    do {
+      if (cached > options_.max_cached_bytes || options_.max_cached_bytes - cached < size) return false;
+    } while (!shared_cached_bytes_.compare_exchange_weak(cached, cached + size, std::memory_order_relaxed));
+  } else {
+    shared_cached_bytes_.fetch_add(size, std::memory_order_relaxed);
+  }
+  shared_pool& pool = pools_[cls];
+  std::lock_guard lock(pool.mutex);
+  detail::unpoison_memory(chunk, size);
+  *static_cast<void**>(chunk) = pool.head;
+  detail::poison_memory(static_cast<std::byte*>(chunk) + sizeof(void*), size - sizeof(void*));
+  pool.head = chunk;
+  ++pool.count;
+  return true;
+}
+
+void* chunk_provider::pop_shared(unsigned cls) noexcept {
+  shared_pool& pool = pools_[cls];
+  std::lock_guard lock(pool.mutex);
+  void* chunk = pool.head;
+  if (chunk == nullptr) return nullptr;
+  pool.head = *static_cast<void**>(chunk);
+  --pool.count;
+  shared_cached_bytes_.fetch_sub(class_size(cls), std::memory_order_relaxed);
+  return chunk;
+}
+
+std::size_t chunk_provider::flush_thread_cache(detail::chunk_thread_cache& cache, unsigned below_class,
+                                               bool to_upstream) noexcept {
+  std::size_t moved = 0;
+  const unsigned end = std::min(below_class, max_class_ + 1);
+  for (unsigned cls = min_class_; cls < end; ++cls) {
+    detail::chunk_bin& bin = cache.bins[cls];
+    for (std::uint32_t n = bin.count.load(std::memory_order_relaxed); n != 0; --n) {
+      void* chunk = bin.chunks[n - 1];
+      bin.count.store(n - 1, std::memory_order_relaxed);
+      if (to_upstream) {
+        give_back(chunk, class_size(cls), class_size(cls));
+      } else {
+        push_shared(chunk, cls, true);
+      }
+      ++moved;
+    }
+  }
+  return moved;
+}
+
+void chunk_provider::raise_floor(unsigned cls) noexcept {
+  unsigned floor = floor_.load(std::memory_order_relaxed);
+  while (floor < cls && !floor_.compare_exchange_weak(floor, cls, std::memory_order_relaxed)) {
+  }
+  // Cached chunks below the new floor go back upstream: the demand has moved up.
+  std::uint64_t evicted = 0;
+  for (unsigned below = min_class_; below < cls; ++below) {
+    while (void* chunk = pop_shared(below)) {
+      give_back(chunk, class_size(below), class_size(below));
+      ++evicted;
+    }
+  }
+  evicted_by_floor_.fetch_add(evicted, std::memory_order_relaxed);
+}
+
+std::size_t chunk_provider::evict(std::size_t target_bytes, std::atomic<std::uint64_t>& reason) noexcept {
+  std::size_t freed = 0;
+  std::uint64_t chunks = 0;
+  detail::chunk_thread_cache* cache = my_cache();
+  // Largest classes first: the fewest upstream calls for the bytes.
+  for (unsigned cls = max_class_ + 1; cls-- > min_class_ && freed < target_bytes;) {
+    if (cache != nullptr) {
+      detail::chunk_bin& bin = cache->bins[cls];
+      for (std::uint32_t n = bin.count.load(std::memory_order_relaxed); n != 0 && freed < target_bytes; --n) {
+        give_back(bin.chunks[n - 1], class_size(cls), class_size(cls));
+        bin.count.store(n - 1, std::memory_order_relaxed);
+        freed += class_size(cls);
+        ++chunks;
+      }
+    }
+    while (freed < target_bytes) {
+      void* chunk = pop_shared(cls);
+      if (chunk == nullptr) break;
+      give_back(chunk, class_size(cls), class_size(cls));
+      freed += class_size(cls);
+      ++chunks;
+    }
+  }
+  reason.fetch_add(chunks, std::memory_order_relaxed);
+  return freed;
+}
+
+void chunk_provider::give_back(void* chunk, std::size_t size, std::size_t alignment) noexcept {
+  {
+    std::lock_guard lock(blocks_mutex_);
+    const auto at = std::lower_bound(blocks_.begin(), blocks_.end(), chunk,
+                                     [](const auto& entry, void* p) { return entry.first < p; });
+    STRATA_ASSERT(at != blocks_.end() && at->first == chunk, "giving back a chunk that is not held");
+    blocks_.erase(at);
+  }
+  detail::unpoison_memory(chunk, size);
+  upstream_resource()->deallocate(chunk, size, alignment);
+  upstream_deallocations_.fetch_add(1, std::memory_order_relaxed);
+  release_budget(size);
+}
+
+bool chunk_provider::reserve_budget(std::size_t bytes) noexcept {
+  std::size_t held = bytes_reserved_.load(std::memory_order_relaxed);
+  do {
+    if (held > options_.byte_budget || options_.byte_budget - held < bytes) return false;
+  } while (!bytes_reserved_.compare_exchange_weak(held, held + bytes, std::memory_order_relaxed));
+  if (held + bytes >= warning_threshold_ && warning_armed_.exchange(false, std::memory_order_relaxed) &&
+      options_.on_budget_warning) {
+    options_.on_budget_warning({held + bytes, warning_threshold_, options_.byte_budget});
+  }
+  return true;
+}
+
+void chunk_provider::release_budget(std::size_t bytes) noexcept {
+  const std::size_t held = bytes_reserved_.fetch_sub(bytes, std::memory_order_relaxed) - bytes;
+  if (held < warning_threshold_) warning_armed_.store(true, std::memory_order_relaxed);
+}
+
+// ---------------------------------------------------------- housekeeping
+
+std::size_t chunk_provider::reserve(std::size_t chunk_size, std::size_t count) {
+  if (chunk_size > options_.max_chunk_size) {
+    detail::throw_bad_option(resource_name, "reserve chunk_size", "is above max_chunk_size");
+  }
+  const unsigned cls = class_of(chunk_size, 1);
+  if (options_.ratchet_floor && cls > floor_.load(std::memory_order_relaxed)) raise_floor(cls);
+  for (std::size_t i = 0; i < count; ++i) {
+    void* chunk = take_from_upstream(cls, class_size(cls), class_size(cls));
+    if (!push_shared(chunk, cls)) {
+      give_back(chunk, class_size(cls), class_size(cls));
+      return i;
+    }
+  }
+  return count;
+}
+
+void chunk_provider::trim(std::size_t keep_bytes) noexcept {
+  std::size_t cached = shared_cached_bytes_.load(std::memory_order_relaxed);
+  if (detail::chunk_thread_cache* cache = my_cache()) {
+    for (unsigned cls = min_class_; cls <= max_class_; ++cls) {
+      cached += cache->bins[cls].count.load(std::memory_order_relaxed) * class_size(cls);
+    }
+  }
+  if (cached > keep_bytes) evict(cached - keep_bytes, evicted_by_trim_);
+}
+
+void chunk_provider::release() noexcept {
+  std::vector<std::pair<void*, upstream_block>> blocks;
+  {
+    std::lock_guard registry_lock(registry().mutex);
+    for (detail::chunk_thread_cache* cache : caches_) {
+      for (detail::chunk_bin& bin : cache->bins) bin.count.store(0, std::memory_order_relaxed);
+    }
+    for (shared_pool& pool : pools_) {
+      std::lock_guard lock(pool.mutex);
+      pool.head = nullptr;
+      pool.count = 0;
+    }
+    shared_cached_bytes_.store(0, std::memory_order_relaxed);
+    std::lock_guard lock(blocks_mutex_);
+    blocks.swap(blocks_);
+    oversized_live_ = 0;
+    oversized_bytes_in_use_ = 0;
+  }
+  released_in_use_ = 0;
+  const std::size_t in_use = stats().bytes_in_use;  // what callers still held: dropped
+  for (const auto& [chunk, block] : blocks) {
+    detail::unpoison_memory(chunk, block.size);
+    upstream_resource()->deallocate(chunk, block.size, block.alignment);
+    upstream_deallocations_.fetch_add(1, std::memory_order_relaxed);
+    release_budget(block.size);
+  }
+  released_in_use_ = in_use;
+  floor_.store(min_class_, std::memory_order_relaxed);
+}
+
+// --------------------------------------------------------------- observers
+
+std::size_t chunk_provider::chunk_size_for(std::size_t bytes, std::size_t alignment) const noexcept {
+  if (!detail::is_power_of_two(alignment)) return 0;
+  const unsigned cls = class_of(bytes, alignment);
+  return cls > max_class_ ? 0 : class_size(cls);
+}
+
+resource_stats chunk_provider::do_stats() const noexcept {
+  resource_stats s;
+  std::uint64_t allocated_bytes = 0;
+  std::uint64_t deallocated_bytes = 0;
+  std::size_t peak = peak_.load(std::memory_order_relaxed);
+  {
+    std::lock_guard lock(registry().mutex);
+    for (const detail::chunk_thread_cache* cache : caches_) {
+      for (unsigned cls = min_class_; cls <= max_class_; ++cls) {
+        s.allocations += cache->bins[cls].handed.load(std::memory_order_relaxed);
+        s.deallocations += cache->bins[cls].returned.load(std::memory_order_relaxed);
+      }
+      allocated_bytes += cache->bytes_allocated.load(std::memory_order_relaxed);
+      deallocated_bytes += cache->bytes_deallocated.load(std::memory_order_relaxed);
+      peak = std::max<std::size_t>(peak, cache->peak_bytes_in_use.load(std::memory_order_relaxed));
+    }
+    for (const class_totals& totals : retired_classes_) {
+      s.allocations += totals.handed;
+      s.deallocations += totals.returned;
+    }
+    allocated_bytes += retired_bytes_allocated_;
+    deallocated_bytes += retired_bytes_deallocated_;
+    std::lock_guard blocks_lock(blocks_mutex_);
+    s.allocations += oversized_allocations_;
+    s.deallocations += oversized_deallocations_;
+    s.bytes_in_use = static_cast<std::size_t>(allocated_bytes - deallocated_bytes) + oversized_bytes_in_use_ -
+                     released_in_use_;
+  }
+  const std::uint64_t rejected = rejected_.load(std::memory_order_relaxed);
+  s.deallocations += rejected;
+  s.misuse_detected = rejected;
+  s.peak_bytes_in_use = std::max(peak, s.bytes_in_use);
+  s.bytes_reserved = bytes_reserved_.load(std::memory_order_relaxed);
+  s.failed_allocations = failed_.load(std::memory_order_relaxed);
+  s.upstream_allocations = upstream_allocations_.load(std::memory_order_relaxed);
+  s.upstream_deallocations = upstream_deallocations_.load(std::memory_order_relaxed);
+  return s;
+}
+
+void chunk_provider::do_reset_peak() noexcept {
+  // Best effort: a thread cache's peak has one writer, its thread, which may
+  // overwrite this store with its own newer figure.
+  std::lock_guard lock(registry().mutex);
+  for (detail::chunk_thread_cache* cache : caches_) {
+    cache->peak_bytes_in_use.store(cache->bytes_allocated.load(std::memory_order_relaxed) -
+                                       cache->bytes_deallocated.load(std::memory_order_relaxed),
+                                   std::memory_order_relaxed);
+  }
+  peak_.store(0, std::memory_order_relaxed);
+}
+
+chunk_provider::details_type chunk_provider::details() const {
+  details_type d{};
+  std::vector<std::uint64_t> handed(max_class_ + 1);
+  std::vector<std::uint64_t> returned(max_class_ + 1);
+  std::vector<std::size_t> cached(max_class_ + 1);
+  {
+    std::lock_guard lock(registry().mutex);
+    for (unsigned cls = min_class_; cls <= max_class_; ++cls) {
+      handed[cls] = retired_classes_[cls].handed;
+      returned[cls] = retired_classes_[cls].returned;
+      for (const detail::chunk_thread_cache* cache : caches_) {
+        handed[cls] += cache->bins[cls].handed.load(std::memory_order_relaxed);
+        returned[cls] += cache->bins[cls].returned.load(std::memory_order_relaxed);
+        cached[cls] += cache->bins[cls].count.load(std::memory_order_relaxed);
+      }
+      std::lock_guard pool_lock(pools_[cls].mutex);
+      cached[cls] += pools_[cls].count;
+    }
+    d.threads_attached = caches_.size();
+  }
+  for (unsigned cls = min_class_; cls <= max_class_; ++cls) {
+    const std::uint64_t misses = pools_[cls].misses.load(std::memory_order_relaxed);
+    d.classes.push_back({class_size(cls), cached[cls], static_cast<std::size_t>(handed[cls] - returned[cls]),
+                         handed[cls] - std::min(misses, handed[cls]), misses});
+    d.cached_bytes += cached[cls] * class_size(cls);
+  }
+  {
+    std::lock_guard lock(blocks_mutex_);
+    d.oversized_live = oversized_live_;
+    d.oversized_bytes = oversized_bytes_in_use_;
+  }
+  d.evicted_by_floor = evicted_by_floor_.load(std::memory_order_relaxed);
+  d.evicted_by_trim = evicted_by_trim_.load(std::memory_order_relaxed);
+  d.evicted_by_budget = evicted_by_budget_.load(std::memory_order_relaxed);
+  d.returned_over_cache_limit = returned_over_limit_.load(std::memory_order_relaxed);
+  d.floor_chunk_size = class_size(floor_.load(std::memory_order_relaxed));
+  return d;
+}
+
+bool chunk_provider::invariants_hold() const noexcept {
+  const unsigned floor = floor_.load(std::memory_order_relaxed);
+  if (floor < min_class_ || floor > max_class_) return false;
+  for (unsigned cls = min_class_; cls <= max_class_; ++cls) {
+    std::lock_guard lock(pools_[cls].mutex);
+    std::size_t length = 0;
+    for (void* chunk = pools_[cls].head; chunk != nullptr; chunk = *static_cast<void**>(chunk)) {
+      if (!detail::is_aligned(chunk, class_size(cls))) return false;
+      ++length;
+    }
+    if (length != pools_[cls].count) return false;
+  }
+  return true;
+}
+
+}  // namespace strata
