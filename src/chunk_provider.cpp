@@ -105,14 +105,7 @@ chunk_provider::chunk_provider(options opts, std::pmr::memory_resource* upstream
   }
   min_class_ = static_cast<unsigned>(std::countr_zero(options_.min_chunk_size));
   max_class_ = static_cast<unsigned>(std::countr_zero(options_.max_chunk_size));
-  floor_.store(min_class_, std::memory_order_relaxed);
-  // Thread caches are off when the cached bytes are bounded, so the bound is exact.
-  if (options_.max_cached_bytes == unlimited) {
-    for (unsigned cls = min_class_; cls <= max_class_; ++cls) {
-      bin_capacity_[cls] = static_cast<std::uint8_t>(
-          std::min<std::size_t>(detail::chunk_bin_capacity, options_.thread_cache_bytes / class_size(cls)));
-    }
-  }
+  set_floor(min_class_);
   warning_threshold_ =
       options_.byte_budget == unlimited
           ? unlimited
@@ -134,6 +127,21 @@ chunk_provider::~chunk_provider() {
     caches_.clear();
   }
   release();
+}
+
+void chunk_provider::set_floor(unsigned cls) noexcept {
+  floor_.store(cls, std::memory_order_relaxed);
+  fast_ceiling_.store(options_.ratchet_floor ? cls : max_class_, std::memory_order_relaxed);
+  // Thread caches are off when the cached bytes are bounded, so the bound is exact.
+  const bool thread_caches = options_.max_cached_bytes == unlimited;
+  for (unsigned c = 0; c < detail::chunk_class_count; ++c) {
+    const bool cached = thread_caches && c >= cls && c >= min_class_ && c <= max_class_;
+    bin_capacity_[c].store(
+        cached ? static_cast<std::uint8_t>(std::min<std::size_t>(detail::chunk_bin_capacity,
+                                                                 options_.thread_cache_bytes >> c))
+               : 0,
+        std::memory_order_relaxed);
+  }
 }
 
 // -------------------------------------------------------------- allocation
@@ -300,7 +308,8 @@ void chunk_provider::deallocate_slow(void* p, std::size_t bytes, std::size_t ali
   const unsigned floor = floor_.load(std::memory_order_relaxed);
   if (cls < floor) {
     give_back(p, class_size(cls), class_size(cls));  // below the floor: not worth caching
-  } else if (cache != nullptr && cache->bins[cls].count.load(std::memory_order_relaxed) < bin_capacity_[cls]) {
+  } else if (cache != nullptr &&
+             cache->bins[cls].count.load(std::memory_order_relaxed) < bin_capacity_[cls].load(std::memory_order_relaxed)) {
     detail::chunk_bin& bin = cache->bins[cls];
     const std::uint32_t count = bin.count.load(std::memory_order_relaxed);
     detail::poison_memory(p, class_size(cls));
@@ -387,8 +396,11 @@ std::size_t chunk_provider::flush_thread_cache(detail::chunk_thread_cache& cache
 }
 
 void chunk_provider::raise_floor(unsigned cls) noexcept {
-  unsigned floor = floor_.load(std::memory_order_relaxed);
-  while (floor < cls && !floor_.compare_exchange_weak(floor, cls, std::memory_order_relaxed)) {
+  {
+    // Serialized so the floor and the capacities derived from it move together.
+    std::lock_guard lock(floor_mutex_);
+    if (cls <= floor_.load(std::memory_order_relaxed)) return;
+    set_floor(cls);
   }
   // Cached chunks below the new floor go back upstream: the demand has moved up.
   std::uint64_t evicted = 0;
@@ -514,7 +526,8 @@ void chunk_provider::release() noexcept {
     release_budget(block.size);
   }
   released_in_use_ = in_use;
-  floor_.store(min_class_, std::memory_order_relaxed);
+  std::lock_guard lock(floor_mutex_);
+  set_floor(min_class_);
 }
 
 // --------------------------------------------------------------- observers

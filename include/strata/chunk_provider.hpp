@@ -24,8 +24,9 @@ class chunk_provider;
 
 namespace detail {
 
-/// Largest chunk class: 2^47 bytes, beyond any address space we run in.
-inline constexpr unsigned chunk_class_count = 48;
+/// Classes are indexed by log2 of the chunk size, up to 2^47 bytes (beyond
+/// any address space we run in); index 48 stands for every oversized request.
+inline constexpr unsigned chunk_class_count = 49;
 /// Most chunks one thread keeps per class before spilling to the shared pool.
 inline constexpr unsigned chunk_bin_capacity = 8;
 
@@ -192,11 +193,11 @@ class chunk_provider final : public resource {
   void do_reset_peak() noexcept override;
 
   /// Class index (log2 of the chunk size) for a request; above max_class_
-  /// means oversized. Requires alignment to be a power of two.
+  /// means oversized, and every oversized request maps to the last index.
+  /// Requires alignment to be a power of two.
   [[nodiscard]] unsigned class_of(std::size_t bytes, std::size_t alignment) const noexcept {
     const std::size_t need = std::max({bytes, alignment, options_.min_chunk_size});
-    return need > options_.max_chunk_size ? max_class_ + 1
-                                          : static_cast<unsigned>(std::bit_width(need - 1));
+    return std::min(static_cast<unsigned>(std::bit_width(need - 1)), detail::chunk_class_count - 1);
   }
   // Counts a normal chunk handed out on this thread and keeps its peak.
   static void note_handed(detail::chunk_thread_cache& cache, detail::chunk_bin& bin, std::size_t bytes) noexcept {
@@ -210,7 +211,7 @@ class chunk_provider final : public resource {
     }
   }
   [[nodiscard]] detail::chunk_thread_cache* my_cache() const noexcept {
-    const detail::chunk_cache_slot& slot = detail::current_chunk_cache;
+    const detail::chunk_cache_slot slot = detail::current_chunk_cache;  // one TLS read
     return slot.provider_id == id_ ? slot.cache : nullptr;
   }
 
@@ -226,6 +227,8 @@ class chunk_provider final : public resource {
   bool push_shared(void* chunk, unsigned cls, bool ignore_limit = false) noexcept;
   void* pop_shared(unsigned cls) noexcept;
   void raise_floor(unsigned cls) noexcept;
+  // Sets the floor and everything derived from it. Requires floor_mutex_ (or construction).
+  void set_floor(unsigned cls) noexcept;
   std::size_t evict(std::size_t target_bytes, std::atomic<std::uint64_t>& reason) noexcept;
   bool reserve_budget(std::size_t bytes) noexcept;
   void release_budget(std::size_t bytes) noexcept;
@@ -259,9 +262,13 @@ class chunk_provider final : public resource {
   std::uint64_t id_;                                  // unique per provider, never reused
   unsigned min_class_;                                // log2(min_chunk_size)
   unsigned max_class_;                                // log2(max_chunk_size)
-  std::array<std::uint8_t, detail::chunk_class_count> bin_capacity_{};  // chunks per thread bin
+  // Chunks a thread bin may hold per class: 0 outside [floor, max class] and
+  // when thread caches are off, so one load decides the deallocate fast path.
+  std::array<std::atomic<std::uint8_t>, detail::chunk_class_count> bin_capacity_{};
   std::size_t warning_threshold_;                     // bytes; unlimited when no budget
+  std::mutex floor_mutex_;                            // serializes floor changes
   std::atomic<unsigned> floor_;                       // smallest cached class
+  std::atomic<unsigned> fast_ceiling_;                // largest class the allocate fast path serves
   std::array<shared_pool, detail::chunk_class_count> pools_;
   std::atomic<std::size_t> shared_cached_bytes_{0};
   std::atomic<std::size_t> bytes_reserved_{0};        // held from upstream; the budget's measure
@@ -296,18 +303,17 @@ class chunk_provider final : public resource {
 
 // Serves a chunk from this thread's cache: no lock, no atomic read-modify-write.
 inline void* chunk_provider::do_allocate(std::size_t bytes, std::size_t alignment) {
-  detail::chunk_thread_cache* cache = my_cache();
-  if (cache != nullptr && detail::is_power_of_two(alignment)) [[likely]] {
+  const detail::chunk_cache_slot slot = detail::current_chunk_cache;  // one TLS read
+  if (slot.provider_id == id_ && detail::is_power_of_two(alignment)) [[likely]] {
     const unsigned cls = class_of(bytes, alignment);
-    // A class above the floor must go slow to raise it (ratchet).
-    const bool below_ceiling = !options_.ratchet_floor || cls <= floor_.load(std::memory_order_relaxed);
-    if (cls <= max_class_ && below_ceiling) [[likely]] {
-      detail::chunk_bin& bin = cache->bins[cls];
+    // Oversized classes, and classes above the floor (which must go slow to raise it), fail here.
+    if (cls <= fast_ceiling_.load(std::memory_order_relaxed)) [[likely]] {
+      detail::chunk_bin& bin = slot.cache->bins[cls];
       const std::uint32_t count = bin.count.load(std::memory_order_relaxed);
       if (count != 0) [[likely]] {
         void* chunk = bin.chunks[count - 1];
         bin.count.store(count - 1, std::memory_order_relaxed);
-        note_handed(*cache, bin, bytes);
+        note_handed(*slot.cache, bin, bytes);
         detail::unpoison_memory(chunk, std::size_t{1} << cls);
         return chunk;
       }
@@ -316,23 +322,22 @@ inline void* chunk_provider::do_allocate(std::size_t bytes, std::size_t alignmen
   return allocate_slow(bytes, alignment);
 }
 
-// Keeps a chunk in this thread's cache when it has room.
+// Keeps a chunk in this thread's cache when its bin has room.
 inline void chunk_provider::do_deallocate(void* p, std::size_t bytes, std::size_t alignment) {
-  detail::chunk_thread_cache* cache = my_cache();
-  if (cache != nullptr && detail::is_power_of_two(alignment)) [[likely]] {
+  const detail::chunk_cache_slot slot = detail::current_chunk_cache;  // one TLS read
+  if (slot.provider_id == id_ && detail::is_power_of_two(alignment)) [[likely]] {
     const unsigned cls = class_of(bytes, alignment);
-    if (cls <= max_class_ && cls >= floor_.load(std::memory_order_relaxed) &&
-        detail::is_aligned(p, std::size_t{1} << cls)) {
-      detail::chunk_bin& bin = cache->bins[cls];
-      const std::uint32_t count = bin.count.load(std::memory_order_relaxed);
-      if (count < bin_capacity_[cls]) [[likely]] {
-        detail::poison_memory(p, std::size_t{1} << cls);
-        bin.chunks[count] = p;
-        bin.count.store(count + 1, std::memory_order_relaxed);
-        detail::bump(bin.returned);
-        detail::bump(cache->bytes_deallocated, bytes);
-        return;
-      }
+    detail::chunk_bin& bin = slot.cache->bins[cls];
+    const std::uint32_t count = bin.count.load(std::memory_order_relaxed);
+    // Capacity is 0 for oversized classes and classes below the floor.
+    if (count < bin_capacity_[cls].load(std::memory_order_relaxed) &&
+        detail::is_aligned(p, std::size_t{1} << cls)) [[likely]] {
+      detail::poison_memory(p, std::size_t{1} << cls);
+      bin.chunks[count] = p;
+      bin.count.store(count + 1, std::memory_order_relaxed);
+      detail::bump(bin.returned);
+      detail::bump(slot.cache->bytes_deallocated, bytes);
+      return;
     }
   }
   deallocate_slow(p, bytes, alignment);

@@ -1,0 +1,168 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+// Contenders for the benchmarks, as std::pmr::memory_resource so every one is
+// measured behind the same virtual call:
+//
+// - floors: the physical limit for a workload (a bare chunk stack, free list
+//   or bump pointer) with nothing else in the way;
+// - peers: other allocators, loaded at run time with dlopen(RTLD_LOCAL) so
+//   that none of them replaces malloc for the whole process (linking
+//   jemalloc, tcmalloc or mimalloc would, and new_delete would then measure
+//   them instead of glibc). A peer whose library is missing is skipped;
+//   `scripts/bootstrap --bench` installs them all.
+
+#include <dlfcn.h>
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <memory_resource>
+#include <new>
+#include <string>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+
+namespace strata::bench {
+
+// ------------------------------------------------------------------ floors
+
+/// The floor for chunk workloads: a LIFO stack of chunks of one size behind
+/// the virtual call, refilled from the global operator new. It checks
+/// nothing, counts nothing and serves one size.
+class bare_chunk_stack final : public std::pmr::memory_resource {
+ public:
+  ~bare_chunk_stack() override {
+    for (std::size_t i = 0; i < count_; ++i) ::operator delete(stack_[i], std::align_val_t{alignment_});
+  }
+
+ private:
+  void* do_allocate(std::size_t bytes, std::size_t alignment) override {
+    if (count_ != 0) [[likely]] return stack_[--count_];
+    alignment_ = alignment > alignment_ ? alignment : alignment_;
+    return ::operator new(bytes, std::align_val_t{alignment_});
+  }
+  void do_deallocate(void* p, std::size_t, std::size_t) override {
+    if (count_ < capacity) [[likely]] {
+      stack_[count_++] = p;
+      return;
+    }
+    ::operator delete(p, std::align_val_t{alignment_});
+  }
+  bool do_is_equal(const memory_resource& other) const noexcept override { return this == &other; }
+
+  static constexpr std::size_t capacity = 64;
+  void* stack_[capacity]{};
+  std::size_t count_ = 0;
+  std::size_t alignment_ = 4096;  // one alignment for every chunk, the largest asked
+};
+
+// ------------------------------------------------------------------ peers
+
+/// A peer allocator reached through two C functions.
+class peer_resource final : public std::pmr::memory_resource {
+ public:
+  using allocate_fn = void* (*)(std::size_t bytes, std::size_t alignment);
+  using deallocate_fn = void (*)(void* p, std::size_t bytes, std::size_t alignment);
+  peer_resource(allocate_fn allocate, deallocate_fn deallocate) : allocate_(allocate), deallocate_(deallocate) {}
+
+ private:
+  void* do_allocate(std::size_t bytes, std::size_t alignment) override {
+    void* p = allocate_(bytes, alignment);
+    if (p == nullptr) throw std::bad_alloc();
+    return p;
+  }
+  void do_deallocate(void* p, std::size_t bytes, std::size_t alignment) override { deallocate_(p, bytes, alignment); }
+  bool do_is_equal(const memory_resource& other) const noexcept override { return this == &other; }
+  allocate_fn allocate_;
+  deallocate_fn deallocate_;
+};
+
+struct peer {
+  std::string name;
+  std::pmr::memory_resource* resource;
+};
+
+namespace detail {
+
+inline void* symbol(const char* library, const char* name) {
+  void* handle = ::dlopen(library, RTLD_NOW | RTLD_LOCAL);
+  return handle != nullptr ? ::dlsym(handle, name) : nullptr;
+}
+
+// Function pointers filled once; the lambdas below are captureless.
+inline void* (*mi_malloc_aligned)(std::size_t, std::size_t) = nullptr;
+inline void (*mi_free)(void*) = nullptr;
+inline void* (*je_mallocx)(std::size_t, int) = nullptr;
+inline void (*je_sdallocx)(void*, std::size_t, int) = nullptr;
+inline void* (*tc_memalign)(std::size_t, std::size_t) = nullptr;
+inline void (*tc_free)(void*) = nullptr;
+inline void* (*tbb_aligned_malloc)(std::size_t, std::size_t) = nullptr;
+inline void (*tbb_aligned_free)(void*) = nullptr;
+
+inline int je_align_flag(std::size_t alignment) { return static_cast<int>(std::countr_zero(alignment)); }
+
+}  // namespace detail
+
+/// Returns the peers available on this machine, loaded once.
+inline const std::vector<peer>& peers() {
+  static const std::vector<peer> list = [] {
+    namespace d = detail;
+    std::vector<peer> found;
+    found.push_back({"new_delete", std::pmr::new_delete_resource()});
+    d::mi_malloc_aligned = reinterpret_cast<void* (*)(std::size_t, std::size_t)>(
+        d::symbol("libmimalloc.so.2", "mi_malloc_aligned"));
+    d::mi_free = reinterpret_cast<void (*)(void*)>(d::symbol("libmimalloc.so.2", "mi_free"));
+    if (d::mi_malloc_aligned != nullptr && d::mi_free != nullptr) {
+      static peer_resource mimalloc{[](std::size_t n, std::size_t a) { return d::mi_malloc_aligned(n, a); },
+                                    [](void* p, std::size_t, std::size_t) { d::mi_free(p); }};
+      found.push_back({"mimalloc", &mimalloc});
+    }
+    d::je_mallocx = reinterpret_cast<void* (*)(std::size_t, int)>(d::symbol("libjemalloc.so.2", "mallocx"));
+    d::je_sdallocx = reinterpret_cast<void (*)(void*, std::size_t, int)>(d::symbol("libjemalloc.so.2", "sdallocx"));
+    if (d::je_mallocx != nullptr && d::je_sdallocx != nullptr) {
+      static peer_resource jemalloc{
+          [](std::size_t n, std::size_t a) { return d::je_mallocx(n, d::je_align_flag(a)); },
+          [](void* p, std::size_t n, std::size_t a) { d::je_sdallocx(p, n, d::je_align_flag(a)); }};
+      found.push_back({"jemalloc", &jemalloc});
+    }
+    d::tc_memalign = reinterpret_cast<void* (*)(std::size_t, std::size_t)>(
+        d::symbol("libtcmalloc_minimal.so.4", "tc_memalign"));
+    d::tc_free = reinterpret_cast<void (*)(void*)>(d::symbol("libtcmalloc_minimal.so.4", "tc_free"));
+    if (d::tc_memalign != nullptr && d::tc_free != nullptr) {
+      static peer_resource tcmalloc{[](std::size_t n, std::size_t a) { return d::tc_memalign(a, n); },
+                                    [](void* p, std::size_t, std::size_t) { d::tc_free(p); }};
+      found.push_back({"tcmalloc", &tcmalloc});
+    }
+    d::tbb_aligned_malloc = reinterpret_cast<void* (*)(std::size_t, std::size_t)>(
+        d::symbol("libtbbmalloc.so.2", "scalable_aligned_malloc"));
+    d::tbb_aligned_free = reinterpret_cast<void (*)(void*)>(d::symbol("libtbbmalloc.so.2", "scalable_aligned_free"));
+    if (d::tbb_aligned_malloc != nullptr && d::tbb_aligned_free != nullptr) {
+      static peer_resource tbbmalloc{[](std::size_t n, std::size_t a) { return d::tbb_aligned_malloc(n, a); },
+                                     [](void* p, std::size_t, std::size_t) { d::tbb_aligned_free(p); }};
+      found.push_back({"tbbmalloc", &tbbmalloc});
+    }
+    return found;
+  }();
+  return list;
+}
+
+/// Hides r from the optimizer so the virtual call stays a virtual call.
+template <class Resource>
+std::pmr::memory_resource* opaque(Resource* r) {
+  std::pmr::memory_resource* base = r;
+  benchmark::DoNotOptimize(base);
+  return base;
+}
+
+/// Checks a block for the requested alignment outside the timed loop; a
+/// contender that violates it fails its benchmark.
+inline bool aligned(benchmark::State& state, const void* p, std::size_t alignment) {
+  if (reinterpret_cast<std::uintptr_t>(p) % alignment == 0) return true;
+  state.SkipWithError("misaligned block");
+  return false;
+}
+
+}  // namespace strata::bench
