@@ -59,6 +59,33 @@ class bare_chunk_stack final : public std::pmr::memory_resource {
   std::size_t alignment_ = 4096;  // one alignment for every chunk, the largest asked
 };
 
+/// The floor for per-request workloads: a bump pointer in one large buffer
+/// behind the virtual call; deallocate does nothing and reset() rewinds.
+class bare_bump final : public std::pmr::memory_resource {
+ public:
+  explicit bare_bump(std::size_t capacity = std::size_t{8} << 20)
+      : buffer_(static_cast<std::byte*>(::operator new(capacity, std::align_val_t{4096}))),
+        end_(buffer_ + capacity),
+        cursor_(buffer_) {}
+  ~bare_bump() override { ::operator delete(buffer_, std::align_val_t{4096}); }
+  void reset() noexcept { cursor_ = buffer_; }
+
+ private:
+  void* do_allocate(std::size_t bytes, std::size_t alignment) override {
+    auto* p = reinterpret_cast<std::byte*>((reinterpret_cast<std::uintptr_t>(cursor_) + alignment - 1) &
+                                           ~(alignment - 1));
+    if (p + bytes > end_) [[unlikely]] throw std::bad_alloc();
+    cursor_ = p + bytes;
+    return p;
+  }
+  void do_deallocate(void*, std::size_t, std::size_t) override {}
+  bool do_is_equal(const memory_resource& other) const noexcept override { return this == &other; }
+
+  std::byte* buffer_;
+  std::byte* end_;
+  std::byte* cursor_;
+};
+
 // ------------------------------------------------------------------ peers
 
 /// A peer allocator reached through two C functions.
@@ -101,6 +128,10 @@ inline void* (*tc_memalign)(std::size_t, std::size_t) = nullptr;
 inline void (*tc_free)(void*) = nullptr;
 inline void* (*tbb_aligned_malloc)(std::size_t, std::size_t) = nullptr;
 inline void (*tbb_aligned_free)(void*) = nullptr;
+
+inline void* (*mi_heap_new)() = nullptr;
+inline void* (*mi_heap_malloc_aligned)(void*, std::size_t, std::size_t) = nullptr;
+inline void (*mi_heap_destroy)(void*) = nullptr;
 
 inline int je_align_flag(std::size_t alignment) { return static_cast<int>(std::countr_zero(alignment)); }
 
@@ -148,6 +179,40 @@ inline const std::vector<peer>& peers() {
   }();
   return list;
 }
+
+/// A mimalloc heap per request (mi_heap_new ... mi_heap_destroy), the peer
+/// for per-request arenas; available() is false without libmimalloc.
+class mi_heap_resource final : public std::pmr::memory_resource {
+ public:
+  static bool available() {
+    static const bool loaded = [] {
+      namespace d = detail;
+      d::mi_heap_new = reinterpret_cast<void* (*)()>(d::symbol("libmimalloc.so.2", "mi_heap_new"));
+      d::mi_heap_malloc_aligned = reinterpret_cast<void* (*)(void*, std::size_t, std::size_t)>(
+          d::symbol("libmimalloc.so.2", "mi_heap_malloc_aligned"));
+      d::mi_heap_destroy = reinterpret_cast<void (*)(void*)>(d::symbol("libmimalloc.so.2", "mi_heap_destroy"));
+      return d::mi_heap_new != nullptr && d::mi_heap_malloc_aligned != nullptr && d::mi_heap_destroy != nullptr;
+    }();
+    return loaded;
+  }
+  mi_heap_resource() : heap_(detail::mi_heap_new()) {}
+  ~mi_heap_resource() override { detail::mi_heap_destroy(heap_); }
+  /// Frees everything at once, as a per-request heap is used.
+  void reset() {
+    detail::mi_heap_destroy(heap_);
+    heap_ = detail::mi_heap_new();
+  }
+
+ private:
+  void* do_allocate(std::size_t bytes, std::size_t alignment) override {
+    void* p = detail::mi_heap_malloc_aligned(heap_, bytes, alignment);
+    if (p == nullptr) throw std::bad_alloc();
+    return p;
+  }
+  void do_deallocate(void*, std::size_t, std::size_t) override {}  // freed by reset()
+  bool do_is_equal(const memory_resource& other) const noexcept override { return this == &other; }
+  void* heap_;
+};
 
 /// Hides r from the optimizer so the virtual call stays a virtual call.
 template <class Resource>

@@ -7,6 +7,7 @@
 
 #include "chain.hpp"
 #include "chunk_provider.hpp"
+#include "monotonic_arena.hpp"
 #include "page_resource.hpp"
 #include "resource.hpp"
 #include "stats.hpp"

@@ -1,0 +1,187 @@
+// SPDX-License-Identifier: MIT
+// monotonic_arena on a chunk_provider (no caller buffer) against the bare
+// bump floor and the peers, on two per-request workloads:
+//
+//   request:    2,000 allocations of 16-256 B (each touched), then reset
+//   word_count: pmr containers on real text (tokenize, count, rank), then reset
+//
+// Counters: upstream calls and minor page faults per request in the warm
+// loop (getrusage), so "zero upstream calls in steady state" is measured.
+//
+//   build-release/bench/monotonic_arena_bench --benchmark_repetitions=5
+//       --benchmark_enable_random_interleaving=true --benchmark_format=json > out.json
+//   python3 bench/ratios.py out.json
+
+#include <benchmark/benchmark.h>
+#include <sys/resource.h>
+
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <strata/chunk_provider.hpp>
+#include <strata/monotonic_arena.hpp>
+#include <strata/page_resource.hpp>
+
+#include "support/peers.hpp"
+#include "word_count.hpp"
+
+namespace {
+
+using strata::bench::opaque;
+
+constexpr std::size_t request_allocations = 2000;
+
+const std::vector<std::size_t>& request_sizes() {
+  static const std::vector<std::size_t> sizes = [] {
+    std::mt19937 rng(7);
+    std::vector<std::size_t> v(request_allocations);
+    for (auto& n : v) n = 16 + rng() % 241;
+    return v;
+  }();
+  return sizes;
+}
+
+// The text: a license file from the Debian base system if present (real
+// prose), else the demo's generated text; split into ~16 KiB requests.
+const std::vector<std::string>& documents() {
+  static const std::vector<std::string> docs = [] {
+    std::ifstream in("/usr/share/common-licenses/GPL-3");
+    std::stringstream whole;
+    whole << in.rdbuf();
+    const std::string text = whole.str();
+    if (text.size() < 16 * 1024) return strata::examples::generated_documents(16);
+    std::vector<std::string> split;
+    for (std::size_t at = 0; at < text.size(); at += 16 * 1024) split.push_back(text.substr(at, 16 * 1024));
+    return split;
+  }();
+  return docs;
+}
+
+long minor_faults() {
+  rusage usage{};
+  ::getrusage(RUSAGE_THREAD, &usage);
+  return usage.ru_minflt;
+}
+
+// One request: allocate every size (16-byte aligned), touch, keep the pointers.
+void fill(std::pmr::memory_resource* r, std::vector<void*>& blocks) {
+  const auto& sizes = request_sizes();
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    auto* p = static_cast<char*>(r->allocate(sizes[i], 16));
+    p[0] = static_cast<char>(i);
+    blocks[i] = p;
+  }
+  benchmark::DoNotOptimize(blocks.data());
+}
+
+// A strata link whose upstream calls per request are reported as a counter.
+struct counted_link {
+  const char* counter;
+  const strata::resource* link;
+};
+
+// Runs requests on r and calls end_request(r) after each; checks alignment
+// and counts minor faults and the links' upstream calls in the warm loop.
+template <class EndRequest>
+void run_requests(benchmark::State& state, std::pmr::memory_resource* r, EndRequest end_request,
+                  std::vector<counted_link> counted = {}) {
+  std::vector<void*> blocks(request_allocations);
+  fill(r, blocks);  // validation and warm-up
+  for (void* p : blocks) {
+    if (!strata::bench::aligned(state, p, 16)) return;
+  }
+  end_request(r, blocks);
+  std::vector<std::uint64_t> calls_before;
+  for (const counted_link& c : counted) calls_before.push_back(c.link->stats().upstream_allocations);
+  const long faults_before = minor_faults();
+  for (auto _ : state) {
+    fill(r, blocks);
+    end_request(r, blocks);
+  }
+  const double requests = static_cast<double>(state.iterations());
+  state.counters["minflt/req"] = static_cast<double>(minor_faults() - faults_before) / requests;
+  for (std::size_t i = 0; i < counted.size(); ++i) {
+    state.counters[counted[i].counter] =
+        static_cast<double>(counted[i].link->stats().upstream_allocations - calls_before[i]) / requests;
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(request_allocations));
+}
+
+template <class EndRequest>
+void run_word_count(benchmark::State& state, std::pmr::memory_resource* r, EndRequest end_request) {
+  const auto& docs = documents();
+  std::size_t next = 0;
+  std::uint64_t sum = 0;
+  for (auto _ : state) {
+    sum += strata::examples::process(docs[next], r);
+    next = next + 1 == docs.size() ? 0 : next + 1;
+    end_request(r);
+  }
+  benchmark::DoNotOptimize(sum);
+}
+
+void register_all() {
+  const auto free_all = [](std::pmr::memory_resource* r, std::vector<void*>& blocks) {
+    const auto& sizes = request_sizes();
+    for (std::size_t i = 0; i < blocks.size(); ++i) r->deallocate(blocks[i], sizes[i], 16);
+  };
+  benchmark::RegisterBenchmark("per_request/2000x16-256B/floor", [](benchmark::State& s) {
+    strata::bench::bare_bump floor;
+    run_requests(s, opaque(&floor), [&](auto*, auto&) { floor.reset(); });
+  });
+  benchmark::RegisterBenchmark("per_request/2000x16-256B/strata", [](benchmark::State& s) {
+    strata::chunk_provider chunks{strata::system_pages()};
+    strata::monotonic_arena arena{&chunks};
+    run_requests(s, opaque(&arena), [&](auto*, auto&) { arena.reset(); },
+                 {{"arena_upstream/req", &arena}, {"mmap/req", &chunks}});
+  });
+  benchmark::RegisterBenchmark("per_request/2000x16-256B/std_mono_512KiB_buffer", [](benchmark::State& s) {
+    std::vector<std::byte> buffer(512 * 1024);
+    std::pmr::monotonic_buffer_resource mono{buffer.data(), buffer.size()};
+    run_requests(s, opaque(&mono), [&](auto*, auto&) { mono.release(); });
+  });
+  benchmark::RegisterBenchmark("per_request/2000x16-256B/std_mono_no_buffer", [](benchmark::State& s) {
+    std::pmr::monotonic_buffer_resource mono;
+    run_requests(s, opaque(&mono), [&](auto*, auto&) { mono.release(); });
+  });
+  if (strata::bench::mi_heap_resource::available()) {
+    benchmark::RegisterBenchmark("per_request/2000x16-256B/mi_heap", [](benchmark::State& s) {
+      strata::bench::mi_heap_resource heap;
+      run_requests(s, opaque(&heap), [&](auto*, auto&) { heap.reset(); });
+    });
+  }
+  benchmark::RegisterBenchmark("per_request/2000x16-256B/new_delete", [=](benchmark::State& s) {
+    run_requests(s, std::pmr::new_delete_resource(), free_all);
+  });
+
+  benchmark::RegisterBenchmark("word_count/16KiB_text/floor", [](benchmark::State& s) {
+    strata::bench::bare_bump floor;
+    run_word_count(s, opaque(&floor), [&](auto*) { floor.reset(); });
+  });
+  benchmark::RegisterBenchmark("word_count/16KiB_text/strata", [](benchmark::State& s) {
+    strata::chunk_provider chunks{strata::system_pages()};
+    strata::monotonic_arena arena{&chunks};
+    run_word_count(s, opaque(&arena), [&](auto*) { arena.reset(); });
+  });
+  benchmark::RegisterBenchmark("word_count/16KiB_text/std_mono_512KiB_buffer", [](benchmark::State& s) {
+    std::vector<std::byte> buffer(512 * 1024);
+    std::pmr::monotonic_buffer_resource mono{buffer.data(), buffer.size()};
+    run_word_count(s, opaque(&mono), [&](auto*) { mono.release(); });
+  });
+  benchmark::RegisterBenchmark("word_count/16KiB_text/new_delete", [](benchmark::State& s) {
+    run_word_count(s, std::pmr::new_delete_resource(), [](auto*) {});
+  });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  register_all();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

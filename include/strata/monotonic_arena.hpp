@@ -1,0 +1,318 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory_resource>
+#include <span>
+#include <thread>
+
+#include "detail/align.hpp"
+#include "detail/assert.hpp"
+#include "detail/counters.hpp"
+#include "detail/sanitizer.hpp"
+#include "resource.hpp"
+
+namespace strata {
+
+namespace detail {
+struct arena_chunk;  // the bookkeeping at the end of each chunk (see monotonic_arena.cpp)
+}  // namespace detail
+
+/// A per-request bump arena: blocks are carved upward inside chunks from the
+/// upstream (normally a chunk_provider) and freed together by reset(),
+/// release() or rewind(). Choose it for scratch memory that dies at once.
+///
+/// Memory model: a caller buffer first, then chunks growing geometrically to
+/// max_chunk_size; reset() keeps chunks per the retention policy and sizes the
+/// next chunk for the last request, so steady requests make no upstream calls.
+/// deallocate rolls back only the newest block. Exception neutral.
+/// Thread safety: not thread-safe (debug builds report use from a second thread).
+///
+///     strata::monotonic_arena scratch{&chunks};      // chunks: a chunk_provider
+///     std::pmr::vector<std::pmr::string> words{&scratch};
+///     scratch.reset();                               // after words is gone
+class monotonic_arena final : public resource {
+ public:
+  /// What reset() keeps for the next request; dedicated chunks are never kept.
+  enum class retention_policy : std::uint8_t {
+    keep_none,                ///< return every chunk upstream
+    keep_largest,             ///< keep the largest chunk
+    keep_up_to_retain_bytes,  ///< keep chunks, largest first, totalling at most retain_bytes
+    adaptive,                 ///< keep capacity for the 90th-percentile footprint of the last 16 requests
+  };
+
+  struct options {
+    /// Caller-owned memory used before any chunk; never returned upstream.
+    /// It must outlive the arena.
+    std::span<std::byte> initial_buffer{};
+    /// Size of the first chunk asked from upstream; a power of two, at least 128.
+    std::size_t first_chunk_size = 4096;
+    /// Each new chunk is this many times the previous one; a power of two from 1 to 1024.
+    std::size_t growth_factor = 2;
+    /// Growth stops here; requests that do not fit a chunk of this size get a
+    /// dedicated chunk. A power of two, at least first_chunk_size.
+    std::size_t max_chunk_size = std::size_t{1} << 20;
+    /// Bytes of chunks reset() keeps under keep_up_to_retain_bytes.
+    std::size_t retain_bytes = std::size_t{1} << 20;
+    /// What reset() keeps.
+    retention_policy retention = retention_policy::keep_largest;
+  };
+
+  struct details_type {
+    std::size_t chunks;                     ///< chunks held from upstream: in use, spare and dedicated
+    std::size_t spare_chunks;               ///< held chunks waiting to be bumped into (kept or rewound)
+    std::size_t dedicated_chunks;           ///< chunks holding one request too large for max_chunk_size
+    std::size_t wasted_tail_bytes;          ///< bytes skipped at region tails, since construction
+    std::size_t request_footprint;          ///< high-water bytes bumped (with padding) since the last reset
+    std::size_t largest_request_footprint;  ///< largest request_footprint since construction
+    std::size_t next_chunk_size;            ///< size of the next chunk to be asked from upstream
+    std::uint64_t resets;                   ///< calls to reset()
+  };
+
+  /// A point in one arena's history, taken by mark() and restored by rewind().
+  class marker {
+   public:
+    /// Creates a marker of no arena: rewinding to it is reported as misuse.
+    marker() = default;
+
+   private:
+    friend class monotonic_arena;
+    std::uint64_t arena_id_ = 0;          // 0 names no arena
+    std::uint64_t generation_ = 0;        // the arena's generation_ when taken
+    detail::arena_chunk* chunk_ = nullptr;  // region of cursor_; nullptr: the initial buffer
+    std::uintptr_t cursor_ = 0;
+    std::size_t position_ = 0;            // request position (see base_) at the mark
+    std::uint64_t dedicated_serial_ = 0;  // dedicated chunks with a larger serial came later
+    std::size_t bytes_in_use_ = 0;        // stats().bytes_in_use at the mark
+  };
+
+  // ---------------------------------------------------------- construction
+
+  /// Creates an arena on the default resource with default options.
+  monotonic_arena() : monotonic_arena(options{}, std::pmr::get_default_resource()) {}
+  /// Creates an arena on upstream (held, not owned) with default options.
+  /// Throws: std::invalid_argument if upstream is null.
+  explicit monotonic_arena(std::pmr::memory_resource* upstream) : monotonic_arena(options{}, upstream) {}
+  /// Creates an arena on upstream (held, not owned).
+  /// Throws: std::invalid_argument naming the field for invalid options or a null upstream.
+  monotonic_arena(options opts, std::pmr::memory_resource* upstream);
+  /// Returns every chunk to the upstream (release()).
+  ~monotonic_arena() override;
+
+  // --------------------------------------------------------- allocation API
+
+  /// Returns a marker for the current point; rollbacks of blocks allocated
+  /// before it are refused from now on, so the marker stays valid.
+  /// Complexity: O(1).
+  [[nodiscard]] marker mark() noexcept;
+  /// Frees every block allocated since m was taken: chunks acquired since
+  /// become spares (kept for reuse, no upstream call) and dedicated chunks
+  /// acquired since go back upstream. A marker of another arena, from before
+  /// a reset() or release(), or ahead of the current point is counted in
+  /// misuse_detected, reported as misuse_kind::foreign_marker and ignored.
+  /// Complexity: O(chunks bumped into since m, plus spares). Thread safety: not thread-safe.
+  void rewind(const marker& m) noexcept;
+
+  // ------------------------------------------------------------- observers
+
+  /// Returns the options this arena was created with.
+  [[nodiscard]] const options& get_options() const noexcept { return options_; }
+  /// Returns chunk, footprint and waste figures.
+  [[nodiscard]] details_type details() const noexcept;
+
+  // ---------------------------------------------------------- housekeeping
+
+  /// Frees every block and ends the request: keeps chunks per the retention
+  /// policy, returns the rest (and every dedicated chunk) upstream, sizes the
+  /// next chunk for this request's footprint and invalidates all markers.
+  /// The next allocate may come from any thread.
+  /// Complexity: O(chunks held). Thread safety: not thread-safe.
+  void reset() noexcept;
+  /// Does what reset() does but returns every chunk upstream.
+  /// Complexity: O(chunks held). Thread safety: not thread-safe.
+  void release() noexcept;
+
+ private:
+  using chunk = detail::arena_chunk;
+  static constexpr std::size_t history_length = 16;  // requests the adaptive policy remembers
+
+  void* do_allocate(std::size_t bytes, std::size_t alignment) override;
+  void do_deallocate(void* p, std::size_t bytes, std::size_t alignment) override;
+  resource_stats do_stats() const noexcept override;
+  void do_reset_peak() noexcept override;
+
+  // bytes_in_use only falls in deallocate, rewind, reset and release, so the
+  // peak is brought up to date there (and when read) rather than on every
+  // allocate: the bump path then updates two counters, not three.
+  void count_allocate(std::size_t bytes) noexcept {
+    ++counters_.value.allocations;
+    counters_.value.bytes_in_use += bytes;
+  }
+  void settle_peak() noexcept {
+    resource_stats& s = counters_.value;
+    s.peak_bytes_in_use = std::max(s.peak_bytes_in_use, s.bytes_in_use);
+  }
+  // Bytes a block occupies: one at least, so that size-0 pointers are unique.
+  static std::size_t bump_size(std::size_t bytes) noexcept {
+    return bytes + static_cast<std::size_t>(bytes == 0);
+  }
+  // Rolls the cursor back over [start, start + n) if that is the newest block
+  // of the current region and lies above floor_.
+  void roll_back(std::uintptr_t start, std::size_t n) noexcept {
+    if (start + n == cursor_ && start >= floor_) {
+      high_water_ = std::max(high_water_, cursor_ - base_);
+      detail::poison_memory(reinterpret_cast<void*>(start), n);
+      cursor_ = start;
+    }
+  }
+  // Debug builds: claims an unowned arena for this thread, or reports use
+  // from a second thread. Compiled out with NDEBUG.
+  void check_owner() noexcept {
+#if !defined(NDEBUG)
+    if (owner_ != std::this_thread::get_id()) [[unlikely]] {
+      owner_mismatch_slow();
+    }
+#endif
+  }
+
+  // Checks the alignment, then serves the block from a spare, a fresh or a
+  // dedicated chunk; leaves cursor_/end_ on the chunk bumped into (unchanged
+  // for a dedicated one). On a throw nothing has changed but failed_allocations.
+  STRATA_SLOW_PATH void* allocate_slow(std::size_t bytes, std::size_t alignment);
+  // Returns p's dedicated chunk upstream, or rolls back as the fast path does.
+  STRATA_SLOW_PATH void deallocate_slow(void* p, std::size_t bytes) noexcept;
+  // Records this thread as the owner, or counts and reports wrong_thread.
+  STRATA_SLOW_PATH void owner_mismatch_slow() noexcept;
+
+  void* allocate_dedicated(std::size_t bytes, std::size_t n, std::size_t alignment);
+  chunk* take_spare(std::size_t n, std::size_t alignment) noexcept;
+  chunk* acquire_chunk(std::size_t n, std::size_t alignment);
+  // Returns a chunk of size bytes from upstream, counted; a failure is counted and rethrown.
+  void* get_from_upstream(std::size_t size, std::size_t alignment);
+  void give_back(chunk* c) noexcept;
+  void enter_chunk(chunk* c) noexcept;
+  void enter_buffer() noexcept;
+  void add_spare(chunk* c) noexcept;
+  void release_dedicated_after(std::uint64_t serial) noexcept;
+  // Validates m against the chain, then moves there; false (and no change) if it is not reachable.
+  bool move_to(const marker& m) noexcept;
+  // Records this request's footprint, sizes the next chunk, invalidates markers,
+  // frees dedicated chunks and drops the owner; returns the adaptive target (bytes).
+  std::size_t end_request() noexcept;
+  [[nodiscard]] std::size_t position() const noexcept { return cursor_ - base_; }
+  [[nodiscard]] std::size_t chunk_size_for(std::size_t footprint) const noexcept;
+  [[nodiscard]] std::size_t capacity_for(std::size_t footprint) const noexcept;
+  [[nodiscard]] std::size_t percentile_footprint() const noexcept;
+  [[nodiscard]] bool invariants_hold() const noexcept;
+
+  // Hot state first: the fast paths touch only these and counters_.
+  std::uintptr_t cursor_ = 0;          // next free byte of the current region
+  std::uintptr_t end_ = 0;             // end of the current region's usable bytes
+  std::uintptr_t floor_ = 0;           // rollbacks stop here: current region start or the latest mark
+  std::size_t dedicated_threshold_;    // bump sizes above this get a dedicated chunk
+  detail::plain_counters counters_;    // plain: one owner thread
+  std::uintptr_t base_ = 0;            // cursor_ - base_: request position (bytes bumped, tails excluded)
+  std::size_t high_water_ = 0;         // highest position this request, as of the last backward move
+  std::thread::id owner_{};            // debug owner check; kept in every build so layouts agree
+
+  options options_;
+  std::uint64_t id_;                   // unique per arena in this process, for markers
+  std::uint64_t generation_ = 0;       // bumped by reset() and release(): older markers are stale
+  chunk* current_ = nullptr;           // chunk holding cursor_, head of the chain; nullptr: initial buffer
+  chunk* spare_ = nullptr;             // held chunks outside the chain, largest first
+  chunk* dedicated_ = nullptr;         // dedicated chunks, newest first
+  std::uintptr_t buffer_begin_ = 0;    // initial buffer (caller-owned); both 0 without one
+  std::uintptr_t buffer_end_ = 0;
+  std::size_t next_chunk_size_;        // size of the next fresh chunk
+  std::size_t chunk_count_ = 0;        // normal chunks held: chain and spares
+  std::size_t spare_count_ = 0;
+  std::size_t dedicated_count_ = 0;
+  std::uint64_t dedicated_serial_ = 0; // dedicated chunks ever acquired
+  std::size_t wasted_tail_bytes_ = 0;
+  std::size_t largest_footprint_ = 0;
+  std::uint64_t resets_ = 0;
+  std::array<std::size_t, history_length> history_{};  // footprints of recent requests (ring)
+  std::size_t history_count_ = 0;
+  std::size_t history_next_ = 0;
+};
+
+/// Marks an arena on construction and rewinds it on destruction, for nested
+/// scratch work: what is allocated in the scope is freed when it ends.
+/// Requires: the arena outlives the scope, and containers using the scratch
+/// memory are destroyed first (declare them after the scope object).
+///
+///     strata::arena_scope scope{arena};
+///     std::pmr::vector<int> tmp{&arena};   // freed at scope exit
+class arena_scope {
+ public:
+  /// Takes a marker of arena.
+  explicit arena_scope(monotonic_arena& arena) noexcept : arena_(arena), marker_(arena.mark()) {}
+  /// Rewinds the arena to the marker.
+  ~arena_scope() { arena_.rewind(marker_); }
+  // A scope rewinds exactly once: no copy, no move.
+  arena_scope(const arena_scope&) = delete;
+  arena_scope& operator=(const arena_scope&) = delete;
+
+  /// Returns the arena this scope rewinds.
+  [[nodiscard]] monotonic_arena& arena() const noexcept { return arena_; }
+
+ private:
+  monotonic_arena& arena_;
+  monotonic_arena::marker marker_;
+};
+
+// ------------------------------------------------------------- fast paths
+
+// Bumps inside the current region: one alignment test, two bounds tests.
+inline void* monotonic_arena::do_allocate(std::size_t bytes, std::size_t alignment) {
+  check_owner();
+  const std::size_t n = bump_size(bytes);
+  const std::size_t pad = static_cast<std::size_t>(-cursor_) & (alignment - 1);
+  const std::size_t room = end_ - cursor_;
+  // Two comparisons instead of pad + n <= room, which could wrap for huge n.
+  if (detail::is_power_of_two(alignment) && n <= room && pad <= room - n) [[likely]] {
+    const std::uintptr_t block = cursor_ + pad;
+    cursor_ = block + n;
+    count_allocate(bytes);
+    detail::unpoison_memory(reinterpret_cast<void*>(block), bytes);
+    return reinterpret_cast<void*>(block);
+  }
+  return allocate_slow(bytes, alignment);
+}
+
+// Counts, then rolls back the newest block; only dedicated sizes go slow.
+inline void monotonic_arena::do_deallocate(void* p, std::size_t bytes, std::size_t alignment) {
+  check_owner();
+  settle_peak();
+  // Saturating: a block freed after reset() or rewind() was already uncounted.
+  resource_stats& s = counters_.value;
+  ++s.deallocations;
+  s.bytes_in_use -= std::min(bytes, s.bytes_in_use);
+  const std::size_t n = bump_size(bytes);
+  // Wider than allocate's test (alignment above the threshold rather than above
+  // max_chunk_size) so it is one comparison; the slow path falls back to roll_back.
+  if (std::max(n, alignment) > dedicated_threshold_) [[unlikely]] {
+    deallocate_slow(p, bytes);
+    return;
+  }
+  roll_back(reinterpret_cast<std::uintptr_t>(p), n);
+}
+
+inline monotonic_arena::marker monotonic_arena::mark() noexcept {
+  check_owner();
+  floor_ = cursor_;  // a rollback below the mark would let rewind() move forward
+  marker m;
+  m.arena_id_ = id_;
+  m.generation_ = generation_;
+  m.chunk_ = current_;
+  m.cursor_ = cursor_;
+  m.position_ = position();
+  m.dedicated_serial_ = dedicated_serial_;
+  m.bytes_in_use_ = counters_.value.bytes_in_use;
+  return m;
+}
+
+}  // namespace strata

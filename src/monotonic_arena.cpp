@@ -1,0 +1,523 @@
+// SPDX-License-Identifier: MIT
+// monotonic_arena: everything but the bump. Refills from spares, fresh and
+// dedicated chunks; markers; reset() with its retention policies; release();
+// and the debug owner check.
+
+#include "strata/monotonic_arena.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <cstdint>
+#include <new>
+
+namespace strata {
+
+// ------------------------------------------------------------ chunk layout
+//
+// Each chunk from upstream keeps its bookkeeping in a footer at its end, so
+// the first block of a chunk starts at the chunk's own alignment: a request
+// aligned to 4 KiB or 64 KiB that opens a chunk needs no padding, and a
+// chunk_provider (which aligns chunks to their size) wastes nothing.
+//
+//   chunk: size bytes from upstream, aligned to `alignment`
+//   +-------+-----+-------+--------------------+-------------+--------------+
+//   | block | pad | block | block              |  free tail  | arena_chunk  |
+//   +-------+-----+-------+--------------------+-------------+--------------+
+//   ^ begin()                                  ^ cursor_     ^ end()        ^ chunk + size
+//                                                              footer: prev, size,
+//                                                              alignment, serial (32 B)
+//
+// The chain runs from current_ through prev to the oldest chunk; the initial
+// buffer sits before the oldest chunk, has no footer (it is the caller's
+// memory) and is named by a null chunk pointer. Spare chunks are linked
+// through prev too, largest first, and dedicated chunks (one oversized block
+// at begin(), footer after it) newest first. A block never contains
+// bookkeeping, and the footer is never poisoned under ASan.
+
+namespace detail {
+
+struct arena_chunk {
+  arena_chunk* prev;      // chain: the chunk bumped into before this one; lists: the next entry
+  std::size_t size;       // bytes obtained from upstream, footer included
+  std::size_t alignment;  // alignment passed to upstream
+  std::uint64_t serial;   // dedicated chunks: order of acquisition (from 1); 0 for normal chunks
+
+  [[nodiscard]] std::uintptr_t begin() const noexcept {
+    return reinterpret_cast<std::uintptr_t>(this) + sizeof(arena_chunk) - size;
+  }
+  [[nodiscard]] std::uintptr_t end() const noexcept { return reinterpret_cast<std::uintptr_t>(this); }
+  [[nodiscard]] void* memory() const noexcept { return reinterpret_cast<void*>(begin()); }
+};
+
+}  // namespace detail
+
+namespace {
+
+constexpr std::string_view resource_name = "monotonic_arena";
+constexpr std::size_t footer_size = sizeof(detail::arena_chunk);
+// Chunks are asked at least this aligned, so the footer at the end is aligned
+// and a fundamental-alignment request opening a chunk needs no padding.
+constexpr std::size_t chunk_alignment = alignof(std::max_align_t);
+// Four footers: a smaller first chunk would be mostly overhead.
+constexpr std::size_t min_first_chunk_size = 128;
+constexpr std::size_t max_growth_factor = 1024;
+// No object exceeds PTRDIFF_MAX bytes. Refusing bump sizes above this, less
+// a chunk's overhead, keeps every size computation below from wrapping.
+constexpr std::size_t largest_bump =
+    static_cast<std::size_t>(PTRDIFF_MAX) - footer_size - chunk_alignment;
+
+static_assert(footer_size % chunk_alignment == 0, "chunk sizes and footers must keep chunk_alignment");
+static_assert(alignof(detail::arena_chunk) <= chunk_alignment);
+
+// Markers name their arena by this id; addresses could be reused by a later arena.
+std::atomic<std::uint64_t> next_arena_id{1};
+
+void validate(const monotonic_arena::options& o) {
+  if (!detail::is_power_of_two(o.first_chunk_size) || o.first_chunk_size < min_first_chunk_size) {
+    detail::throw_bad_option(resource_name, "first_chunk_size", "must be a power of two of at least 128");
+  }
+  if (!detail::is_power_of_two(o.max_chunk_size) || o.max_chunk_size < o.first_chunk_size) {
+    detail::throw_bad_option(resource_name, "max_chunk_size",
+                             "must be a power of two no smaller than first_chunk_size");
+  }
+  if (!detail::is_power_of_two(o.growth_factor) || o.growth_factor > max_growth_factor) {
+    detail::throw_bad_option(resource_name, "growth_factor", "must be a power of two from 1 to 1024");
+  }
+  if (o.retention > monotonic_arena::retention_policy::adaptive) {
+    detail::throw_bad_option(resource_name, "retention", "is not a retention_policy value");
+  }
+  if (o.initial_buffer.data() == nullptr && !o.initial_buffer.empty()) {
+    detail::throw_bad_option(resource_name, "initial_buffer", "has a size but no data");
+  }
+}
+
+void poison_range(std::uintptr_t from, std::uintptr_t to) noexcept {
+  if (to > from) detail::poison_memory(reinterpret_cast<const void*>(from), to - from);
+}
+
+void unpoison_range(std::uintptr_t from, std::uintptr_t to) noexcept {
+  if (to > from) detail::unpoison_memory(reinterpret_cast<const void*>(from), to - from);
+}
+
+// Inserts c into a list linked through prev and sorted largest first. tail
+// makes the common case O(1): chains are walked newest first, and newer
+// chunks are rarely smaller, so most chunks go at the end.
+void insert_largest_first(detail::arena_chunk*& head, detail::arena_chunk*& tail,
+                          detail::arena_chunk* c) noexcept {
+  if (head == nullptr || c->size <= tail->size) {
+    c->prev = nullptr;
+    (head == nullptr ? head : tail->prev) = c;
+    tail = c;
+    return;
+  }
+  detail::arena_chunk** link = &head;
+  while ((*link)->size >= c->size) link = &(*link)->prev;  // stops before tail: tail->size < c->size
+  c->prev = *link;
+  *link = c;
+}
+
+}  // namespace
+
+// ------------------------------------------------------------ construction
+
+monotonic_arena::monotonic_arena(options opts, std::pmr::memory_resource* upstream)
+    : resource(resource_name, upstream),
+      dedicated_threshold_(opts.max_chunk_size - footer_size),
+      options_(opts),
+      id_(next_arena_id.fetch_add(1, std::memory_order_relaxed)),
+      next_chunk_size_(opts.first_chunk_size) {
+  detail::check_upstream(resource_name, upstream);
+  validate(options_);
+  buffer_begin_ = reinterpret_cast<std::uintptr_t>(options_.initial_buffer.data());
+  buffer_end_ = buffer_begin_ + options_.initial_buffer.size();
+  enter_buffer();
+  STRATA_ASSERT(invariants_hold(), "monotonic_arena constructed inconsistent");
+}
+
+monotonic_arena::~monotonic_arena() {
+  release();
+  // The caller gets the buffer back usable; it stays poisoned only while the arena owns it.
+  unpoison_range(buffer_begin_, buffer_end_);
+}
+
+// -------------------------------------------------------------- allocation
+
+void* monotonic_arena::allocate_slow(std::size_t bytes, std::size_t alignment) {
+  detail::check_alignment(resource_name, alignment);  // invalid_argument: not a failed allocation
+  const std::size_t n = bump_size(bytes);
+  if (n > largest_bump) [[unlikely]] {
+    counters_.on_failure();
+    detail::throw_allocation_failure(resource_name, bytes, alignment, failure_reason::size_overflow);
+  }
+  if (n > dedicated_threshold_ || alignment > options_.max_chunk_size) {
+    return allocate_dedicated(bytes, n, alignment);
+  }
+  chunk* c = take_spare(n, alignment);
+  if (c == nullptr) c = acquire_chunk(n, alignment);  // may throw; nothing has changed yet
+  enter_chunk(c);
+  const std::uintptr_t block = cursor_ + (static_cast<std::size_t>(-cursor_) & (alignment - 1));
+  cursor_ = block + n;
+  count_allocate(bytes);
+  detail::unpoison_memory(reinterpret_cast<void*>(block), bytes);
+  STRATA_ASSERT(cursor_ <= end_, "a chunk was chosen that does not fit the request");
+  STRATA_ASSERT(invariants_hold(), "monotonic_arena state drifted in a refill");
+  return reinterpret_cast<void*>(block);
+}
+
+// Spares are largest first, so the chunk reset() kept for the next request
+// is the one used first.
+monotonic_arena::chunk* monotonic_arena::take_spare(std::size_t n, std::size_t alignment) noexcept {
+  for (chunk** link = &spare_; *link != nullptr; link = &(*link)->prev) {
+    chunk* c = *link;
+    const std::uintptr_t begin = c->begin();
+    const std::size_t room = c->end() - begin;
+    const std::size_t pad = static_cast<std::size_t>(-begin) & (alignment - 1);
+    if (n <= room && pad <= room - n) {
+      *link = c->prev;
+      --spare_count_;
+      return c;
+    }
+  }
+  return nullptr;
+}
+
+// The chunk is a power of two: at least next_chunk_size_, the request with
+// its footer, and the alignment (so a chunk aligned to it starts with an
+// aligned block). n <= dedicated_threshold_ and alignment <= max_chunk_size
+// keep it within max_chunk_size.
+monotonic_arena::chunk* monotonic_arena::acquire_chunk(std::size_t n, std::size_t alignment) {
+  const std::size_t need = std::max(next_chunk_size_, std::bit_ceil(n + footer_size));
+  const std::size_t size = std::max(need, alignment);
+  const std::size_t upstream_alignment = std::max(chunk_alignment, alignment);
+  void* memory = get_from_upstream(size, upstream_alignment);
+  chunk* c = ::new (static_cast<std::byte*>(memory) + size - footer_size)
+      chunk{nullptr, size, upstream_alignment, 0};
+  ++chunk_count_;
+  // Growth follows what the request needed, not what its alignment inflated.
+  const std::size_t factor = options_.growth_factor;
+  next_chunk_size_ = need > options_.max_chunk_size / factor ? options_.max_chunk_size : need * factor;
+  poison_range(c->begin(), c->end());
+  return c;
+}
+
+// A dedicated chunk holds one block at its start and sits outside the chain,
+// so the current chunk goes on serving small requests: nothing is wasted.
+void* monotonic_arena::allocate_dedicated(std::size_t bytes, std::size_t n, std::size_t alignment) {
+  bool fits = true;
+  const std::size_t size = detail::round_up(n, chunk_alignment, fits) + footer_size;
+  STRATA_ASSERT(fits, "largest_bump keeps dedicated sizes from wrapping");
+  const std::size_t upstream_alignment = std::max(chunk_alignment, alignment);
+  void* memory = get_from_upstream(size, upstream_alignment);
+  chunk* c = ::new (static_cast<std::byte*>(memory) + size - footer_size)
+      chunk{dedicated_, size, upstream_alignment, ++dedicated_serial_};
+  dedicated_ = c;
+  ++dedicated_count_;
+  count_allocate(bytes);
+  poison_range(c->begin() + bytes, c->end());  // an overrun past the block shows under ASan
+  STRATA_ASSERT(invariants_hold(), "monotonic_arena state drifted in a dedicated allocation");
+  return memory;
+}
+
+void* monotonic_arena::get_from_upstream(std::size_t size, std::size_t alignment) {
+  void* memory = nullptr;
+  try {
+    memory = detail::allocate_from_upstream(upstream_resource(), resource_name, size, alignment);
+  } catch (...) {
+    counters_.on_failure();
+    throw;  // exception neutral; a plain bad_alloc arrives as allocation_failure(upstream_failed)
+  }
+  STRATA_ASSERT(detail::is_aligned(memory, alignment), "the upstream returned a misaligned chunk");
+  counters_.on_upstream_allocate(size);
+  return memory;
+}
+
+void monotonic_arena::give_back(chunk* c) noexcept {
+  const std::size_t size = c->size;
+  const std::size_t alignment = c->alignment;
+  void* memory = c->memory();
+  unpoison_range(c->begin(), c->end());  // the upstream may write into it (a cache link)
+  counters_.on_upstream_deallocate(size);
+  upstream_resource()->deallocate(memory, size, alignment);
+}
+
+// Leaves the current region (its tail is wasted) and bumps on in c from the
+// same request position.
+void monotonic_arena::enter_chunk(chunk* c) noexcept {
+  const std::size_t pos = position();
+  high_water_ = std::max(high_water_, pos);
+  wasted_tail_bytes_ += end_ - cursor_;
+  c->prev = current_;
+  current_ = c;
+  cursor_ = floor_ = c->begin();
+  end_ = c->end();
+  base_ = cursor_ - pos;
+}
+
+void monotonic_arena::enter_buffer() noexcept {
+  current_ = nullptr;
+  cursor_ = floor_ = base_ = buffer_begin_;
+  end_ = buffer_end_;
+  poison_range(buffer_begin_, buffer_end_);
+}
+
+// ------------------------------------------------------------ deallocation
+
+// Only sizes a dedicated chunk could hold come here; a block that large from
+// the initial buffer is not in the list and is treated like any other.
+void monotonic_arena::deallocate_slow(void* p, std::size_t bytes) noexcept {
+  for (chunk** link = &dedicated_; *link != nullptr; link = &(*link)->prev) {
+    chunk* c = *link;
+    if (c->memory() == p) {
+      *link = c->prev;
+      --dedicated_count_;
+      give_back(c);
+      STRATA_ASSERT(invariants_hold(), "monotonic_arena state drifted returning a dedicated chunk");
+      return;
+    }
+  }
+  roll_back(reinterpret_cast<std::uintptr_t>(p), bump_size(bytes));
+}
+
+void monotonic_arena::release_dedicated_after(std::uint64_t serial) noexcept {
+  while (dedicated_ != nullptr && dedicated_->serial > serial) {
+    chunk* c = dedicated_;
+    dedicated_ = c->prev;
+    --dedicated_count_;
+    give_back(c);
+  }
+}
+
+void monotonic_arena::owner_mismatch_slow() noexcept {
+  if (owner_ == std::thread::id{}) {
+    owner_ = std::this_thread::get_id();
+    return;
+  }
+  counters_.on_misuse();
+  report_misuse({resource_name, misuse_kind::wrong_thread, nullptr, 0, 0});
+}
+
+// ----------------------------------------------------------------- markers
+
+void monotonic_arena::rewind(const marker& m) noexcept {
+  check_owner();
+  if (m.arena_id_ != id_ || m.generation_ != generation_ || !move_to(m)) {
+    counters_.on_misuse();
+    report_misuse(
+        {resource_name, misuse_kind::foreign_marker, reinterpret_cast<const void*>(m.cursor_), 0, 0});
+  }
+  STRATA_ASSERT(invariants_hold(), "monotonic_arena state drifted in rewind");
+}
+
+// A marker is reachable if its region is the current one with the cursor at
+// or past it, or an older region of the chain. One that lies ahead was
+// rewound past already: its memory may be handed out again, so it is refused.
+bool monotonic_arena::move_to(const marker& m) noexcept {
+  chunk* const target = m.chunk_;
+  const std::uintptr_t target_begin = target != nullptr ? target->begin() : buffer_begin_;
+  const std::uintptr_t target_end = target != nullptr ? target->end() : buffer_end_;
+  if (target == current_) {
+    if (m.cursor_ < target_begin || m.cursor_ > cursor_) return false;
+  } else {
+    const chunk* newer = current_;
+    while (newer != nullptr && newer->prev != target) newer = newer->prev;
+    if (newer == nullptr || m.cursor_ < target_begin || m.cursor_ > target_end) return false;
+  }
+  high_water_ = std::max(high_water_, position());
+  // Chunks bumped into since the mark stay with the arena as spares: a
+  // scratch loop that rewinds each round makes no upstream calls.
+  while (current_ != target) {
+    chunk* c = current_;
+    current_ = c->prev;
+    add_spare(c);
+  }
+  end_ = target_end;
+  release_dedicated_after(m.dedicated_serial_);
+  poison_range(m.cursor_, end_);
+  cursor_ = floor_ = m.cursor_;
+  base_ = cursor_ - m.position_;
+  // Blocks allocated after the mark are gone; exact unless a block older
+  // than the mark was deallocated after it.
+  settle_peak();
+  counters_.value.bytes_in_use = std::min(counters_.value.bytes_in_use, m.bytes_in_use_);
+  return true;
+}
+
+void monotonic_arena::add_spare(chunk* c) noexcept {
+  poison_range(c->begin(), c->end());
+  chunk** link = &spare_;
+  while (*link != nullptr && (*link)->size >= c->size) link = &(*link)->prev;
+  c->prev = *link;
+  *link = c;
+  ++spare_count_;
+}
+
+// ------------------------------------------------------ reset and release
+
+std::size_t monotonic_arena::end_request() noexcept {
+  const std::size_t footprint = std::max(high_water_, position());
+  largest_footprint_ = std::max(largest_footprint_, footprint);
+  history_[history_next_] = footprint;
+  history_next_ = (history_next_ + 1) % history_length;
+  history_count_ = std::min(history_count_ + 1, history_length);
+  const std::size_t typical = percentile_footprint();
+  // Remember the need: the next request's first fresh chunk holds all of
+  // this one (adaptive: of the typical one), so it needs one chunk.
+  next_chunk_size_ =
+      chunk_size_for(options_.retention == retention_policy::adaptive ? typical : footprint);
+  high_water_ = 0;
+  ++generation_;                 // every marker taken so far is stale
+  owner_ = std::thread::id{};    // the next allocate may come from another thread
+  release_dedicated_after(0);
+  settle_peak();
+  counters_.value.bytes_in_use = 0;  // every block is gone
+  return capacity_for(typical);
+}
+
+void monotonic_arena::reset() noexcept {
+  ++resets_;
+  const std::size_t adaptive_capacity = end_request();
+  // Every normal chunk, largest first.
+  chunk* all = nullptr;
+  chunk* all_tail = nullptr;
+  for (chunk* list : {current_, spare_}) {
+    while (list != nullptr) {
+      chunk* next = list->prev;
+      insert_largest_first(all, all_tail, list);
+      list = next;
+    }
+  }
+  std::size_t budget = 0;
+  switch (options_.retention) {
+    case retention_policy::keep_none: budget = 0; break;
+    case retention_policy::keep_largest: budget = all != nullptr ? all->size : 0; break;
+    case retention_policy::keep_up_to_retain_bytes: budget = options_.retain_bytes; break;
+    case retention_policy::adaptive: budget = adaptive_capacity; break;
+  }
+  // Greedy, largest first: a chunk is kept if it fits in what is left of the
+  // budget. Under adaptive this also returns any chunk larger than the
+  // typical request, so one huge request does not pin memory.
+  spare_ = nullptr;
+  chunk* spare_tail = nullptr;
+  spare_count_ = 0;
+  std::size_t kept = 0;
+  while (all != nullptr) {
+    chunk* c = all;
+    all = c->prev;
+    if (c->size <= budget - kept) {
+      kept += c->size;
+      c->prev = nullptr;
+      (spare_ == nullptr ? spare_ : spare_tail->prev) = c;
+      spare_tail = c;
+      ++spare_count_;
+      poison_range(c->begin(), c->end());
+    } else {
+      --chunk_count_;
+      give_back(c);
+    }
+  }
+  enter_buffer();
+  STRATA_ASSERT(invariants_hold(), "monotonic_arena state drifted in reset");
+}
+
+void monotonic_arena::release() noexcept {
+  end_request();
+  for (chunk* list : {current_, spare_}) {
+    while (list != nullptr) {
+      chunk* next = list->prev;
+      give_back(list);
+      list = next;
+    }
+  }
+  chunk_count_ = 0;
+  spare_ = nullptr;
+  spare_count_ = 0;
+  enter_buffer();
+  STRATA_ASSERT(invariants_hold(), "monotonic_arena state drifted in release");
+}
+
+// ------------------------------------------------------------------ sizing
+
+// A power of two from first_chunk_size to max_chunk_size that holds
+// footprint bytes after its footer, or max_chunk_size if none does.
+std::size_t monotonic_arena::chunk_size_for(std::size_t footprint) const noexcept {
+  if (footprint > options_.max_chunk_size - footer_size) return options_.max_chunk_size;
+  return std::clamp(std::bit_ceil(footprint + footer_size), options_.first_chunk_size,
+                    options_.max_chunk_size);
+}
+
+// Bytes of chunks that hold footprint: one chunk, or enough max-size ones.
+std::size_t monotonic_arena::capacity_for(std::size_t footprint) const noexcept {
+  const std::size_t per_chunk = options_.max_chunk_size - footer_size;
+  if (footprint <= per_chunk) return chunk_size_for(footprint);
+  const std::size_t chunks = footprint / per_chunk + static_cast<std::size_t>(footprint % per_chunk != 0);
+  return chunks > SIZE_MAX / options_.max_chunk_size ? SIZE_MAX : chunks * options_.max_chunk_size;
+}
+
+// The 90th percentile (nearest rank) of the remembered footprints: with 16
+// requests remembered, the second largest, so a single outlier is ignored.
+std::size_t monotonic_arena::percentile_footprint() const noexcept {
+  if (history_count_ == 0) return 0;
+  std::array<std::size_t, history_length> sorted = history_;
+  const std::size_t rank = (history_count_ * 9 + 9) / 10 - 1;  // ceil(0.9 * count) - 1
+  const auto first = sorted.begin();
+  std::nth_element(first, first + static_cast<std::ptrdiff_t>(rank),
+                   first + static_cast<std::ptrdiff_t>(history_count_));
+  return sorted[rank];
+}
+
+// --------------------------------------------------------------- observers
+
+monotonic_arena::details_type monotonic_arena::details() const noexcept {
+  details_type d{};
+  d.chunks = chunk_count_ + dedicated_count_;
+  d.spare_chunks = spare_count_;
+  d.dedicated_chunks = dedicated_count_;
+  d.wasted_tail_bytes = wasted_tail_bytes_;
+  d.request_footprint = std::max(high_water_, position());
+  d.largest_request_footprint = std::max(largest_footprint_, d.request_footprint);
+  d.next_chunk_size = next_chunk_size_;
+  d.resets = resets_;
+  return d;
+}
+
+resource_stats monotonic_arena::do_stats() const noexcept {
+  resource_stats s = counters_.snapshot();
+  s.peak_bytes_in_use = std::max(s.peak_bytes_in_use, s.bytes_in_use);  // the peak is settled lazily
+  return s;
+}
+
+void monotonic_arena::do_reset_peak() noexcept { counters_.reset_peak(); }
+
+bool monotonic_arena::invariants_hold() const noexcept {
+  const std::uintptr_t begin = current_ != nullptr ? current_->begin() : buffer_begin_;
+  const std::uintptr_t end = current_ != nullptr ? current_->end() : buffer_end_;
+  bool ok = end_ == end && begin <= floor_ && floor_ <= cursor_ && cursor_ <= end_ &&
+            spare_count_ <= chunk_count_ && position() <= SIZE_MAX / 2;
+#if defined(STRATA_EXPENSIVE_CHECKS)
+  // Whole-structure walk: every chunk counted once, spares sorted, bytes reserved balanced.
+  std::size_t normal = 0;
+  std::size_t bytes = 0;
+  for (const chunk* c = current_; c != nullptr; c = c->prev) {
+    ++normal;
+    bytes += c->size;
+  }
+  std::size_t spares = 0;
+  for (const chunk* c = spare_; c != nullptr; c = c->prev) {
+    ++spares;
+    bytes += c->size;
+    ok = ok && (c->prev == nullptr || c->prev->size <= c->size);
+  }
+  std::size_t dedicated = 0;
+  for (const chunk* c = dedicated_; c != nullptr; c = c->prev) {
+    ++dedicated;
+    bytes += c->size;
+    ok = ok && (c->prev == nullptr || c->prev->serial < c->serial);
+  }
+  ok = ok && normal + spares == chunk_count_ && spares == spare_count_ && dedicated == dedicated_count_ &&
+       bytes == counters_.value.bytes_reserved;
+#endif
+  return ok;
+}
+
+}  // namespace strata

@@ -1,0 +1,676 @@
+// SPDX-License-Identifier: MIT
+#include <strata/monotonic_arena.hpp>
+
+// Concerns:
+// 1. The conformance kit passes (alignment matrix, size 0, impossible sizes,
+//    bad alignment, pmr containers, std upstream use, destruction, identity).
+// 2. A null upstream and each invalid option are rejected, naming the field;
+//    the default constructor takes the default resource.
+// 3. Blocks are bumped contiguously; chunks grow geometrically in powers of
+//    two and stop at max_chunk_size.
+// 4. After reset() the next chunk is sized for the previous request, and a
+//    steady stream of similar requests needs one chunk and no upstream calls,
+//    also on a chunk_provider over system_pages().
+// 5. deallocate rolls back the most recent block only, never across a mark,
+//    and lowers bytes_in_use by the size passed every time.
+// 6. reset() keeps chunks per each retention policy; adaptive ignores one
+//    huge request; release() returns everything and the arena stays usable.
+// 7. mark()/rewind() and nested arena_scopes free what came after the mark
+//    and reuse the chunks without upstream calls.
+// 8. The initial buffer is used first, again after reset(), and never
+//    returned upstream.
+// 9. Requests above max_chunk_size get a dedicated chunk (current chunk not
+//    abandoned; returned on deallocate, rewind, reset); alignments up to
+//    64 KiB are honoured, those up to 4096 by padding inside the chunk.
+// 10. Foreign, stale and rewound-past markers are counted, reported as
+//     foreign_marker and ignored.
+// 11. Overflowing sizes throw allocation_failure(size_overflow), upstream
+//     failures allocation_failure(upstream_failed); nothing is lost.
+// 12. details() reports footprint, tail waste, chunks and resets.
+// 13. Debug builds report use from a second thread; reset() hands ownership on.
+// 14. Under ASan, memory given back and kept is poisoned.
+
+#define BOOST_TEST_MODULE monotonic_arena
+#include <boost/test/unit_test.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <strata/chunk_provider.hpp>
+#include <strata/page_resource.hpp>
+
+#include "conformance.hpp"
+#include "counting_resource.hpp"
+#include "fixtures.hpp"
+
+namespace {
+
+// The suite below is a namespace named monotonic_arena: spell the class in full.
+using policy = strata::monotonic_arena::retention_policy;
+
+struct arena_factory {
+  static constexpr bool has_upstream = true;
+  static constexpr bool thread_safe = false;
+  std::unique_ptr<strata::resource> make(std::pmr::memory_resource* upstream) const {
+    return std::make_unique<strata::monotonic_arena>(upstream);
+  }
+};
+
+// Records the size and alignment of every upstream request, then forwards it.
+class recording_resource final : public std::pmr::memory_resource {
+ public:
+  explicit recording_resource(std::pmr::memory_resource* next) : next_(next) {}
+  std::vector<std::size_t> sizes;
+  std::vector<std::size_t> alignments;
+
+ private:
+  void* do_allocate(std::size_t bytes, std::size_t alignment) override {
+    sizes.push_back(bytes);
+    alignments.push_back(alignment);
+    return next_->allocate(bytes, alignment);
+  }
+  void do_deallocate(void* p, std::size_t bytes, std::size_t alignment) override {
+    next_->deallocate(p, bytes, alignment);
+  }
+  bool do_is_equal(const memory_resource& other) const noexcept override { return this == &other; }
+  std::pmr::memory_resource* next_;
+};
+
+std::byte* bytes_of(void* p) { return static_cast<std::byte*>(p); }
+
+void expect_bad_option(const strata::monotonic_arena::options& opts, const std::string& field) {
+  strata::test::counting_resource upstream;
+  try {
+    strata::monotonic_arena arena{opts, &upstream};
+    BOOST_ERROR("options with a bad " << field << " were accepted");
+  } catch (const std::invalid_argument& e) {
+    BOOST_TEST(std::string(e.what()).find(field) != std::string::npos,
+               e.what() << " does not name " << field);
+  }
+}
+
+// One request as the benchmark shapes it: many small blocks, some of them
+// given back at once (vector growth), then reset().
+void run_request(strata::monotonic_arena& arena, std::mt19937& rng, int allocations) {
+  for (int i = 0; i < allocations; ++i) {
+    const std::size_t size = 16 + rng() % 241;
+    const std::size_t alignment = rng() % 2 == 0 ? 8 : 16;
+    void* p = arena.allocate(size, alignment);
+    std::memset(p, 0x5a, size);
+    if (rng() % 8 == 0) arena.deallocate(p, size, alignment);  // rolled back
+  }
+  arena.reset();
+}
+
+// Fills chunks of 4, 8, 16 and 32 KiB with 1000-byte blocks (29 blocks).
+void fill_four_chunks(strata::monotonic_arena& arena) {
+  while (arena.details().chunks < 4) static_cast<void>(arena.allocate(1000, 8));
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(monotonic_arena)
+
+STRATA_CONFORMANCE_SUITE(arena_factory)
+
+// ------------------------------------------------------------ construction
+
+BOOST_AUTO_TEST_CASE(null_upstream_and_invalid_options_are_rejected_naming_the_field) {
+  BOOST_CHECK_THROW(strata::monotonic_arena(nullptr), std::invalid_argument);
+  expect_bad_option({.first_chunk_size = 3000}, "first_chunk_size");
+  expect_bad_option({.first_chunk_size = 64}, "first_chunk_size");
+  expect_bad_option({.first_chunk_size = 8192, .max_chunk_size = 4096}, "max_chunk_size");
+  expect_bad_option({.max_chunk_size = 3 << 20}, "max_chunk_size");
+  expect_bad_option({.growth_factor = 3}, "growth_factor");
+  expect_bad_option({.growth_factor = 0}, "growth_factor");
+  expect_bad_option({.growth_factor = 2048}, "growth_factor");
+  expect_bad_option({.retention = static_cast<policy>(9)}, "retention");
+  expect_bad_option({.initial_buffer = std::span<std::byte>(static_cast<std::byte*>(nullptr), 16)},
+                    "initial_buffer");
+}
+
+BOOST_AUTO_TEST_CASE(default_constructor_takes_the_default_resource) {
+  strata::monotonic_arena arena;  // the global fixture made the default resource null
+  BOOST_TEST(arena.upstream_resource() == std::pmr::get_default_resource());
+  BOOST_TEST(arena.name() == "monotonic_arena");
+  try {
+    static_cast<void>(arena.allocate(8, 8));
+    BOOST_FAIL("the null default resource did not refuse");
+  } catch (const strata::allocation_failure& e) {
+    BOOST_TEST((e.reason() == strata::failure_reason::upstream_failed));
+    BOOST_TEST(e.resource_name() == "monotonic_arena");
+  }
+  BOOST_TEST(arena.stats().failed_allocations == 1u);
+  BOOST_TEST(arena.stats().allocations == 0u);
+}
+
+// ------------------------------------------------------------ bump, growth
+
+BOOST_AUTO_TEST_CASE(blocks_are_bumped_contiguously_with_padding_only_for_alignment) {
+  strata::test::counting_resource upstream;
+  strata::monotonic_arena arena{&upstream};
+  std::byte* a = bytes_of(arena.allocate(24, 8));
+  std::byte* b = bytes_of(arena.allocate(8, 8));
+  std::byte* c = bytes_of(arena.allocate(1, 1));
+  std::byte* d = bytes_of(arena.allocate(16, 16));
+  BOOST_TEST(b == a + 24);
+  BOOST_TEST(c == b + 8);
+  BOOST_TEST(strata::detail::is_aligned(d, 16));
+  BOOST_TEST(d > c);
+  BOOST_TEST(d - c <= 16);
+  BOOST_TEST(upstream.allocations() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(chunks_grow_geometrically_in_powers_of_two_up_to_max_chunk_size) {
+  strata::test::counting_resource counted;
+  recording_resource upstream{&counted};
+  {
+    strata::monotonic_arena arena{{.first_chunk_size = 4096, .max_chunk_size = 32768}, &upstream};
+    for (int i = 0; i < 100000 && upstream.sizes.size() < 6; ++i) static_cast<void>(arena.allocate(100, 8));
+    const std::vector<std::size_t> expected{4096, 8192, 16384, 32768, 32768, 32768};
+    BOOST_TEST(upstream.sizes == expected, boost::test_tools::per_element());
+    BOOST_TEST(std::all_of(upstream.alignments.begin(), upstream.alignments.end(),
+                           [](std::size_t a) { return a == alignof(std::max_align_t); }));
+    const strata::resource_stats s = arena.stats();
+    BOOST_TEST(s.upstream_allocations == 6u);
+    BOOST_TEST(s.bytes_reserved == counted.bytes_outstanding());
+    BOOST_TEST(arena.details().chunks == 6u);
+    BOOST_TEST(arena.details().wasted_tail_bytes < 6 * 100u);  // each skipped tail is under one block
+  }
+  upstream.sizes.clear();
+  {
+    strata::monotonic_arena arena{{.growth_factor = 4, .max_chunk_size = 65536}, &upstream};
+    for (int i = 0; i < 100000 && upstream.sizes.size() < 4; ++i) static_cast<void>(arena.allocate(100, 8));
+    const std::vector<std::size_t> expected{4096, 16384, 65536, 65536};
+    BOOST_TEST(upstream.sizes == expected, boost::test_tools::per_element());
+  }
+  BOOST_TEST(counted.bytes_outstanding() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(reset_sizes_the_next_chunk_for_the_previous_request) {
+  strata::test::counting_resource counted;
+  recording_resource upstream{&counted};
+  strata::monotonic_arena arena{{.retention = policy::keep_none}, &upstream};
+  for (int i = 0; i < 40; ++i) static_cast<void>(arena.allocate(1000, 8));
+  BOOST_TEST(upstream.sizes.size() > 1u);  // grew over several chunks
+  arena.reset();
+  BOOST_TEST(counted.bytes_outstanding() == 0u);                 // keep_none kept nothing
+  BOOST_TEST(arena.details().next_chunk_size == 65536u);         // 40,000 bytes and a footer
+  upstream.sizes.clear();
+  for (int i = 0; i < 40; ++i) static_cast<void>(arena.allocate(1000, 8));
+  BOOST_TEST(upstream.sizes == std::vector<std::size_t>{65536}, boost::test_tools::per_element());
+  arena.release();
+}
+
+BOOST_AUTO_TEST_CASE(steady_requests_reuse_the_kept_chunk_without_upstream_calls) {
+  strata::test::counting_resource upstream;
+  strata::monotonic_arena arena{&upstream};  // keep_largest
+  std::mt19937 rng(1);
+  for (int warm = 0; warm < 3; ++warm) run_request(arena, rng, 500);
+  const std::uint64_t before = upstream.allocations();
+  for (int request = 0; request < 20; ++request) {
+    run_request(arena, rng, 500);
+    BOOST_TEST_REQUIRE(arena.details().chunks == 1u);  // one chunk serves a whole request
+  }
+  BOOST_TEST(upstream.allocations() == before);
+  BOOST_TEST(upstream.deallocations() + 1 == upstream.allocations());
+}
+
+BOOST_AUTO_TEST_CASE(steady_requests_on_a_chunk_provider_make_zero_upstream_calls) {
+  strata::chunk_provider chunks{strata::system_pages()};
+  strata::monotonic_arena arena{&chunks};
+  std::mt19937 rng(2024);
+  for (int warm = 0; warm < 4; ++warm) run_request(arena, rng, 2000);
+  const strata::resource_stats arena_before = arena.stats();
+  const strata::resource_stats chunks_before = chunks.stats();
+  for (int request = 0; request < 100; ++request) {
+    run_request(arena, rng, 2000);
+    BOOST_TEST_REQUIRE(arena.details().spare_chunks == 1u);  // the kept chunk, ready for the next
+  }
+  const strata::resource_stats arena_after = arena.stats();
+  const strata::resource_stats chunks_after = chunks.stats();
+  BOOST_TEST(arena_after.allocations - arena_before.allocations == 200000u);
+  BOOST_TEST(arena_after.upstream_allocations == arena_before.upstream_allocations);
+  BOOST_TEST(arena_after.upstream_deallocations == arena_before.upstream_deallocations);
+  BOOST_TEST(chunks_after.upstream_allocations == chunks_before.upstream_allocations);
+  BOOST_TEST(chunks_after.upstream_deallocations == chunks_before.upstream_deallocations);
+  BOOST_TEST(arena.details().resets == 104u);
+}
+
+// -------------------------------------------------------- rollback, stats
+
+BOOST_AUTO_TEST_CASE(deallocating_the_latest_block_rolls_back_and_older_ones_do_not) {
+  strata::test::counting_resource upstream;
+  strata::monotonic_arena arena{&upstream};
+  std::byte* a = bytes_of(arena.allocate(64, 8));
+  std::byte* b = bytes_of(arena.allocate(64, 8));
+  arena.deallocate(b, 64, 8);
+  BOOST_TEST(bytes_of(arena.allocate(64, 8)) == b);  // rolled back and reused
+  arena.deallocate(a, 64, 8);                         // not the latest: no-op
+  std::byte* c = bytes_of(arena.allocate(64, 8));
+  BOOST_TEST(c == b + 64);
+  BOOST_TEST(c != a);
+  std::byte* z = bytes_of(arena.allocate(0, 8));      // size 0 still takes a byte
+  BOOST_TEST(bytes_of(arena.allocate(0, 1)) == z + 1);
+}
+
+BOOST_AUTO_TEST_CASE(a_rollback_never_crosses_a_mark) {
+  strata::test::counting_resource upstream;
+  strata::monotonic_arena arena{&upstream};
+  std::byte* x = bytes_of(arena.allocate(32, 8));
+  const auto m = arena.mark();
+  arena.deallocate(x, 32, 8);  // latest, but below the mark
+  std::byte* y = bytes_of(arena.allocate(32, 8));
+  BOOST_TEST(y == x + 32);
+  arena.rewind(m);
+  BOOST_TEST(bytes_of(arena.allocate(32, 8)) == y);  // the marker is still valid
+  BOOST_TEST(arena.stats().misuse_detected == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(every_deallocate_lowers_bytes_in_use_and_reset_zeroes_it) {
+  strata::test::counting_resource upstream;
+  strata::monotonic_arena arena{&upstream};
+  void* a = arena.allocate(100, 8);
+  void* b = arena.allocate(50, 8);
+  void* c = arena.allocate(25, 8);
+  BOOST_TEST(arena.stats().bytes_in_use == 175u);
+  BOOST_TEST(arena.stats().peak_bytes_in_use == 175u);  // computed lazily, but never stale when read
+  arena.deallocate(a, 100, 8);  // not reused, still counted off
+  BOOST_TEST(arena.stats().bytes_in_use == 75u);
+  arena.deallocate(c, 25, 8);
+  BOOST_TEST(arena.stats().bytes_in_use == 50u);
+  BOOST_TEST(arena.stats().peak_bytes_in_use == 175u);
+  BOOST_TEST(arena.stats().deallocations == 2u);
+  static_cast<void>(b);
+  arena.reset();  // b is gone with everything else
+  BOOST_TEST(arena.stats().bytes_in_use == 0u);
+  BOOST_TEST(arena.stats().allocations == 3u);
+  BOOST_TEST(arena.stats().peak_bytes_in_use == 175u);
+  arena.reset_peak();
+  BOOST_TEST(arena.stats().peak_bytes_in_use == 0u);
+  static_cast<void>(arena.allocate(30, 8));
+  BOOST_TEST(arena.stats().peak_bytes_in_use == 30u);
+}
+
+// --------------------------------------------------------------- retention
+
+BOOST_AUTO_TEST_CASE(reset_keeps_chunks_per_each_retention_policy) {
+  struct expectation {
+    policy retention;
+    std::size_t kept_bytes;
+    std::size_t kept_chunks;
+  };
+  const expectation cases[] = {
+      {policy::keep_none, 0, 0},
+      {policy::keep_largest, 32768, 1},
+      {policy::keep_up_to_retain_bytes, 16384 + 8192, 2},  // 32 KiB does not fit 26,576; 4 KiB no more
+      {policy::adaptive, 32768, 1},                         // a 29,000-byte request needs 32 KiB
+  };
+  for (const expectation& e : cases) {
+    BOOST_TEST_CONTEXT("policy " << static_cast<int>(e.retention)) {
+      strata::test::counting_resource upstream;
+      strata::monotonic_arena arena{{.retain_bytes = 16384 + 8192 + 2000, .retention = e.retention},
+                                    &upstream};
+      fill_four_chunks(arena);
+      BOOST_TEST(upstream.bytes_outstanding() == 4096u + 8192 + 16384 + 32768);
+      arena.reset();
+      BOOST_TEST(upstream.bytes_outstanding() == e.kept_bytes);
+      BOOST_TEST(arena.stats().bytes_reserved == e.kept_bytes);
+      BOOST_TEST(arena.details().chunks == e.kept_chunks);
+      BOOST_TEST(arena.details().spare_chunks == e.kept_chunks);
+      // The kept chunks serve the next request first: no upstream call until they are full.
+      const std::uint64_t before = upstream.allocations();
+      if (e.kept_chunks > 0) {
+        static_cast<void>(arena.allocate(1000, 8));
+        BOOST_TEST(upstream.allocations() == before);
+      }
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(adaptive_retention_lets_no_single_huge_request_pin_memory) {
+  strata::test::counting_resource adaptive_upstream;
+  strata::test::counting_resource largest_upstream;
+  strata::monotonic_arena adaptive{{.retention = policy::adaptive}, &adaptive_upstream};
+  strata::monotonic_arena largest{{.retention = policy::keep_largest}, &largest_upstream};
+  for (strata::monotonic_arena* arena : {&adaptive, &largest}) {
+    for (int request = 0; request < 15; ++request) {
+      for (int i = 0; i < 3; ++i) static_cast<void>(arena->allocate(1000, 8));
+      arena->reset();
+    }
+    for (int i = 0; i < 600; ++i) static_cast<void>(arena->allocate(1000, 8));  // one outlier
+    arena->reset();
+  }
+  BOOST_TEST(largest_upstream.bytes_outstanding() >= 512u * 1024);  // pinned by keep_largest
+  BOOST_TEST(adaptive_upstream.bytes_outstanding() <= 4096u);        // the typical 3,000 bytes
+  BOOST_TEST(adaptive.details().next_chunk_size == 4096u);
+  BOOST_TEST(adaptive.details().largest_request_footprint >= 600000u);
+  // Two outliers in sixteen reach the 90th percentile: then the capacity is kept.
+  for (int i = 0; i < 600; ++i) static_cast<void>(adaptive.allocate(1000, 8));
+  adaptive.reset();
+  BOOST_TEST(adaptive_upstream.bytes_outstanding() >= 512u * 1024);
+}
+
+BOOST_AUTO_TEST_CASE(release_returns_every_chunk_and_the_arena_stays_usable) {
+  strata::test::counting_resource upstream;
+  strata::monotonic_arena arena{{.max_chunk_size = 16384}, &upstream};
+  for (int i = 0; i < 100; ++i) static_cast<void>(arena.allocate(1000, 8));
+  static_cast<void>(arena.allocate(100000, 8));  // dedicated
+  const auto m = arena.mark();
+  static_cast<void>(arena.allocate(5000, 8));
+  arena.rewind(m);  // leaves a spare
+  BOOST_TEST(arena.details().spare_chunks + arena.details().dedicated_chunks >= 1u);
+  arena.release();
+  BOOST_TEST(upstream.bytes_outstanding() == 0u);
+  BOOST_TEST(upstream.blocks_outstanding() == 0u);
+  const strata::resource_stats s = arena.stats();
+  BOOST_TEST(s.bytes_reserved == 0u);
+  BOOST_TEST(s.bytes_in_use == 0u);
+  BOOST_TEST(s.upstream_allocations == s.upstream_deallocations);
+  BOOST_TEST(arena.details().chunks == 0u);
+  void* p = arena.allocate(64, 8);  // usable again
+  std::memset(p, 1, 64);
+  BOOST_TEST(upstream.blocks_outstanding() == 1u);
+}
+
+// ----------------------------------------------------------------- markers
+
+BOOST_AUTO_TEST_CASE(rewind_frees_what_came_after_the_mark_and_keeps_its_chunks) {
+  strata::test::counting_resource upstream;
+  strata::monotonic_arena arena{&upstream};
+  static_cast<void>(arena.allocate(100, 8));
+  const auto m = arena.mark();
+  std::byte* b = bytes_of(arena.allocate(100, 8));
+  static_cast<void>(arena.allocate(6000, 8));  // does not fit the first chunk: a second one
+  BOOST_TEST(arena.stats().bytes_in_use == 6200u);
+  BOOST_TEST(upstream.allocations() == 2u);
+  arena.rewind(m);
+  BOOST_TEST(arena.stats().bytes_in_use == 100u);
+  BOOST_TEST(arena.details().spare_chunks == 1u);
+  BOOST_TEST(bytes_of(arena.allocate(100, 8)) == b);
+  for (int round = 0; round < 10; ++round) {  // a scratch loop: the spare serves every round
+    strata::arena_scope scope{arena};
+    static_cast<void>(arena.allocate(6000, 8));
+  }
+  BOOST_TEST(upstream.allocations() == 2u);
+  BOOST_TEST(arena.stats().misuse_detected == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(arena_scopes_nest_and_each_rewinds_to_its_own_mark) {
+  strata::test::counting_resource upstream;
+  strata::monotonic_arena arena{{.first_chunk_size = 1024}, &upstream};
+  static_cast<void>(arena.allocate(200, 8));  // the scopes start inside the first chunk
+  std::byte* outer_first = nullptr;
+  std::byte* inner_first = nullptr;
+  {
+    strata::arena_scope outer{arena};
+    BOOST_TEST(&outer.arena() == &arena);
+    outer_first = bytes_of(arena.allocate(200, 8));
+    {
+      strata::arena_scope inner{arena};
+      inner_first = bytes_of(arena.allocate(200, 8));
+      for (int i = 0; i < 50; ++i) static_cast<void>(arena.allocate(200, 8));  // several chunks
+    }
+    BOOST_TEST(bytes_of(arena.allocate(200, 8)) == inner_first);
+    std::pmr::vector<int> v{&arena};  // a container destroyed before the scope ends
+    v.assign(100, 7);
+  }
+  BOOST_TEST(bytes_of(arena.allocate(200, 8)) == outer_first);
+  BOOST_TEST(arena.stats().bytes_in_use == 400u);
+  BOOST_TEST(arena.stats().misuse_detected == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(foreign_stale_and_rewound_past_markers_are_reported_and_ignored) {
+  strata::test::misuse_recorder recorder;
+  strata::test::counting_resource upstream;
+  strata::monotonic_arena arena{&upstream};
+  strata::monotonic_arena other{&upstream};
+  static_cast<void>(other.allocate(8, 8));
+  std::byte* a = bytes_of(arena.allocate(16, 8));
+  const auto expect_ignored = [&](const strata::monotonic_arena::marker& m, std::uint64_t count) {
+    std::byte* before = bytes_of(arena.allocate(16, 8));
+    arena.rewind(m);
+    BOOST_TEST(arena.stats().misuse_detected == count);
+    BOOST_TEST(bytes_of(arena.allocate(16, 8)) == before + 16);  // nothing moved
+  };
+  expect_ignored(other.mark(), 1);                         // another arena's
+  expect_ignored(strata::monotonic_arena::marker{}, 2);    // nobody's
+  const auto outer = arena.mark();
+  std::byte* between = bytes_of(arena.allocate(16, 8));
+  const auto inner = arena.mark();
+  arena.rewind(outer);
+  arena.rewind(inner);                                     // ahead of the current point
+  BOOST_TEST(arena.stats().misuse_detected == 3u);
+  BOOST_TEST(bytes_of(arena.allocate(16, 8)) == between);  // still at the outer mark
+  const auto before_reset = arena.mark();
+  arena.reset();
+  a = bytes_of(arena.allocate(16, 8));
+  expect_ignored(before_reset, 4);                         // from before reset()
+  const auto before_release = arena.mark();
+  arena.release();
+  static_cast<void>(arena.allocate(16, 8));
+  expect_ignored(before_release, 5);                       // from before release()
+  const auto reports = recorder.taken();
+  BOOST_TEST_REQUIRE(reports.size() == 5u);
+  for (const strata::misuse_report& r : reports) {
+    BOOST_TEST((r.kind == strata::misuse_kind::foreign_marker));
+    BOOST_TEST(r.resource_name == "monotonic_arena");
+  }
+  static_cast<void>(a);
+}
+
+// ----------------------------------------------------------- initial buffer
+
+BOOST_AUTO_TEST_CASE(initial_buffer_is_used_first_and_never_returned_upstream) {
+  strata::test::counting_resource upstream;  // fails the test on any deallocate of the buffer
+  alignas(64) std::array<std::byte, 1024> buffer;
+  {
+    strata::monotonic_arena arena{{.initial_buffer = buffer}, &upstream};
+    for (int i = 0; i < 10; ++i) {
+      std::byte* p = bytes_of(arena.allocate(100, 4));
+      BOOST_TEST_REQUIRE(p == buffer.data() + 100 * i);
+    }
+    const auto in_buffer = arena.mark();
+    BOOST_TEST(upstream.allocations() == 0u);
+    std::byte* spill = bytes_of(arena.allocate(100, 4));  // 24 bytes left: a chunk
+    BOOST_TEST((spill < buffer.data() || spill >= buffer.data() + buffer.size()));
+    BOOST_TEST(upstream.allocations() == 1u);
+    BOOST_TEST(arena.details().wasted_tail_bytes == 24u);
+    BOOST_TEST(arena.stats().bytes_reserved == upstream.bytes_outstanding());  // the buffer is not counted
+    arena.rewind(in_buffer);  // back into the buffer; the chunk becomes a spare
+    BOOST_TEST(arena.details().spare_chunks == 1u);
+    arena.reset();
+    BOOST_TEST(bytes_of(arena.allocate(100, 4)) == buffer.data());  // the buffer first again
+    arena.release();
+    BOOST_TEST(upstream.bytes_outstanding() == 0u);
+    BOOST_TEST(bytes_of(arena.allocate(8, 8)) == buffer.data());
+  }
+  buffer[0] = std::byte{1};  // the caller's again (and unpoisoned) once the arena is gone
+  BOOST_TEST(upstream.mismatches() == 0u);
+}
+
+// ------------------------------------------------- large and over-aligned
+
+BOOST_AUTO_TEST_CASE(requests_above_max_chunk_size_get_a_dedicated_chunk) {
+  strata::test::counting_resource counted;
+  recording_resource upstream{&counted};
+  strata::monotonic_arena arena{{.max_chunk_size = 16384}, &upstream};
+  std::byte* a = bytes_of(arena.allocate(96, 8));
+  std::byte* big = bytes_of(arena.allocate(100000, 8));
+  std::memset(big, 0x11, 100000);
+  BOOST_TEST(upstream.sizes.size() == 2u);
+  BOOST_TEST(upstream.sizes[1] >= 100000u);
+  BOOST_TEST(upstream.sizes[1] < 100000u + 64);  // its own size, not a power of two
+  BOOST_TEST(bytes_of(arena.allocate(100, 8)) == a + 96);  // the current chunk goes on
+  BOOST_TEST(arena.details().dedicated_chunks == 1u);
+  BOOST_TEST(arena.details().wasted_tail_bytes == 0u);
+  arena.deallocate(big, 100000, 8);  // returned at once
+  BOOST_TEST(counted.blocks_outstanding() == 1u);
+  BOOST_TEST(arena.details().dedicated_chunks == 0u);
+  const auto m = arena.mark();
+  static_cast<void>(arena.allocate(20000, 8));
+  static_cast<void>(arena.allocate(30000, 8));
+  BOOST_TEST(counted.blocks_outstanding() == 3u);
+  arena.rewind(m);  // dedicated chunks after the mark go back
+  BOOST_TEST(counted.blocks_outstanding() == 1u);
+  static_cast<void>(arena.allocate(20000, 8));
+  arena.reset();  // and so do the rest
+  BOOST_TEST(counted.blocks_outstanding() == 1u);
+  BOOST_TEST(arena.details().dedicated_chunks == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(alignments_up_to_64_kib_are_honoured_and_small_ones_padded_in_the_chunk) {
+  strata::test::counting_resource counted;
+  recording_resource upstream{&counted};
+  strata::monotonic_arena arena{{.first_chunk_size = 16384}, &upstream};
+  static_cast<void>(arena.allocate(10, 1));
+  for (std::size_t alignment = 2; alignment <= 4096; alignment *= 2) {
+    void* p = arena.allocate(10, alignment);
+    BOOST_TEST(strata::detail::is_aligned(p, alignment));
+  }
+  BOOST_TEST(upstream.sizes.size() == 1u);  // all padded inside the 16 KiB chunk
+  for (std::size_t alignment = 8192; alignment <= 65536; alignment *= 2) {
+    const std::size_t calls = upstream.sizes.size();
+    const std::size_t planned = arena.details().next_chunk_size;
+    void* p = arena.allocate(100, alignment);
+    std::memset(p, 0x22, 100);
+    BOOST_TEST(strata::detail::is_aligned(p, alignment));
+    if (upstream.sizes.size() > calls) {  // a fresh chunk, aligned upstream: no padding to pay for
+      BOOST_TEST(upstream.alignments.back() == alignment);
+      BOOST_TEST(upstream.sizes.back() == std::max(planned, alignment));
+    }
+  }
+  // Above max_chunk_size the alignment goes to a dedicated chunk, still honoured.
+  strata::monotonic_arena small{{.max_chunk_size = 16384}, &upstream};
+  void* p = small.allocate(100, 65536);
+  BOOST_TEST(strata::detail::is_aligned(p, 65536));
+  BOOST_TEST(small.details().dedicated_chunks == 1u);
+  small.deallocate(p, 100, 65536);
+  BOOST_TEST(small.details().dedicated_chunks == 0u);
+}
+
+// ------------------------------------------------------------------ errors
+
+BOOST_AUTO_TEST_CASE(overflowing_sizes_throw_size_overflow_and_lose_nothing) {
+  strata::test::counting_resource upstream;
+  strata::monotonic_arena arena{&upstream};
+  std::byte* a = bytes_of(arena.allocate(16, 8));
+  for (std::size_t bytes : {SIZE_MAX, SIZE_MAX - 4095, static_cast<std::size_t>(PTRDIFF_MAX)}) {
+    try {
+      static_cast<void>(arena.allocate(bytes, 8));
+      BOOST_ERROR("allocate(" << bytes << ") did not throw");
+    } catch (const strata::allocation_failure& e) {
+      BOOST_TEST((e.reason() == strata::failure_reason::size_overflow));
+    }
+  }
+  BOOST_TEST(arena.stats().failed_allocations == 3u);
+  BOOST_TEST(upstream.allocations() == 1u);  // the upstream was never asked
+  BOOST_TEST(bytes_of(arena.allocate(16, 8)) == a + 16);
+}
+
+BOOST_AUTO_TEST_CASE(upstream_failure_becomes_allocation_failure_and_loses_nothing) {
+  strata::test::counting_resource upstream;
+  strata::monotonic_arena arena{{.first_chunk_size = 1024}, &upstream};
+  std::byte* a = bytes_of(arena.allocate(900, 8));
+  std::memset(a, 0x33, 900);
+  upstream.fail_allocations(true);
+  try {
+    static_cast<void>(arena.allocate(900, 8));
+    BOOST_FAIL("the failing upstream did not throw");
+  } catch (const strata::allocation_failure& e) {
+    BOOST_TEST((e.reason() == strata::failure_reason::upstream_failed));
+    BOOST_TEST(e.resource_name() == "monotonic_arena");
+  }
+  BOOST_TEST(arena.stats().failed_allocations == 1u);
+  BOOST_TEST(arena.stats().bytes_in_use == 900u);
+  BOOST_TEST(bytes_of(arena.allocate(16, 4)) == a + 900);  // the old chunk's room is still there
+  upstream.fail_allocations(false);
+  void* b = arena.allocate(900, 8);
+  std::memset(b, 0x44, 900);
+  BOOST_TEST(std::all_of(a, a + 900, [](std::byte x) { return x == std::byte{0x33}; }));
+}
+
+// ----------------------------------------------------------------- details
+
+BOOST_AUTO_TEST_CASE(details_report_footprint_tail_waste_and_resets) {
+  strata::test::counting_resource upstream;
+  strata::monotonic_arena arena{&upstream};
+  static_cast<void>(arena.allocate(4000, 1));
+  void* b = arena.allocate(200, 1);  // 64 bytes left in the 4 KiB chunk (32 are its footer)
+  auto d = arena.details();
+  BOOST_TEST(d.wasted_tail_bytes == 64u);
+  BOOST_TEST(d.request_footprint == 4200u);
+  BOOST_TEST(d.chunks == 2u);
+  arena.deallocate(b, 200, 1);  // rolled back; the footprint is a high-water mark
+  BOOST_TEST(arena.details().request_footprint == 4200u);
+  arena.reset();
+  d = arena.details();
+  BOOST_TEST(d.resets == 1u);
+  BOOST_TEST(d.request_footprint == 0u);
+  BOOST_TEST(d.largest_request_footprint == 4200u);
+  BOOST_TEST(d.next_chunk_size == 8192u);
+  BOOST_TEST(d.chunks == 1u);
+}
+
+// ------------------------------------------------------------------ threads
+
+BOOST_AUTO_TEST_CASE(use_from_a_second_thread_is_reported_in_debug_builds) {
+  strata::test::misuse_recorder recorder;
+  strata::test::counting_resource upstream;
+  strata::monotonic_arena arena{&upstream};
+  static_cast<void>(arena.allocate(16, 8));  // this thread owns the arena now
+  std::jthread([&] { static_cast<void>(arena.allocate(16, 8)); }).join();
+#if defined(NDEBUG)
+  BOOST_TEST(arena.stats().misuse_detected == 0u);  // the check is compiled out
+#else
+  BOOST_TEST(arena.stats().misuse_detected == 1u);
+  BOOST_TEST_REQUIRE(recorder.taken().size() == 1u);
+  BOOST_TEST((recorder.taken()[0].kind == strata::misuse_kind::wrong_thread));
+#endif
+  arena.reset();  // ownership is handed on: another thread may start the next request
+  std::jthread([&] {
+    static_cast<void>(arena.allocate(16, 8));
+    arena.reset();
+  }).join();
+  static_cast<void>(arena.allocate(16, 8));
+  BOOST_TEST(arena.stats().misuse_detected <= 1u);
+  BOOST_TEST(recorder.taken().size() == arena.stats().misuse_detected);
+}
+
+// -------------------------------------------------------------------- ASan
+
+#if defined(STRATA_HAS_ASAN)
+constexpr bool built_with_asan = true;
+#else
+constexpr bool built_with_asan = false;
+#endif
+
+BOOST_AUTO_TEST_CASE(memory_given_back_and_kept_is_poisoned_under_asan,
+                     *boost::unit_test::enable_if<built_with_asan>()) {
+#if defined(STRATA_HAS_ASAN)
+  strata::test::counting_resource upstream;
+  strata::monotonic_arena arena{&upstream};
+  std::byte* a = bytes_of(arena.allocate(64, 8));
+  BOOST_TEST(!__asan_address_is_poisoned(a));
+  BOOST_TEST(__asan_address_is_poisoned(a + 64));  // not handed out yet
+  arena.deallocate(a, 64, 8);                      // rolled back
+  BOOST_TEST(__asan_address_is_poisoned(a));
+  a = bytes_of(arena.allocate(64, 8));
+  BOOST_TEST(!__asan_address_is_poisoned(a + 63));
+  const auto m = arena.mark();
+  std::byte* b = bytes_of(arena.allocate(64, 8));
+  arena.rewind(m);
+  BOOST_TEST(__asan_address_is_poisoned(b));
+  arena.reset();  // the chunk is kept
+  BOOST_TEST(__asan_address_is_poisoned(a));
+#endif
+}
+
+BOOST_AUTO_TEST_SUITE_END()
