@@ -89,11 +89,15 @@ template <class EndRequest>
 void run_requests(benchmark::State& state, std::pmr::memory_resource* r, EndRequest end_request,
                   std::vector<counted_link> counted = {}) {
   std::vector<void*> blocks(request_allocations);
-  fill(r, blocks);  // validation and warm-up
+  fill(r, blocks);  // validation; then two more requests to reach steady state
   for (void* p : blocks) {
     if (!strata::bench::aligned(state, p, 16)) return;
   }
   end_request(r, blocks);
+  for (int warm = 0; warm < 2; ++warm) {
+    fill(r, blocks);
+    end_request(r, blocks);
+  }
   std::vector<std::uint64_t> calls_before;
   for (const counted_link& c : counted) calls_before.push_back(c.link->stats().upstream_allocations);
   const long faults_before = minor_faults();

@@ -59,6 +59,80 @@ class bare_chunk_stack final : public std::pmr::memory_resource {
   std::size_t alignment_ = 4096;  // one alignment for every chunk, the largest asked
 };
 
+/// The floor for fixed-size workloads: an intrusive LIFO free list of
+/// blocks of one size behind the virtual call, carved from one buffer.
+class bare_free_list final : public std::pmr::memory_resource {
+ public:
+  explicit bare_free_list(std::size_t block_size, std::size_t capacity = std::size_t{64} << 20)
+      : block_size_((block_size + 15) & ~std::size_t{15}),
+        buffer_(static_cast<std::byte*>(::operator new(capacity, std::align_val_t{4096}))),
+        end_(buffer_ + capacity),
+        fresh_(buffer_) {}
+  ~bare_free_list() override { ::operator delete(buffer_, std::align_val_t{4096}); }
+
+ private:
+  void* do_allocate(std::size_t, std::size_t) override {
+    if (head_ != nullptr) [[likely]] {
+      void* p = head_;
+      head_ = *static_cast<void**>(p);
+      return p;
+    }
+    if (fresh_ + block_size_ > end_) throw std::bad_alloc();
+    void* p = fresh_;
+    fresh_ += block_size_;
+    return p;
+  }
+  void do_deallocate(void* p, std::size_t, std::size_t) override {
+    *static_cast<void**>(p) = head_;
+    head_ = p;
+  }
+  bool do_is_equal(const memory_resource& other) const noexcept override { return this == &other; }
+
+  std::size_t block_size_;
+  std::byte* buffer_;
+  std::byte* end_;
+  std::byte* fresh_;
+  void* head_ = nullptr;
+};
+
+/// The floor for mixed-size workloads: one bare free list per 16-byte size
+/// class (up to 4 KiB) behind the virtual call, carved from one buffer.
+class bare_size_class_lists final : public std::pmr::memory_resource {
+ public:
+  explicit bare_size_class_lists(std::size_t capacity = std::size_t{256} << 20)
+      : buffer_(static_cast<std::byte*>(::operator new(capacity, std::align_val_t{4096}))),
+        end_(buffer_ + capacity),
+        fresh_(buffer_) {}
+  ~bare_size_class_lists() override { ::operator delete(buffer_, std::align_val_t{4096}); }
+
+ private:
+  static constexpr std::size_t class_count = 256;
+  void* do_allocate(std::size_t bytes, std::size_t) override {
+    const std::size_t cls = (bytes + 15) >> 4;
+    if (cls >= class_count) throw std::bad_alloc();
+    if (void* p = heads_[cls]; p != nullptr) [[likely]] {
+      heads_[cls] = *static_cast<void**>(p);
+      return p;
+    }
+    const std::size_t size = cls == 0 ? 16 : cls << 4;
+    if (fresh_ + size > end_) throw std::bad_alloc();
+    void* p = fresh_;
+    fresh_ += size;
+    return p;
+  }
+  void do_deallocate(void* p, std::size_t bytes, std::size_t) override {
+    const std::size_t cls = (bytes + 15) >> 4;
+    *static_cast<void**>(p) = heads_[cls];
+    heads_[cls] = p;
+  }
+  bool do_is_equal(const memory_resource& other) const noexcept override { return this == &other; }
+
+  std::byte* buffer_;
+  std::byte* end_;
+  std::byte* fresh_;
+  void* heads_[class_count]{};
+};
+
 /// The floor for per-request workloads: a bump pointer in one large buffer
 /// behind the virtual call; deallocate does nothing and reset() rewinds.
 class bare_bump final : public std::pmr::memory_resource {
