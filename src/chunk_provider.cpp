@@ -149,7 +149,7 @@ void chunk_provider::set_floor(unsigned cls) noexcept {
 void* chunk_provider::allocate_slow(std::size_t bytes, std::size_t alignment) {
   detail::check_alignment(resource_name, alignment);
   const unsigned cls = class_of(bytes, alignment);
-  if (cls > max_class_) return oversized_allocate(bytes, alignment);
+  if (cls > max_class_) return take_from_upstream(bytes, alignment, true, bytes, alignment);
 
   detail::chunk_thread_cache& cache = attach();
   if (options_.ratchet_floor) {
@@ -164,7 +164,7 @@ void* chunk_provider::allocate_slow(std::size_t bytes, std::size_t alignment) {
     chunk = bin.chunks[count - 1];
     bin.count.store(count - 1, std::memory_order_relaxed);
   } else if ((chunk = pop_shared(cls)) == nullptr) {
-    chunk = take_from_upstream(cls, bytes, alignment);
+    chunk = take_from_upstream(class_size(cls), class_size(cls), false, bytes, alignment);
     pools_[cls].misses.fetch_add(1, std::memory_order_relaxed);
   }
   note_handed(cache, bin, bytes);
@@ -195,65 +195,46 @@ detail::chunk_thread_cache& chunk_provider::attach() {
   return *slot.cache;
 }
 
-void* chunk_provider::take_from_upstream(unsigned cls, std::size_t bytes, std::size_t alignment) {
-  const std::size_t size = class_size(cls);
+void* chunk_provider::take_from_upstream(std::size_t size, std::size_t alignment, bool oversized,
+                                         std::size_t bytes, std::size_t request_alignment) {
   if (!reserve_budget(size)) {
     // Make room by returning cached chunks before failing.
+    const std::size_t budget = options_.byte_budget;
     const std::size_t held = bytes_reserved_.load(std::memory_order_relaxed);
-    const std::size_t excess = held + size > options_.byte_budget ? held + size - options_.byte_budget : size;
-    evict(excess, evicted_by_budget_);
+    if (size <= budget && held > budget - size) evict(held - (budget - size), evicted_by_budget_);
     if (!reserve_budget(size)) {
       failed_.fetch_add(1, std::memory_order_relaxed);
-      detail::throw_allocation_failure(resource_name, bytes, alignment, failure_reason::budget);
+      // Without a budget, only a size that cannot be added to what is held fails here.
+      detail::throw_allocation_failure(resource_name, bytes, request_alignment,
+                                       budget == unlimited ? failure_reason::size_overflow : failure_reason::budget);
     }
   }
-  void* chunk = nullptr;
+  void* block = nullptr;
   try {
-    chunk = detail::allocate_from_upstream(upstream_resource(), resource_name, size, size);
+    block = detail::allocate_from_upstream(upstream_resource(), resource_name, size, alignment);
     std::lock_guard lock(blocks_mutex_);
-    const auto at = std::lower_bound(blocks_.begin(), blocks_.end(), chunk,
-                                     [](const auto& entry, void* p) { return entry.first < p; });
-    blocks_.insert(at, {chunk, upstream_block{size, size, false}});
+    blocks_.insert(block_position(block), {block, upstream_block{size, alignment, oversized}});
+    if (oversized) {
+      ++oversized_live_;
+      oversized_bytes_in_use_ += bytes;
+      ++oversized_allocations_;
+      peak_.store(std::max(peak_.load(std::memory_order_relaxed), oversized_bytes_in_use_),
+                  std::memory_order_relaxed);
+    }
   } catch (...) {
-    if (chunk != nullptr) upstream_resource()->deallocate(chunk, size, size);  // lose nothing
+    if (block != nullptr) upstream_resource()->deallocate(block, size, alignment);  // lose nothing
     release_budget(size);
     failed_.fetch_add(1, std::memory_order_relaxed);
     throw;
   }
   upstream_allocations_.fetch_add(1, std::memory_order_relaxed);
-  return chunk;
+  return block;
 }
 
-void* chunk_provider::oversized_allocate(std::size_t bytes, std::size_t alignment) {
-  if (!reserve_budget(bytes)) {
-    evict(bytes, evicted_by_budget_);
-    if (!reserve_budget(bytes)) {
-      failed_.fetch_add(1, std::memory_order_relaxed);
-      // Without a budget, only a size that cannot be added to what is held fails here.
-      detail::throw_allocation_failure(resource_name, bytes, alignment,
-                                       options_.byte_budget == unlimited ? failure_reason::size_overflow
-                                                                         : failure_reason::budget);
-    }
-  }
-  void* block = nullptr;
-  try {
-    block = detail::allocate_from_upstream(upstream_resource(), resource_name, bytes, alignment);
-    std::lock_guard lock(blocks_mutex_);
-    const auto at = std::lower_bound(blocks_.begin(), blocks_.end(), block,
-                                     [](const auto& entry, void* p) { return entry.first < p; });
-    blocks_.insert(at, {block, upstream_block{bytes, alignment, true}});
-    ++oversized_live_;
-    oversized_bytes_in_use_ += bytes;
-    ++oversized_allocations_;
-    peak_.store(std::max(peak_.load(std::memory_order_relaxed), oversized_bytes_in_use_), std::memory_order_relaxed);
-  } catch (...) {
-    if (block != nullptr) upstream_resource()->deallocate(block, bytes, alignment);
-    release_budget(bytes);
-    failed_.fetch_add(1, std::memory_order_relaxed);
-    throw;
-  }
-  upstream_allocations_.fetch_add(1, std::memory_order_relaxed);
-  return block;
+std::vector<std::pair<void*, chunk_provider::upstream_block>>::iterator chunk_provider::block_position(
+    const void* p) noexcept {
+  return std::lower_bound(blocks_.begin(), blocks_.end(), p,
+                          [](const auto& entry, const void* q) { return entry.first < q; });
 }
 
 // ------------------------------------------------------------ deallocation
@@ -268,8 +249,7 @@ void chunk_provider::deallocate_slow(void* p, std::size_t bytes, std::size_t ali
   // Only the slow path can afford to prove the pointer is ours.
   const std::optional<misuse_kind> wrong = [&]() -> std::optional<misuse_kind> {
     std::lock_guard lock(blocks_mutex_);
-    const auto at = std::lower_bound(blocks_.begin(), blocks_.end(), p,
-                                     [](const auto& entry, void* q) { return entry.first < q; });
+    const auto at = block_position(p);
     if (at == blocks_.end() || at->first != p) return misuse_kind::unknown_pointer;
     const upstream_block& block = at->second;
     if (block.oversized != oversized || block.size != (oversized ? bytes : class_size(cls))) {
@@ -443,8 +423,7 @@ std::size_t chunk_provider::evict(std::size_t target_bytes, std::atomic<std::uin
 void chunk_provider::give_back(void* chunk, std::size_t size, std::size_t alignment) noexcept {
   {
     std::lock_guard lock(blocks_mutex_);
-    const auto at = std::lower_bound(blocks_.begin(), blocks_.end(), chunk,
-                                     [](const auto& entry, void* p) { return entry.first < p; });
+    const auto at = block_position(chunk);
     STRATA_ASSERT(at != blocks_.end() && at->first == chunk, "giving back a chunk that is not held");
     blocks_.erase(at);
   }
@@ -480,7 +459,7 @@ std::size_t chunk_provider::reserve(std::size_t chunk_size, std::size_t count) {
   const unsigned cls = class_of(chunk_size, 1);
   if (options_.ratchet_floor && cls > floor_.load(std::memory_order_relaxed)) raise_floor(cls);
   for (std::size_t i = 0; i < count; ++i) {
-    void* chunk = take_from_upstream(cls, class_size(cls), class_size(cls));
+    void* chunk = take_from_upstream(class_size(cls), class_size(cls), false, class_size(cls), class_size(cls));
     if (!push_shared(chunk, cls)) {
       give_back(chunk, class_size(cls), class_size(cls));
       return i;

@@ -220,8 +220,11 @@ class chunk_provider final : public resource {
   STRATA_SLOW_PATH void deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) noexcept;
   // Returns this thread's cache, creating and registering it if needed.
   detail::chunk_thread_cache& attach();
-  void* take_from_upstream(unsigned cls, std::size_t bytes, std::size_t alignment);
-  void* oversized_allocate(std::size_t bytes, std::size_t alignment);
+  // Reserves size bytes of budget (evicting cached chunks to make room), takes
+  // them from upstream and records the block. Throws allocation_failure naming
+  // the caller's request (bytes, request_alignment); on a throw nothing is held.
+  void* take_from_upstream(std::size_t size, std::size_t alignment, bool oversized, std::size_t bytes,
+                           std::size_t request_alignment);
   void give_back(void* chunk, std::size_t size, std::size_t alignment) noexcept;
   // Adds chunk to its class's shared pool; false if max_cached_bytes forbids it.
   bool push_shared(void* chunk, unsigned cls, bool ignore_limit = false) noexcept;
@@ -239,6 +242,9 @@ class chunk_provider final : public resource {
   void note_returned(unsigned cls, std::size_t bytes) noexcept;
   void reject(misuse_kind kind, void* p, std::size_t bytes, std::size_t alignment) noexcept;
   bool invariants_hold() const noexcept;
+  struct upstream_block;
+  // Position of p in blocks_ (or where it would go). Requires blocks_mutex_.
+  std::vector<std::pair<void*, upstream_block>>::iterator block_position(const void* p) noexcept;
 
   friend struct chunk_provider_access;  // the thread-exit hook in the .cpp
 
