@@ -55,26 +55,26 @@ int main(int argc, char** argv) {
       {64 << 10, 16}, {64 << 10, 64 << 10}, {1 << 20, 16}, {1 << 20, 64 << 10}};
   for (const auto& [bytes, alignment] : shapes) {
     const std::string workload = "chunk_pair/" + label(bytes, alignment) + "/";
-    benchmark::RegisterBenchmark((workload + "floor").c_str(), [=](benchmark::State& s) {
+    strata::bench::add(workload + "floor", [=](benchmark::State& s) {
       strata::bench::bare_chunk_stack floor;
       pair_loop(s, opaque(&floor), bytes, alignment);
     });
-    benchmark::RegisterBenchmark((workload + "strata").c_str(), [=](benchmark::State& s) {
+    strata::bench::add(workload + "strata", [=](benchmark::State& s) {
       strata::chunk_provider chunks{strata::system_pages()};
       pair_loop(s, opaque(&chunks), bytes, alignment);
     });
     for (const strata::bench::peer& p : strata::bench::peers()) {
-      benchmark::RegisterBenchmark((workload + p.name).c_str(), [=](benchmark::State& s) {
+      strata::bench::add(workload + p.name, [=](benchmark::State& s) {
         pair_loop(s, p.resource, bytes, alignment);
       });
     }
   }
   // Scaling: each thread runs its own pairs on one shared provider.
   for (int threads : {1, 2}) {
-    benchmark::RegisterBenchmark("chunk_pair_threads/64KiB/strata", [](benchmark::State& s) {
+    strata::bench::add("chunk_pair_threads/64KiB/strata", [](benchmark::State& s) {
       pair_loop(s, opaque(&shared_provider()), 64 << 10, 16);
     })->Threads(threads)->UseRealTime();
-    benchmark::RegisterBenchmark("chunk_pair_threads/64KiB/new_delete", [](benchmark::State& s) {
+    strata::bench::add("chunk_pair_threads/64KiB/new_delete", [](benchmark::State& s) {
       pair_loop(s, std::pmr::new_delete_resource(), 64 << 10, 16);
     })->Threads(threads)->UseRealTime();
   }

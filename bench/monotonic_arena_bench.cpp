@@ -132,50 +132,50 @@ void register_all() {
     const auto& sizes = request_sizes();
     for (std::size_t i = 0; i < blocks.size(); ++i) r->deallocate(blocks[i], sizes[i], 16);
   };
-  benchmark::RegisterBenchmark("per_request/2000x16-256B/floor", [](benchmark::State& s) {
+  strata::bench::add("per_request/2000x16-256B/floor", [](benchmark::State& s) {
     strata::bench::bare_bump floor;
     run_requests(s, opaque(&floor), [&](auto*, auto&) { floor.reset(); });
   });
-  benchmark::RegisterBenchmark("per_request/2000x16-256B/strata", [](benchmark::State& s) {
+  strata::bench::add("per_request/2000x16-256B/strata", [](benchmark::State& s) {
     strata::chunk_provider chunks{strata::system_pages()};
     strata::monotonic_arena arena{&chunks};
     run_requests(s, opaque(&arena), [&](auto*, auto&) { arena.reset(); },
                  {{"arena_upstream/req", &arena}, {"mmap/req", &chunks}});
   });
-  benchmark::RegisterBenchmark("per_request/2000x16-256B/std_mono_512KiB_buffer", [](benchmark::State& s) {
+  strata::bench::add("per_request/2000x16-256B/std_mono_512KiB_buffer", [](benchmark::State& s) {
     std::vector<std::byte> buffer(512 * 1024);
     std::pmr::monotonic_buffer_resource mono{buffer.data(), buffer.size()};
     run_requests(s, opaque(&mono), [&](auto*, auto&) { mono.release(); });
   });
-  benchmark::RegisterBenchmark("per_request/2000x16-256B/std_mono_no_buffer", [](benchmark::State& s) {
+  strata::bench::add("per_request/2000x16-256B/std_mono_no_buffer", [](benchmark::State& s) {
     std::pmr::monotonic_buffer_resource mono;
     run_requests(s, opaque(&mono), [&](auto*, auto&) { mono.release(); });
   });
   if (strata::bench::mi_heap_resource::available()) {
-    benchmark::RegisterBenchmark("per_request/2000x16-256B/mi_heap", [](benchmark::State& s) {
+    strata::bench::add("per_request/2000x16-256B/mi_heap", [](benchmark::State& s) {
       strata::bench::mi_heap_resource heap;
       run_requests(s, opaque(&heap), [&](auto*, auto&) { heap.reset(); });
     });
   }
-  benchmark::RegisterBenchmark("per_request/2000x16-256B/new_delete", [=](benchmark::State& s) {
+  strata::bench::add("per_request/2000x16-256B/new_delete", [=](benchmark::State& s) {
     run_requests(s, std::pmr::new_delete_resource(), free_all);
   });
 
-  benchmark::RegisterBenchmark("word_count/16KiB_text/floor", [](benchmark::State& s) {
+  strata::bench::add("word_count/16KiB_text/floor", [](benchmark::State& s) {
     strata::bench::bare_bump floor;
     run_word_count(s, opaque(&floor), [&](auto*) { floor.reset(); });
   });
-  benchmark::RegisterBenchmark("word_count/16KiB_text/strata", [](benchmark::State& s) {
+  strata::bench::add("word_count/16KiB_text/strata", [](benchmark::State& s) {
     strata::chunk_provider chunks{strata::system_pages()};
     strata::monotonic_arena arena{&chunks};
     run_word_count(s, opaque(&arena), [&](auto*) { arena.reset(); });
   });
-  benchmark::RegisterBenchmark("word_count/16KiB_text/std_mono_512KiB_buffer", [](benchmark::State& s) {
+  strata::bench::add("word_count/16KiB_text/std_mono_512KiB_buffer", [](benchmark::State& s) {
     std::vector<std::byte> buffer(512 * 1024);
     std::pmr::monotonic_buffer_resource mono{buffer.data(), buffer.size()};
     run_word_count(s, opaque(&mono), [&](auto*) { mono.release(); });
   });
-  benchmark::RegisterBenchmark("word_count/16KiB_text/new_delete", [](benchmark::State& s) {
+  strata::bench::add("word_count/16KiB_text/new_delete", [](benchmark::State& s) {
     run_word_count(s, std::pmr::new_delete_resource(), [](auto*) {});
   });
 }

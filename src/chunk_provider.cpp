@@ -60,8 +60,8 @@ struct chunk_provider_access {
   static void detach(chunk_provider& provider, detail::chunk_thread_cache* cache) noexcept {
     provider.flush_thread_cache(*cache, detail::chunk_class_count, false);
     for (unsigned cls = 0; cls < detail::chunk_class_count; ++cls) {
-      provider.retired_classes_[cls].handed += cache->bins[cls].handed.load(std::memory_order_relaxed);
-      provider.retired_classes_[cls].returned += cache->bins[cls].returned.load(std::memory_order_relaxed);
+      provider.retired_classes_[cls].handed += cache->handed[cls].load(std::memory_order_relaxed);
+      provider.retired_classes_[cls].returned += cache->returned[cls].load(std::memory_order_relaxed);
     }
     provider.retired_bytes_allocated_ += cache->bytes_allocated.load(std::memory_order_relaxed);
     provider.retired_bytes_deallocated_ += cache->bytes_deallocated.load(std::memory_order_relaxed);
@@ -167,7 +167,7 @@ void* chunk_provider::allocate_slow(std::size_t bytes, std::size_t alignment) {
     chunk = take_from_upstream(class_size(cls), class_size(cls), false, bytes, alignment);
     pools_[cls].misses.fetch_add(1, std::memory_order_relaxed);
   }
-  note_handed(cache, bin, bytes);
+  note_handed(cache, cls, bytes);
   detail::unpoison_memory(chunk, class_size(cls));
   STRATA_ASSERT(detail::is_aligned(chunk, class_size(cls)), "chunk not aligned to its size");
   STRATA_ASSERT_EXPENSIVE(invariants_hold(), "chunk_provider books drifted");
@@ -307,7 +307,7 @@ void chunk_provider::deallocate_slow(void* p, std::size_t bytes, std::size_t ali
 
 void chunk_provider::note_returned(unsigned cls, std::size_t bytes) noexcept {
   if (detail::chunk_thread_cache* cache = my_cache()) {
-    detail::bump(cache->bins[cls].returned);
+    detail::bump(cache->returned[cls]);
     detail::bump(cache->bytes_deallocated, bytes);
     return;
   }
@@ -526,8 +526,8 @@ resource_stats chunk_provider::do_stats() const noexcept {
     std::lock_guard lock(registry().mutex);
     for (const detail::chunk_thread_cache* cache : caches_) {
       for (unsigned cls = min_class_; cls <= max_class_; ++cls) {
-        s.allocations += cache->bins[cls].handed.load(std::memory_order_relaxed);
-        s.deallocations += cache->bins[cls].returned.load(std::memory_order_relaxed);
+        s.allocations += cache->handed[cls].load(std::memory_order_relaxed);
+        s.deallocations += cache->returned[cls].load(std::memory_order_relaxed);
       }
       allocated_bytes += cache->bytes_allocated.load(std::memory_order_relaxed);
       deallocated_bytes += cache->bytes_deallocated.load(std::memory_order_relaxed);
@@ -579,8 +579,8 @@ chunk_provider::details_type chunk_provider::details() const {
       handed[cls] = retired_classes_[cls].handed;
       returned[cls] = retired_classes_[cls].returned;
       for (const detail::chunk_thread_cache* cache : caches_) {
-        handed[cls] += cache->bins[cls].handed.load(std::memory_order_relaxed);
-        returned[cls] += cache->bins[cls].returned.load(std::memory_order_relaxed);
+        handed[cls] += cache->handed[cls].load(std::memory_order_relaxed);
+        returned[cls] += cache->returned[cls].load(std::memory_order_relaxed);
         cached[cls] += cache->bins[cls].count.load(std::memory_order_relaxed);
       }
       std::lock_guard pool_lock(pools_[cls].mutex);

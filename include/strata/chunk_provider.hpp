@@ -27,8 +27,9 @@ namespace detail {
 /// Classes are indexed by log2 of the chunk size, up to 2^47 bytes (beyond
 /// any address space we run in); index 48 stands for every oversized request.
 inline constexpr unsigned chunk_class_count = 49;
-/// Most chunks one thread keeps per class before spilling to the shared pool.
-inline constexpr unsigned chunk_bin_capacity = 8;
+/// Most chunks one thread keeps per class before spilling to the shared pool
+/// (7, so that a bin fills one 64-byte cache line).
+inline constexpr unsigned chunk_bin_capacity = 7;
 
 /// Single-writer counter: only the owning thread writes it (a relaxed load and
 /// store, never a read-modify-write), and other threads may read it for stats.
@@ -37,23 +38,23 @@ inline void bump(owned_counter& counter, std::uint64_t by = 1) noexcept {
   counter.store(counter.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
 }
 
-/// One size class in one thread's cache. Written only by its thread.
-struct chunk_bin {
+/// One size class in one thread's cache: one cache line. Written only by its thread.
+struct alignas(64) chunk_bin {
   std::atomic<std::uint32_t> count{0};  // atomic so stats() may read it; single writer
   void* chunks[chunk_bin_capacity]{};
-  owned_counter handed{0};    // chunks of this class handed to callers by this thread
-  owned_counter returned{0};  // chunks of this class given back on this thread
 };
 
 /// A thread's cache for one chunk_provider, owned by the provider and used
 /// lock-free by one thread. Counters are summed by stats() (under the
 /// provider registry's mutex, which also keeps the cache alive).
 struct chunk_thread_cache {
-  std::uint64_t provider_id;
+  std::array<chunk_bin, chunk_class_count> bins{};
+  std::array<owned_counter, chunk_class_count> handed{};    // chunks handed out, per class
+  std::array<owned_counter, chunk_class_count> returned{};  // chunks given back on this thread, per class
   owned_counter bytes_allocated{0};    // caller's sizes, normal chunks
   owned_counter bytes_deallocated{0};
   owned_counter peak_bytes_in_use{0};  // of this thread's own view
-  std::array<chunk_bin, chunk_class_count> bins{};
+  std::uint64_t provider_id = 0;
 };
 
 /// The calling thread's most recently used chunk cache. constinit and
@@ -80,7 +81,7 @@ inline constinit thread_local chunk_cache_slot current_chunk_cache{0, nullptr};
 /// arena that has grown settles on its largest class with the fewest chunks.
 ///
 /// Thread safety: thread-safe. Each thread has its own small cache per
-/// provider (up to 8 chunks and thread_cache_bytes per class), used without
+/// provider (up to 7 chunks and thread_cache_bytes per class), used without
 /// locks or atomic read-modify-writes; behind it each class has a shared
 /// pool under its own mutex (no global lock on the cached path). There is no
 /// lock-free list, hence no ABA: a thread cache has one writer, and the
@@ -113,7 +114,7 @@ class chunk_provider final : public resource {
     /// Evict cached classes below the largest class in demand.
     bool ratchet_floor = true;
     /// Per class and per thread, how many bytes of chunks a thread keeps
-    /// without locking (at most 8 chunks); 0 turns thread caches off.
+    /// without locking (at most 7 chunks); 0 turns thread caches off.
     std::size_t thread_cache_bytes = std::size_t{1} << 20;
     /// Fraction of byte_budget at which on_budget_warning fires, in (0, 1].
     double budget_warning_fraction = 0.9;
@@ -199,13 +200,14 @@ class chunk_provider final : public resource {
     const std::size_t need = std::max({bytes, alignment, options_.min_chunk_size});
     return std::min(static_cast<unsigned>(std::bit_width(need - 1)), detail::chunk_class_count - 1);
   }
-  // Counts a normal chunk handed out on this thread and keeps its peak.
-  static void note_handed(detail::chunk_thread_cache& cache, detail::chunk_bin& bin, std::size_t bytes) noexcept {
-    detail::bump(bin.handed);
-    detail::bump(cache.bytes_allocated, bytes);
+  // Counts a normal chunk of class cls handed out on this thread and keeps its peak.
+  static void note_handed(detail::chunk_thread_cache& cache, unsigned cls, std::size_t bytes) noexcept {
+    detail::bump(cache.handed[cls]);
+    const std::uint64_t allocated = cache.bytes_allocated.load(std::memory_order_relaxed) + bytes;
+    cache.bytes_allocated.store(allocated, std::memory_order_relaxed);
     // Per-thread in-use may wrap below zero when this thread frees others' chunks.
-    const auto in_use = static_cast<std::int64_t>(cache.bytes_allocated.load(std::memory_order_relaxed) -
-                                                  cache.bytes_deallocated.load(std::memory_order_relaxed));
+    const auto in_use =
+        static_cast<std::int64_t>(allocated - cache.bytes_deallocated.load(std::memory_order_relaxed));
     if (in_use > static_cast<std::int64_t>(cache.peak_bytes_in_use.load(std::memory_order_relaxed))) {
       cache.peak_bytes_in_use.store(static_cast<std::uint64_t>(in_use), std::memory_order_relaxed);
     }
@@ -319,7 +321,7 @@ inline void* chunk_provider::do_allocate(std::size_t bytes, std::size_t alignmen
       if (count != 0) [[likely]] {
         void* chunk = bin.chunks[count - 1];
         bin.count.store(count - 1, std::memory_order_relaxed);
-        note_handed(*slot.cache, bin, bytes);
+        note_handed(*slot.cache, cls, bytes);
         detail::unpoison_memory(chunk, std::size_t{1} << cls);
         return chunk;
       }
@@ -341,7 +343,7 @@ inline void chunk_provider::do_deallocate(void* p, std::size_t bytes, std::size_
       detail::poison_memory(p, std::size_t{1} << cls);
       bin.chunks[count] = p;
       bin.count.store(count + 1, std::memory_order_relaxed);
-      detail::bump(bin.returned);
+      detail::bump(slot.cache->returned[cls]);
       detail::bump(slot.cache->bytes_deallocated, bytes);
       return;
     }
