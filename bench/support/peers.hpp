@@ -17,10 +17,12 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <memory_resource>
 #include <new>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <benchmark/benchmark.h>
@@ -287,6 +289,16 @@ class mi_heap_resource final : public std::pmr::memory_resource {
   bool do_is_equal(const memory_resource& other) const noexcept override { return this == &other; }
   void* heap_;
 };
+
+/// Registers a benchmark. With STRATA_BENCH_ITERATIONS=n in the environment it
+/// runs exactly n iterations, so bench/run can count instructions per
+/// iteration under callgrind from two runs of different n.
+template <class Function>
+benchmark::internal::Benchmark* add(const std::string& name, Function&& function) {
+  benchmark::internal::Benchmark* b = benchmark::RegisterBenchmark(name.c_str(), std::forward<Function>(function));
+  if (const char* n = std::getenv("STRATA_BENCH_ITERATIONS")) b->Iterations(std::atoll(n));
+  return b;
+}
 
 /// Hides r from the optimizer so the virtual call stays a virtual call.
 template <class Resource>
