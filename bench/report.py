@@ -56,6 +56,8 @@ def load(paths):
             if b.get("run_type") != "iteration" or b.get("error_occurred"):
                 continue
             parts = b["run_name"].split("/")
+            if len(parts) < 3:
+                raise SystemExit(f"report.py: {b['run_name']} is not named <workload>/<shape>/<contender>")
             threads = [p for p in parts[3:] if p.startswith("threads:")]
             group = "/".join(parts[:2] + threads)
             contender = parts[2]

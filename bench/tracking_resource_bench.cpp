@@ -1,20 +1,22 @@
 // SPDX-License-Identifier: MIT
-// What checking costs: tracking_resource over new_delete against new_delete alone.
+// What checking costs: tracking_resource over new_delete against new_delete
+// alone. No DESIGN.md target: tracking_resource is a test and debug tool.
 
 #include <benchmark/benchmark.h>
 
 #include <memory_resource>
+#include <string>
 #include <vector>
 
 #include <strata/tracking_resource.hpp>
 
+#include "support/peers.hpp"
+
 namespace {
 
 // Allocates a batch of 64-byte blocks, then frees them in order.
-void batch_64(benchmark::State& state, std::pmr::memory_resource* r) {
-  const auto batch = static_cast<std::size_t>(state.range(0));
+void batch_64(benchmark::State& state, std::pmr::memory_resource* r, std::size_t batch) {
   std::vector<void*> blocks(batch);
-  benchmark::DoNotOptimize(r);
   for (auto _ : state) {
     for (auto& p : blocks) p = r->allocate(64, 8);
     for (void* p : blocks) r->deallocate(p, 64, 8);
@@ -23,15 +25,21 @@ void batch_64(benchmark::State& state, std::pmr::memory_resource* r) {
   state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(batch));
 }
 
-void bm_tracking_resource_batch_64(benchmark::State& state) {
-  strata::tracking_resource checked{std::pmr::new_delete_resource()};
-  batch_64(state, &checked);
-}
-
-void bm_new_delete_batch_64(benchmark::State& state) { batch_64(state, std::pmr::new_delete_resource()); }
-
 }  // namespace
 
-BENCHMARK(bm_tracking_resource_batch_64)->Arg(1)->Arg(1000);
-BENCHMARK(bm_new_delete_batch_64)->Arg(1)->Arg(1000);
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  for (std::size_t batch : {std::size_t{1}, std::size_t{1000}}) {
+    const std::string shape = "batch_64B/" + std::to_string(batch) + "_blocks/";
+    strata::bench::add(shape + "strata_tracking_resource", [=](benchmark::State& s) {
+      strata::tracking_resource checked{std::pmr::new_delete_resource()};
+      batch_64(s, strata::bench::opaque(&checked), batch);
+    });
+    strata::bench::add(shape + "new_delete", [=](benchmark::State& s) {
+      batch_64(s, std::pmr::new_delete_resource(), batch);
+    });
+  }
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
