@@ -48,6 +48,10 @@ struct thread_attachments {
   ~thread_attachments();
 };
 thread_local thread_attachments attachments;
+// Set once this thread's attachments are gone (thread exit, or static
+// destruction on the main thread): later calls on this thread take the
+// cache-less path instead of touching the destroyed list.
+constinit thread_local bool attachments_gone = false;
 
 std::size_t class_size(unsigned cls) noexcept { return std::size_t{1} << cls; }
 
@@ -83,6 +87,7 @@ thread_attachments::~thread_attachments() {
   }
   caches.clear();
   detail::current_chunk_cache = detail::chunk_cache_slot{0, nullptr};
+  attachments_gone = true;
 }
 
 // ------------------------------------------------------------ construction
@@ -97,7 +102,7 @@ chunk_provider::chunk_provider(options opts, std::pmr::memory_resource* upstream
     bad("min_chunk_size", "must be a power of two of at least 64");
   }
   if (!detail::is_power_of_two(options_.max_chunk_size) || options_.max_chunk_size < options_.min_chunk_size ||
-      std::bit_width(options_.max_chunk_size) > detail::chunk_class_count) {
+      std::bit_width(options_.max_chunk_size) > detail::chunk_class_count - 1) {
     bad("max_chunk_size", "must be a power of two from min_chunk_size to 2^47");
   }
   if (!(options_.budget_warning_fraction > 0.0 && options_.budget_warning_fraction <= 1.0)) {
@@ -106,11 +111,11 @@ chunk_provider::chunk_provider(options opts, std::pmr::memory_resource* upstream
   min_class_ = static_cast<unsigned>(std::countr_zero(options_.min_chunk_size));
   max_class_ = static_cast<unsigned>(std::countr_zero(options_.max_chunk_size));
   set_floor(min_class_);
-  warning_threshold_ =
-      options_.byte_budget == unlimited
-          ? unlimited
-          : static_cast<std::size_t>(std::ceil(static_cast<double>(options_.byte_budget) *
-                                               options_.budget_warning_fraction));
+  // Computed in double and clamped: budget * fraction may round above SIZE_MAX.
+  const double threshold = std::ceil(static_cast<double>(options_.byte_budget) * options_.budget_warning_fraction);
+  warning_threshold_ = options_.byte_budget == unlimited || threshold >= static_cast<double>(options_.byte_budget)
+                           ? options_.byte_budget
+                           : static_cast<std::size_t>(threshold);
   provider_registry& r = registry();
   std::lock_guard lock(r.mutex);
   r.live.emplace(id_, this);
@@ -151,48 +156,66 @@ void* chunk_provider::allocate_slow(std::size_t bytes, std::size_t alignment) {
   const unsigned cls = class_of(bytes, alignment);
   if (cls > max_class_) return take_from_upstream(bytes, alignment, true, bytes, alignment);
 
-  detail::chunk_thread_cache& cache = attach();
+  detail::chunk_thread_cache* cache = attach();
   if (options_.ratchet_floor) {
     if (cls > floor_.load(std::memory_order_relaxed)) raise_floor(cls);
     // Bins below a floor another thread raised are emptied lazily, here.
-    evicted_by_floor_.fetch_add(flush_thread_cache(cache, floor_.load(std::memory_order_relaxed), true),
-                                std::memory_order_relaxed);
+    if (cache != nullptr) {
+      evicted_by_floor_.fetch_add(flush_thread_cache(*cache, floor_.load(std::memory_order_relaxed), true),
+                                  std::memory_order_relaxed);
+    }
   }
-  detail::chunk_bin& bin = cache.bins[cls];
   void* chunk = nullptr;
-  if (const std::uint32_t count = bin.count.load(std::memory_order_relaxed); count != 0) {
-    chunk = bin.chunks[count - 1];
-    bin.count.store(count - 1, std::memory_order_relaxed);
+  const std::uint32_t count = cache != nullptr ? cache->bins[cls].count.load(std::memory_order_relaxed) : 0;
+  if (count != 0) {
+    chunk = cache->bins[cls].chunks[count - 1];
+    cache->bins[cls].count.store(count - 1, std::memory_order_relaxed);
   } else if ((chunk = pop_shared(cls)) == nullptr) {
     chunk = take_from_upstream(class_size(cls), class_size(cls), false, bytes, alignment);
     pools_[cls].misses.fetch_add(1, std::memory_order_relaxed);
   }
-  note_handed(cache, cls, bytes);
+  if (cache != nullptr) {
+    note_handed(*cache, cls, bytes);
+  } else {
+    // A thread without a cache (exiting, or out of memory for one): count centrally.
+    std::lock_guard lock(registry().mutex);
+    ++retired_classes_[cls].handed;
+    retired_bytes_allocated_ += bytes;
+  }
   detail::unpoison_memory(chunk, class_size(cls));
   STRATA_ASSERT(detail::is_aligned(chunk, class_size(cls)), "chunk not aligned to its size");
   STRATA_ASSERT_EXPENSIVE(invariants_hold(), "chunk_provider books drifted");
   return chunk;
 }
 
-detail::chunk_thread_cache& chunk_provider::attach() {
+detail::chunk_thread_cache* chunk_provider::attach() noexcept {
   detail::chunk_cache_slot& slot = detail::current_chunk_cache;
-  if (slot.provider_id == id_) return *slot.cache;
-  provider_registry& r = registry();
-  std::lock_guard lock(r.mutex);
+  if (slot.provider_id == id_) return slot.cache;
+  if (attachments_gone) return nullptr;
+  // The thread's own list needs no lock: a thread switching between providers
+  // stays off the registry mutex. Entries of dead providers never match (ids
+  // are never reused).
   for (const auto& [id, cache] : attachments.caches) {
     if (id == id_) {
       slot = detail::chunk_cache_slot{id_, cache};
-      return *cache;
+      return cache;
     }
   }
-  std::erase_if(attachments.caches, [&](const auto& entry) { return !r.live.contains(entry.first); });
-  auto owned = std::make_unique<detail::chunk_thread_cache>();
-  owned->provider_id = id_;
-  attachments.caches.reserve(attachments.caches.size() + 1);
-  caches_.push_back(owned.get());
-  attachments.caches.emplace_back(id_, owned.get());
-  slot = detail::chunk_cache_slot{id_, owned.release()};
-  return *slot.cache;
+  try {
+    provider_registry& r = registry();
+    std::lock_guard lock(r.mutex);
+    std::erase_if(attachments.caches, [&](const auto& entry) { return !r.live.contains(entry.first); });
+    auto owned = std::make_unique<detail::chunk_thread_cache>();
+    owned->provider_id = id_;
+    attachments.caches.reserve(attachments.caches.size() + 1);
+    caches_.reserve(caches_.size() + 1);
+    caches_.push_back(owned.get());
+    attachments.caches.emplace_back(id_, owned.get());
+    slot = detail::chunk_cache_slot{id_, owned.release()};
+    return slot.cache;
+  } catch (const std::bad_alloc&) {
+    return nullptr;  // no cache: this thread takes the cache-less path
+  }
 }
 
 void* chunk_provider::take_from_upstream(std::size_t size, std::size_t alignment, bool oversized,
@@ -228,6 +251,7 @@ void* chunk_provider::take_from_upstream(std::size_t size, std::size_t alignment
     throw;
   }
   upstream_allocations_.fetch_add(1, std::memory_order_relaxed);
+  warn_if_crossed();  // after success: a failed request must not report usage it never had
   return block;
 }
 
@@ -255,6 +279,10 @@ void chunk_provider::deallocate_slow(void* p, std::size_t bytes, std::size_t ali
     if (block.oversized != oversized || block.size != (oversized ? bytes : class_size(cls))) {
       return misuse_kind::size_mismatch;
     }
+    if (oversized && block.alignment != alignment) return misuse_kind::alignment_mismatch;
+    // Chunks in a shared pool are known to be free; those in a thread bin are
+    // not tracked here (the fast path takes no lock), so this sees only some.
+    if (block.pooled) return misuse_kind::double_free;
     if (oversized) {
       blocks_.erase(at);
       --oversized_live_;
@@ -275,16 +303,9 @@ void chunk_provider::deallocate_slow(void* p, std::size_t bytes, std::size_t ali
   }
 
   // A thread that only frees (a consumer) gets a cache too, so its frees stay
-  // off the registry mutex; only if that allocation fails does it count centrally.
-  detail::chunk_thread_cache* cache = my_cache();
-  if (cache == nullptr) {
-    try {
-      cache = &attach();
-    } catch (...) {
-      cache = nullptr;
-    }
-  }
-  note_returned(cls, bytes);
+  // off the registry mutex; without one (exiting, out of memory) it counts centrally.
+  detail::chunk_thread_cache* cache = attach();
+  note_returned(cache, cls, bytes);
   const unsigned floor = floor_.load(std::memory_order_relaxed);
   if (cls < floor) {
     give_back(p, class_size(cls), class_size(cls));  // below the floor: not worth caching
@@ -305,13 +326,13 @@ void chunk_provider::deallocate_slow(void* p, std::size_t bytes, std::size_t ali
   STRATA_ASSERT_EXPENSIVE(invariants_hold(), "chunk_provider books drifted");
 }
 
-void chunk_provider::note_returned(unsigned cls, std::size_t bytes) noexcept {
-  if (detail::chunk_thread_cache* cache = my_cache()) {
+void chunk_provider::note_returned(detail::chunk_thread_cache* cache, unsigned cls, std::size_t bytes) noexcept {
+  if (cache != nullptr) {
     detail::bump(cache->returned[cls]);
     detail::bump(cache->bytes_deallocated, bytes);
     return;
   }
-  // A thread without a cache (it never allocated here): count on the provider.
+  // A thread without a cache: count on the provider.
   std::lock_guard lock(registry().mutex);
   ++retired_classes_[cls].returned;
   retired_bytes_deallocated_ += bytes;
@@ -336,12 +357,20 @@ bool chunk_provider::push_shared(void* chunk, unsigned cls, bool ignore_limit) n
   }
   shared_pool& pool = pools_[cls];
   std::lock_guard lock(pool.mutex);
+  set_pooled(chunk, true);
   detail::unpoison_memory(chunk, size);
   *static_cast<void**>(chunk) = pool.head;
   detail::poison_memory(static_cast<std::byte*>(chunk) + sizeof(void*), size - sizeof(void*));
   pool.head = chunk;
   ++pool.count;
   return true;
+}
+
+void chunk_provider::set_pooled(void* chunk, bool pooled) noexcept {
+  std::lock_guard lock(blocks_mutex_);
+  const auto at = block_position(chunk);
+  STRATA_ASSERT(at != blocks_.end() && at->first == chunk, "pooling a chunk that is not held");
+  if (at != blocks_.end() && at->first == chunk) at->second.pooled = pooled;
 }
 
 void* chunk_provider::pop_shared(unsigned cls) noexcept {
@@ -351,6 +380,7 @@ void* chunk_provider::pop_shared(unsigned cls) noexcept {
   if (chunk == nullptr) return nullptr;
   pool.head = *static_cast<void**>(chunk);
   --pool.count;
+  set_pooled(chunk, false);
   shared_cached_bytes_.fetch_sub(class_size(cls), std::memory_order_relaxed);
   return chunk;
 }
@@ -425,6 +455,7 @@ void chunk_provider::give_back(void* chunk, std::size_t size, std::size_t alignm
     std::lock_guard lock(blocks_mutex_);
     const auto at = block_position(chunk);
     STRATA_ASSERT(at != blocks_.end() && at->first == chunk, "giving back a chunk that is not held");
+    if (at == blocks_.end() || at->first != chunk) return;  // never return a block twice
     blocks_.erase(at);
   }
   detail::unpoison_memory(chunk, size);
@@ -438,11 +469,20 @@ bool chunk_provider::reserve_budget(std::size_t bytes) noexcept {
   do {
     if (held > options_.byte_budget || options_.byte_budget - held < bytes) return false;
   } while (!bytes_reserved_.compare_exchange_weak(held, held + bytes, std::memory_order_relaxed));
-  if (held + bytes >= warning_threshold_ && warning_armed_.exchange(false, std::memory_order_relaxed) &&
-      options_.on_budget_warning) {
-    options_.on_budget_warning({held + bytes, warning_threshold_, options_.byte_budget});
-  }
   return true;
+}
+
+void chunk_provider::warn_if_crossed() noexcept {
+  const std::size_t held = bytes_reserved_.load(std::memory_order_relaxed);
+  if (held < warning_threshold_ || !options_.on_budget_warning ||
+      !warning_armed_.exchange(false, std::memory_order_relaxed)) {
+    return;
+  }
+  try {
+    options_.on_budget_warning({held, warning_threshold_, options_.byte_budget});
+  } catch (...) {
+    // A warning must not turn a successful allocation into a failure.
+  }
 }
 
 void chunk_provider::release_budget(std::size_t bytes) noexcept {
@@ -482,9 +522,24 @@ void chunk_provider::release() noexcept {
   std::vector<std::pair<void*, upstream_block>> blocks;
   {
     std::lock_guard registry_lock(registry().mutex);
+    // What callers still hold is dropped from the books, per class and in bytes.
+    std::uint64_t allocated = retired_bytes_allocated_;
+    std::uint64_t deallocated = retired_bytes_deallocated_;
+    std::array<std::uint64_t, detail::chunk_class_count> outstanding{};
+    for (unsigned cls = 0; cls < detail::chunk_class_count; ++cls) {
+      outstanding[cls] = retired_classes_[cls].handed - retired_classes_[cls].returned;
+    }
     for (detail::chunk_thread_cache* cache : caches_) {
       for (detail::chunk_bin& bin : cache->bins) bin.count.store(0, std::memory_order_relaxed);
+      for (unsigned cls = 0; cls < detail::chunk_class_count; ++cls) {
+        outstanding[cls] += cache->handed[cls].load(std::memory_order_relaxed) -
+                            cache->returned[cls].load(std::memory_order_relaxed);
+      }
+      allocated += cache->bytes_allocated.load(std::memory_order_relaxed);
+      deallocated += cache->bytes_deallocated.load(std::memory_order_relaxed);
     }
+    released_classes_ = outstanding;
+    released_in_use_ = static_cast<std::size_t>(allocated - deallocated);
     for (shared_pool& pool : pools_) {
       std::lock_guard lock(pool.mutex);
       pool.head = nullptr;
@@ -496,15 +551,12 @@ void chunk_provider::release() noexcept {
     oversized_live_ = 0;
     oversized_bytes_in_use_ = 0;
   }
-  released_in_use_ = 0;
-  const std::size_t in_use = stats().bytes_in_use;  // what callers still held: dropped
   for (const auto& [chunk, block] : blocks) {
     detail::unpoison_memory(chunk, block.size);
     upstream_resource()->deallocate(chunk, block.size, block.alignment);
     upstream_deallocations_.fetch_add(1, std::memory_order_relaxed);
     release_budget(block.size);
   }
-  released_in_use_ = in_use;
   std::lock_guard lock(floor_mutex_);
   set_floor(min_class_);
 }
@@ -573,8 +625,10 @@ chunk_provider::details_type chunk_provider::details() const {
   std::vector<std::uint64_t> handed(max_class_ + 1);
   std::vector<std::uint64_t> returned(max_class_ + 1);
   std::vector<std::size_t> cached(max_class_ + 1);
+  std::array<std::uint64_t, detail::chunk_class_count> released{};
   {
     std::lock_guard lock(registry().mutex);
+    released = released_classes_;
     for (unsigned cls = min_class_; cls <= max_class_; ++cls) {
       handed[cls] = retired_classes_[cls].handed;
       returned[cls] = retired_classes_[cls].returned;
@@ -590,7 +644,8 @@ chunk_provider::details_type chunk_provider::details() const {
   }
   for (unsigned cls = min_class_; cls <= max_class_; ++cls) {
     const std::uint64_t misses = pools_[cls].misses.load(std::memory_order_relaxed);
-    d.classes.push_back({class_size(cls), cached[cls], static_cast<std::size_t>(handed[cls] - returned[cls]),
+    d.classes.push_back({class_size(cls), cached[cls],
+                         static_cast<std::size_t>(handed[cls] - returned[cls] - released[cls]),
                          handed[cls] - std::min(misses, handed[cls]), misses});
     d.cached_bytes += cached[cls] * class_size(cls);
   }

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -46,6 +47,7 @@ tracking_resource::tracking_resource(options opts, std::pmr::memory_resource* up
       options_(std::move(opts)),
       allocations_left_(options_.allocation_limit) {
   detail::check_upstream(resource_name, upstream);
+  recent_frees_.fill(UINTPTR_MAX);  // no address: a first deallocate(nullptr) is unknown, not a double free
 }
 
 tracking_resource::~tracking_resource() {
@@ -88,19 +90,26 @@ void* tracking_resource::do_allocate(std::size_t bytes, std::size_t alignment) {
     counters_.on_failure();
     throw;  // exception neutral: the upstream's exception passes unchanged
   }
+  bool duplicate = false;
   try {
     std::lock_guard lock(mutex_);
     if (!insert_locked(p, bytes, alignment)) {
-      // The upstream handed out memory overlapping a live block: report it and
+      // The upstream handed out memory overlapping a live block: count it and
       // keep the block out of the books, since trusting it would hide the bug.
-      misuse_locked(misuse_kind::duplicate_handout, p, bytes, alignment);
+      counters_.on_misuse();
       ++details_.duplicate_handouts;
+      duplicate = true;
     }
   } catch (...) {
     upstream_resource()->deallocate(p, bytes, alignment);  // the map could not grow: lose nothing
     std::lock_guard lock(mutex_);
     counters_.on_failure();
     throw;
+  }
+  if (duplicate) {
+    // Reported outside the mutex: a handler may call back into this resource.
+    report_misuse({resource_name, misuse_kind::duplicate_handout, p, bytes, alignment});
+    return p;  // not filled: the fill would overwrite the live block it overlaps
   }
   if (options_.fill_on_allocate) std::memset(p, *options_.fill_on_allocate, bytes);
   return p;
@@ -126,6 +135,8 @@ bool tracking_resource::insert_locked(const void* p, std::size_t bytes, std::siz
 
 void tracking_resource::do_deallocate(void* p, std::size_t bytes, std::size_t alignment) {
   record found{};
+  std::optional<misuse_kind> misuse;  // reported after unlocking: a handler may call back into us
+  bool forward = true;
   {
     std::lock_guard lock(mutex_);
     const auto start = reinterpret_cast<std::uintptr_t>(p);
@@ -133,38 +144,30 @@ void tracking_resource::do_deallocate(void* p, std::size_t bytes, std::size_t al
     if (it == live_.end()) {
       const bool recent = std::find(recent_frees_.begin(), recent_frees_.end(), start) != recent_frees_.end();
       counters_.on_rejected_deallocate();
-      if (recent) {
-        ++details_.double_frees;
-      } else {
-        ++details_.unknown_pointers;
+      ++(recent ? details_.double_frees : details_.unknown_pointers);
+      misuse = recent ? misuse_kind::double_free : misuse_kind::unknown_pointer;
+      forward = false;  // never forwarded: the upstream would be corrupted
+    } else {
+      found = it->second;
+      live_.erase(it);
+      live_bytes_ -= found.bytes;
+      recent_frees_[recent_free_next_] = start;
+      recent_free_next_ = (recent_free_next_ + 1) % recent_free_count;
+      counters_.on_deallocate(found.bytes);
+      counters_.on_upstream_deallocate(found.bytes);
+      // Mismatches are corrected: the upstream gets what it handed out.
+      if (found.bytes != bytes) {
+        ++details_.size_mismatches;
+        misuse = misuse_kind::size_mismatch;
+      } else if (found.alignment != alignment) {
+        ++details_.alignment_mismatches;
+        misuse = misuse_kind::alignment_mismatch;
       }
-      report_misuse({resource_name, recent ? misuse_kind::double_free : misuse_kind::unknown_pointer,
-                     p, bytes, alignment});
-      return;  // never forwarded: the upstream would be corrupted
-    }
-    found = it->second;
-    live_.erase(it);
-    live_bytes_ -= found.bytes;
-    recent_frees_[recent_free_next_] = start;
-    recent_free_next_ = (recent_free_next_ + 1) % recent_free_count;
-    counters_.on_deallocate(found.bytes);
-    counters_.on_upstream_deallocate(found.bytes);
-    // Mismatches are corrected: the upstream gets what it handed out.
-    if (found.bytes != bytes) {
-      ++details_.size_mismatches;
-      misuse_locked(misuse_kind::size_mismatch, p, bytes, alignment);
-    } else if (found.alignment != alignment) {
-      ++details_.alignment_mismatches;
-      misuse_locked(misuse_kind::alignment_mismatch, p, bytes, alignment);
+      if (misuse) counters_.on_misuse();
     }
   }
-  forward_deallocate(p, found.bytes, found.alignment);
-}
-
-void tracking_resource::misuse_locked(misuse_kind kind, const void* p, std::size_t bytes,
-                                      std::size_t alignment) {
-  counters_.on_misuse();
-  report_misuse({resource_name, kind, p, bytes, alignment});
+  if (misuse) report_misuse({resource_name, *misuse, p, bytes, alignment});
+  if (forward) forward_deallocate(p, found.bytes, found.alignment);
 }
 
 void tracking_resource::forward_deallocate(void* p, std::size_t bytes, std::size_t alignment) noexcept {

@@ -28,6 +28,7 @@
 #include <cstring>
 #include <memory>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -46,8 +47,9 @@ struct chunk_factory {
   static constexpr bool has_upstream = true;
   static constexpr bool thread_safe = true;
   std::unique_ptr<strata::resource> make(std::pmr::memory_resource* upstream) const {
+    // 16 KiB classes at most, so the kit's 64 KiB requests take the oversized path.
     return std::make_unique<strata::chunk_provider>(
-        strata::chunk_provider::options{.min_chunk_size = 64, .max_chunk_size = 64 * kib}, upstream);
+        strata::chunk_provider::options{.min_chunk_size = 64, .max_chunk_size = 16 * kib}, upstream);
   }
 };
 
@@ -273,9 +275,108 @@ BOOST_AUTO_TEST_CASE(provable_misuse_is_counted_and_not_obeyed) {
   BOOST_REQUIRE(recorder.taken().size() == 3u);
   BOOST_TEST((recorder.taken()[0].kind == strata::misuse_kind::unknown_pointer));
   BOOST_TEST((recorder.taken()[1].kind == strata::misuse_kind::size_mismatch));
+  BOOST_TEST((recorder.taken()[2].kind == strata::misuse_kind::unknown_pointer));
   BOOST_TEST(chunks.details().cached_bytes == 0u);  // nothing foreign entered the cache
   chunks.deallocate(p, 8 * kib, 8);
   BOOST_TEST(chunks.stats().bytes_in_use == 0u);
+}
+
+// Regression (review of the first version): a second free of a cached chunk
+// was pushed again, so two later allocations got the same chunk.
+BOOST_AUTO_TEST_CASE(a_double_free_into_the_shared_pool_is_caught) {
+  strata::test::misuse_recorder recorder;
+  strata::test::counting_resource upstream;
+  strata::chunk_provider chunks{{.thread_cache_bytes = 0}, &upstream};
+  void* a = chunks.allocate(8 * kib, 8);
+  chunks.deallocate(a, 8 * kib, 8);
+  chunks.deallocate(a, 8 * kib, 8);
+  BOOST_REQUIRE(recorder.taken().size() == 1u);
+  BOOST_TEST((recorder.taken()[0].kind == strata::misuse_kind::double_free));
+  void* b = chunks.allocate(8 * kib, 8);
+  void* c = chunks.allocate(8 * kib, 8);
+  BOOST_TEST(b != c);
+  chunks.deallocate(b, 8 * kib, 8);
+  chunks.deallocate(c, 8 * kib, 8);
+  chunks.trim();
+  BOOST_TEST(upstream.bytes_outstanding() == 0u);
+}
+
+// Regression: an oversized free with the wrong alignment was forwarded as given.
+BOOST_AUTO_TEST_CASE(an_oversized_free_with_the_wrong_alignment_is_refused) {
+  strata::test::misuse_recorder recorder;
+  strata::test::counting_resource upstream;  // fails the test on a mismatched deallocate
+  strata::chunk_provider chunks{{.max_chunk_size = 64 * kib}, &upstream};
+  void* p = chunks.allocate(100 * kib, 4096);
+  chunks.deallocate(p, 100 * kib, 16);
+  BOOST_REQUIRE(recorder.taken().size() == 1u);
+  BOOST_TEST((recorder.taken()[0].kind == strata::misuse_kind::alignment_mismatch));
+  chunks.deallocate(p, 100 * kib, 4096);
+  BOOST_TEST(upstream.bytes_outstanding() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(release_returns_chunks_handed_out_and_resets_the_floor) {
+  strata::test::counting_resource upstream;
+  strata::chunk_provider chunks{{.max_chunk_size = 1024 * kib}, &upstream};
+  static_cast<void>(chunks.allocate(4 * kib, 8));
+  static_cast<void>(chunks.allocate(64 * kib, 8));  // raises the floor
+  static_cast<void>(chunks.allocate(200 * kib, 8));
+  BOOST_TEST(chunks.details().floor_chunk_size == 256 * kib);
+  chunks.release();
+  BOOST_TEST(upstream.bytes_outstanding() == 0u);
+  BOOST_TEST(chunks.details().floor_chunk_size == 4 * kib);
+  BOOST_TEST(chunks.stats().bytes_in_use == 0u);
+  BOOST_TEST(chunks.stats().bytes_reserved == 0u);
+  for (const auto& c : chunks.details().classes) BOOST_TEST(c.in_use == 0u);
+  void* p = chunks.allocate(4 * kib, 8);  // usable, and small chunks are cached again
+  chunks.deallocate(p, 4 * kib, 8);
+  BOOST_TEST(chunks.details().cached_bytes == 4 * kib);
+}
+
+BOOST_AUTO_TEST_CASE(peak_is_exact_on_one_thread_and_reset_peak_restarts_it) {
+  strata::test::counting_resource upstream;
+  strata::chunk_provider chunks{&upstream};
+  void* a = chunks.allocate(10 * kib, 8);
+  void* b = chunks.allocate(20 * kib, 8);
+  chunks.deallocate(b, 20 * kib, 8);
+  BOOST_TEST(chunks.stats().peak_bytes_in_use == 30 * kib);
+  chunks.reset_peak();
+  BOOST_TEST(chunks.stats().peak_bytes_in_use == 10 * kib);
+  chunks.deallocate(a, 10 * kib, 8);
+}
+
+BOOST_AUTO_TEST_CASE(a_provider_can_be_the_upstream_of_another) {
+  strata::tracking_resource bottom{strata::system_pages()};
+  strata::chunk_provider big{{.min_chunk_size = 64 * kib, .max_chunk_size = 1024 * kib}, &bottom};
+  strata::chunk_provider small{{.max_chunk_size = 32 * kib}, &big};
+  std::vector<void*> held;
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 20; ++i) held.push_back(small.allocate(std::size_t{4} << (i % 4) << 10, 8));
+    for (std::size_t i = 0; i < held.size(); ++i) small.deallocate(held[i], std::size_t{4} << (i % 4) << 10, 8);
+    held.clear();
+  }
+  small.trim();
+  big.trim();
+  BOOST_TEST(bottom.live_blocks() == 0u);
+  BOOST_TEST(bottom.stats().misuse_detected == 0u);
+  BOOST_TEST(big.stats().misuse_detected == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(max_chunk_size_above_two_to_the_47_is_rejected) {
+  BOOST_CHECK_THROW(strata::chunk_provider({.max_chunk_size = std::size_t{1} << 48}, std::pmr::new_delete_resource()),
+                    std::invalid_argument);
+  BOOST_CHECK_NO_THROW(
+      strata::chunk_provider({.max_chunk_size = std::size_t{1} << 47}, std::pmr::new_delete_resource()));
+}
+
+BOOST_AUTO_TEST_CASE(a_budget_warning_callback_that_throws_does_not_fail_the_allocation) {
+  strata::test::counting_resource upstream;
+  strata::chunk_provider chunks{{.byte_budget = 64 * kib,
+                                 .budget_warning_fraction = 0.5,
+                                 .on_budget_warning = [](const auto&) { throw std::runtime_error("shed load"); }},
+                                &upstream};
+  void* p = nullptr;
+  BOOST_CHECK_NO_THROW(p = chunks.allocate(32 * kib, 8));
+  chunks.deallocate(p, 32 * kib, 8);
 }
 
 BOOST_AUTO_TEST_CASE(upstream_failure_names_the_provider_and_leaves_the_budget_intact) {
@@ -388,6 +489,24 @@ BOOST_AUTO_TEST_CASE(a_thread_cache_is_flushed_into_the_shared_pool_at_exit,
   void* q = chunks.allocate(32 * kib, 8);  // served from the shared pool
   BOOST_TEST(upstream.allocations() == 1u);
   chunks.deallocate(q, 32 * kib, 8);
+}
+
+// Regression (review of the first version): a free after the thread's cache
+// list was destroyed wrote into it. thread_local objects built before the
+// thread's first allocation are destroyed after that list.
+BOOST_AUTO_TEST_CASE(frees_from_thread_local_destructors_are_safe, *boost::unit_test::label("threaded")) {
+  strata::tracking_resource upstream{strata::system_pages()};
+  {
+    strata::chunk_provider chunks{&upstream};
+    std::thread([&] {
+      thread_local std::pmr::vector<char> late{&chunks};  // built before this thread allocates
+      std::pmr::vector<char> now{&chunks};
+      now.resize(5000);
+      late.resize(9000);  // freed by late's destructor, after the thread's caches are flushed
+    }).join();
+    BOOST_TEST(chunks.stats().bytes_in_use == 0u);
+  }
+  BOOST_TEST(upstream.live_blocks() == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(a_provider_destroyed_before_its_threads_exit_loses_nothing,

@@ -119,7 +119,9 @@ class chunk_provider final : public resource {
     /// Fraction of byte_budget at which on_budget_warning fires, in (0, 1].
     double budget_warning_fraction = 0.9;
     /// Called once each time bytes held rise across the warning threshold
-    /// (re-armed when they fall back below it), outside any lock.
+    /// (re-armed when they fall back below it), after the allocation that
+    /// crossed succeeded, outside any lock. Exceptions it throws are ignored.
+    /// Under concurrent crossings it is best effort (may be missed or repeated).
     std::function<void(const budget_event&)> on_budget_warning{};
   };
 
@@ -220,8 +222,9 @@ class chunk_provider final : public resource {
   // Everything below leaves the provider consistent and is cold.
   STRATA_SLOW_PATH void* allocate_slow(std::size_t bytes, std::size_t alignment);
   STRATA_SLOW_PATH void deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) noexcept;
-  // Returns this thread's cache, creating and registering it if needed.
-  detail::chunk_thread_cache& attach();
+  // Returns this thread's cache, creating and registering it if needed;
+  // nullptr when the thread is exiting or no cache can be allocated.
+  detail::chunk_thread_cache* attach() noexcept;
   // Reserves size bytes of budget (evicting cached chunks to make room), takes
   // them from upstream and records the block. Throws allocation_failure naming
   // the caller's request (bytes, request_alignment); on a throw nothing is held.
@@ -236,12 +239,17 @@ class chunk_provider final : public resource {
   void set_floor(unsigned cls) noexcept;
   std::size_t evict(std::size_t target_bytes, std::atomic<std::uint64_t>& reason) noexcept;
   bool reserve_budget(std::size_t bytes) noexcept;
+  // Calls on_budget_warning if usage is at or above the threshold and the
+  // warning is armed. Exceptions from the callback are swallowed.
+  void warn_if_crossed() noexcept;
+  // Marks a held chunk as in (or out of) a shared pool, for double-free checks.
+  void set_pooled(void* chunk, bool pooled) noexcept;
   void release_budget(std::size_t bytes) noexcept;
   // Empties cache's bins of classes below below_class: upstream when
   // to_upstream, else into the shared pools (even past max_cached_bytes).
   // Returns the chunks moved.
   std::size_t flush_thread_cache(detail::chunk_thread_cache& cache, unsigned below_class, bool to_upstream) noexcept;
-  void note_returned(unsigned cls, std::size_t bytes) noexcept;
+  void note_returned(detail::chunk_thread_cache* cache, unsigned cls, std::size_t bytes) noexcept;
   void reject(misuse_kind kind, void* p, std::size_t bytes, std::size_t alignment) noexcept;
   bool invariants_hold() const noexcept;
   struct upstream_block;
@@ -264,6 +272,7 @@ class chunk_provider final : public resource {
     std::size_t size;
     std::size_t alignment;
     bool oversized;
+    bool pooled = false;  // in a shared pool (free); thread bins are not tracked here
   };
 
   options options_;
@@ -295,6 +304,7 @@ class chunk_provider final : public resource {
   std::uint64_t retired_bytes_allocated_ = 0;         // of detached caches
   std::uint64_t retired_bytes_deallocated_ = 0;
   std::size_t released_in_use_ = 0;                   // caller bytes dropped by release()
+  std::array<std::uint64_t, detail::chunk_class_count> released_classes_{};  // chunks dropped by release()
 
   std::atomic<std::uint64_t> failed_{0};
   std::atomic<std::uint64_t> rejected_{0};            // deallocates refused as misuse

@@ -25,7 +25,8 @@ namespace strata {
 ///
 /// It detects: deallocate of a pointer it never handed out, double free
 /// (against the last 256 frees), size and alignment mismatch on deallocate,
-/// an upstream that hands out a block overlapping a live one, and blocks
+/// an upstream that hands out a block overlapping a live one (such a block
+/// is returned unrecorded, so its later deallocate is refused), and blocks
 /// still live at destruction (leaks). A misuse is counted, reported to the
 /// misuse handler, and never obeyed blindly: an unknown pointer is not
 /// forwarded, a mismatched size or alignment is corrected to the recorded
@@ -145,8 +146,6 @@ class tracking_resource final : public resource {
 
   // Records p, or returns false if it overlaps a live block. Requires mutex_.
   bool insert_locked(const void* p, std::size_t bytes, std::size_t alignment);
-  // Counts and reports a misuse. Requires mutex_.
-  void misuse_locked(misuse_kind kind, const void* p, std::size_t bytes, std::size_t alignment);
   // Fills per the options and returns the recorded block to upstream.
   void forward_deallocate(void* p, std::size_t bytes, std::size_t alignment) noexcept;
   bool invariants_hold() const noexcept;  // requires mutex_

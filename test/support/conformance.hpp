@@ -364,6 +364,62 @@ findings check_destruction_returns_everything() {
   return found;
 }
 
+/// BDE-style exception-safety loop: for k = 0, 1, 2, ... the k-th upstream
+/// allocation throws once, during construction or a container workload. After
+/// each throw the resource must be usable with consistent stats, and once it
+/// is destroyed the upstream must hold nothing. The loop ends when the
+/// workload completes without a throw (every failure point was visited).
+template <class Factory>
+findings check_exception_safety() {
+  findings found;
+  if constexpr (Factory::has_upstream) {
+    for (std::uint64_t k = 0; k < 500; ++k) {
+      bool threw = false;
+      strata::tracking_resource upstream{{.on_leak = [&](const auto& report) {
+                                            found.push_back("failure point " + std::to_string(k) + ": " +
+                                                            std::to_string(report.blocks) + " upstream blocks leaked");
+                                          }},
+                                         system_pages()};
+      upstream.set_allocation_limit(k);
+      std::unique_ptr<strata::resource> r;
+      try {
+        r = Factory{}.make(&upstream);
+      } catch (const std::bad_alloc&) {
+        expect(upstream.live_blocks() == 0, found, "a failed construction left upstream blocks behind");
+        continue;
+      }
+      try {
+        std::pmr::vector<std::pmr::string> words{r.get()};
+        std::pmr::map<int, std::pmr::string> index{r.get()};
+        for (int i = 0; i < 60; ++i) {
+          words.emplace_back(static_cast<std::size_t>(20 + i * 37 % 700), 'w');
+          index.emplace(i, words.back());
+        }
+      } catch (const std::bad_alloc&) {
+        threw = true;
+      }
+      upstream.set_allocation_limit(strata::tracking_resource::unlimited);  // if the workload never reached it
+      const resource_stats s = r->stats();
+      expect(s.bytes_in_use == 0, found,
+             "failure point " + std::to_string(k) + ": bytes_in_use is " + std::to_string(s.bytes_in_use) +
+                 " after the containers unwound");
+      expect(s.misuse_detected == 0, found, "failure point " + std::to_string(k) + ": misuse reported");
+      try {
+        void* p = r->allocate(64, 8);  // usable again
+        r->deallocate(p, 64, 8);
+      } catch (const std::exception& e) {
+        found.push_back("failure point " + std::to_string(k) + ": unusable after the throw: " + e.what());
+      }
+      r.reset();
+      expect(upstream.live_blocks() == 0, found,
+             "failure point " + std::to_string(k) + ": upstream blocks left after destruction");
+      if (!threw) return found;
+    }
+    found.push_back("the workload still hit the allocation limit after 500 failure points");
+  }
+  return found;
+}
+
 /// Two instances are unequal; each equals itself.
 template <class Factory>
 findings check_identity() {
@@ -397,10 +453,15 @@ findings check_concurrent_use() {
       threads.emplace_back([&, t] {
         std::mt19937 rng(static_cast<unsigned>(t) + 1);
         std::vector<live_block> live;
-        const auto tag = static_cast<unsigned char>(0x30 + t);
         for (int i = 0; i < rounds; ++i) {
           const std::size_t bytes = 1 + rng() % 700;
+          // Tags differ between consecutive blocks, so a block handed out twice shows.
+          const auto tag = static_cast<unsigned char>(1 + (t * 61 + i) % 251);
           take(r, bytes, std::size_t{1} << (rng() % 7), tag, live, per_thread[t]);
+          if (i % 100 == 99) {  // every live block of this thread: contents and overlap
+            const findings bad = check_blocks(live);
+            per_thread[t].insert(per_thread[t].end(), bad.begin(), bad.end());
+          }
           if (live.size() > 40 || rng() % 3 == 0) {
             const std::size_t k = rng() % live.size();
             const findings bad = check_blocks({live[k]});
@@ -467,6 +528,10 @@ inline void expect_clean(const findings& found) {
                        *boost::unit_test::enable_if<Factory::has_upstream>()) {                 \
     strata::test::conformance::expect_clean(                                                    \
         strata::test::conformance::check_destruction_returns_everything<Factory>());            \
+  }                                                                                             \
+  BOOST_AUTO_TEST_CASE(survives_an_upstream_failure_at_every_point,                              \
+                       *boost::unit_test::enable_if<Factory::has_upstream>()) {                 \
+    strata::test::conformance::expect_clean(strata::test::conformance::check_exception_safety<Factory>()); \
   }                                                                                             \
   BOOST_AUTO_TEST_CASE(equality_is_identity) {                                                  \
     strata::test::conformance::expect_clean(strata::test::conformance::check_identity<Factory>()); \
