@@ -43,7 +43,7 @@ def main(paths):
     for group, contenders in groups.items():
         medians = {c: statistics.median(v) for c, v in contenders.items()}
         floor = medians.get(FLOOR)
-        peers = {c: m for c, m in medians.items() if c not in (FLOOR, STRATA)}
+        peers = {c: m for c, m in medians.items() if c != FLOOR and not c.startswith(STRATA)}  # "strata*" are ours
         best_peer = min(peers.values()) if peers else None
         print(f"\n**{group}**\n")
         print("| contender | median | min–max | × floor | × best peer |")

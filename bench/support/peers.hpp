@@ -300,6 +300,25 @@ benchmark::internal::Benchmark* add(const std::string& name, Function&& function
   return b;
 }
 
+/// mimalloc's own entry points, for contenders called directly (no pmr, no
+/// virtual call); both nullptr without libmimalloc.
+struct mi_direct_functions {
+  void* (*malloc)(std::size_t) = nullptr;
+  void (*free)(void*) = nullptr;
+};
+
+/// Returns mi_malloc and mi_free, loaded once.
+inline const mi_direct_functions& mi_direct() {
+  static const mi_direct_functions functions = [] {
+    mi_direct_functions f;
+    f.malloc = reinterpret_cast<void* (*)(std::size_t)>(detail::symbol("libmimalloc.so.2", "mi_malloc"));
+    f.free = reinterpret_cast<void (*)(void*)>(detail::symbol("libmimalloc.so.2", "mi_free"));
+    if (f.malloc == nullptr || f.free == nullptr) f = {};
+    return f;
+  }();
+  return functions;
+}
+
 /// Hides r from the optimizer so the virtual call stays a virtual call.
 template <class Resource>
 std::pmr::memory_resource* opaque(Resource* r) {

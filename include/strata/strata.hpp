@@ -5,10 +5,13 @@
 // format.hpp is not included, so that fmt stays out of translation units that
 // do not print; include <strata/format.hpp> where you do.
 
+#include "arena.hpp"
 #include "chain.hpp"
 #include "chunk_provider.hpp"
+#include "extendable_slab.hpp"
 #include "monotonic_arena.hpp"
 #include "page_resource.hpp"
 #include "resource.hpp"
+#include "slab.hpp"
 #include "stats.hpp"
 #include "tracking_resource.hpp"

@@ -1,0 +1,380 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory_resource>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "detail/align.hpp"
+#include "detail/assert.hpp"
+#include "detail/sanitizer.hpp"
+#include "detail/thread_cache.hpp"
+#include "resource.hpp"
+
+namespace strata {
+
+namespace detail {
+
+// ------------------------------------------------------------ size classes
+//
+// 96 classes from 16 B to 256 KiB. Up to 128 B they are 16 B apart (16 B is
+// the alignment quantum every block keeps); above, each power of two [2^k,
+// 2^(k+1)) is split into 8 steps of 2^(k-3), so a block is at most 1/9 larger
+// than any request it serves there (<= 11.1 % of the block, 12.5 % of the
+// request). Eight steps rather than four: four steps would waste up to 20 %.
+
+inline constexpr unsigned arena_class_count = 96;
+inline constexpr std::size_t arena_max_small = std::size_t{256} << 10;  // largest class
+inline constexpr std::size_t arena_page = 4096;  // large-path granularity; largest class alignment
+inline constexpr unsigned arena_large = arena_class_count;  // "class" of the large path
+
+/// Returns the block size of class cls (< arena_class_count).
+[[nodiscard]] constexpr std::size_t arena_class_size(unsigned cls) noexcept {
+  if (cls < 8) return std::size_t{16} * (cls + 1);
+  const unsigned k = 7 + (cls - 8) / 8;
+  return (std::size_t{1} << k) + std::size_t{(cls - 8) % 8 + 1} * (std::size_t{1} << (k - 3));
+}
+
+/// Alignment of every block of a class: the largest power of two dividing
+/// its size, capped at a page (runs of a class start at that alignment).
+[[nodiscard]] constexpr std::size_t arena_class_alignment(unsigned cls) noexcept {
+  const std::size_t size = arena_class_size(cls);
+  const std::size_t low = size & (~size + 1);
+  return low < arena_page ? low : arena_page;
+}
+
+/// Returns the smallest class whose blocks hold bytes, by arithmetic.
+/// Requires: bytes <= arena_max_small.
+[[nodiscard]] constexpr unsigned arena_size_class_computed(std::size_t bytes) noexcept {
+  if (bytes <= 128) return static_cast<unsigned>((bytes - (bytes != 0)) >> 4);
+  const std::size_t t = bytes - 1;
+  const auto b = static_cast<unsigned>(std::bit_width(t)) - 1;  // >= 7
+  return 8 + (b - 7) * 8 + static_cast<unsigned>((t >> (b - 3)) - 8);
+}
+
+/// Classes of sizes up to 1 KiB by 16 B step (every class edge there is a
+/// multiple of 16): one load instead of a branch on the size, which mixed
+/// sizes would mispredict.
+inline constexpr auto arena_small_class_table = [] {
+  std::array<std::uint8_t, 65> table{};
+  for (std::size_t i = 0; i < table.size(); ++i) {
+    table[i] = static_cast<std::uint8_t>(arena_size_class_computed(i * 16));
+  }
+  return table;
+}();
+
+/// Returns the smallest class whose blocks hold bytes. Requires: bytes <= arena_max_small.
+[[nodiscard]] constexpr unsigned arena_size_class(std::size_t bytes) noexcept {
+  if (bytes <= 1024) [[likely]] return arena_small_class_table[(bytes + 15) >> 4];
+  return arena_size_class_computed(bytes);
+}
+
+/// For alignment 2^k (k <= 12) and class c: the first class >= c whose blocks
+/// are aligned to 2^k, or arena_large. Blocks of 2^k bytes are aligned to
+/// 2^k, so a class is always found for sizes up to the largest class.
+inline constexpr auto arena_aligned_class = [] {
+  std::array<std::array<std::uint8_t, arena_class_count>, 13> table{};
+  for (unsigned k = 0; k < 13; ++k) {
+    for (unsigned c = 0; c < arena_class_count; ++c) {
+      unsigned found = c;
+      while (found < arena_class_count && arena_class_alignment(found) < (std::size_t{1} << k)) ++found;
+      table[k][c] = static_cast<std::uint8_t>(found);
+    }
+  }
+  return table;
+}();
+
+/// Returns the class serving (bytes, alignment), or arena_large. A pure
+/// function of the pair, so deallocate finds the class allocate used.
+/// Requires: alignment is a power of two.
+[[nodiscard]] inline unsigned arena_class_for(std::size_t bytes, std::size_t alignment) noexcept {
+  if (bytes > arena_max_small) return arena_large;
+  const unsigned cls = arena_size_class(bytes);
+  if (alignment <= 16) [[likely]] return cls;  // every class is aligned to 16
+  if (alignment > arena_page) return arena_large;
+  return arena_aligned_class[static_cast<unsigned>(std::countr_zero(alignment))][cls];
+}
+
+/// One class in one thread's cache: a free list linked through the blocks'
+/// first word. Only the owning thread touches head; count is atomic so that
+/// details() may read it, but has a single writer.
+struct arena_bin {
+  void* head = nullptr;
+  std::atomic<std::uint32_t> count{0};
+};
+
+/// A thread's cache for one arena, owned by the arena and used lock-free by
+/// one thread. Counters are summed by stats() under the registry mutex.
+struct alignas(64) arena_thread_cache {  // its own cache lines: no false sharing between threads
+  std::uint64_t arena_id;
+  thread_counters counters;
+  std::array<arena_bin, arena_class_count> bins{};
+};
+
+/// The calling thread's most recently used arena cache. constinit and
+/// trivially destructible, so the fast path reads it without a TLS wrapper call.
+struct arena_cache_slot {
+  std::uint64_t arena_id;  // 0: none
+  arena_thread_cache* cache;
+};
+inline constinit thread_local arena_cache_slot current_arena_cache{0, nullptr};
+
+}  // namespace detail
+
+/// A general-purpose, thread-safe resource for mixed sizes inside one
+/// fixed-capacity region, for allocation-heavy multi-threaded work
+/// (inference batches, tensor pipelines, servers). Choose it when the peak
+/// footprint is known and upstream calls must stop after construction.
+///
+/// Memory model: `capacity` bytes are taken from upstream at construction and
+/// returned at destruction; nothing else is ever asked of the upstream.
+/// Requests up to 256 KiB are served from 96 size classes (no header: the
+/// class follows from the (bytes, alignment) pmr passes back), each thread
+/// keeping a free list per class that exchanges batches with a central pool
+/// per class. Larger requests, and alignments above 4096, are carved from the
+/// region in pages, tracked, and reused (best fit, coalescing). When the
+/// region is used up, allocate throws allocation_failure (capacity).
+/// allocate throws std::invalid_argument for a non-power-of-two alignment and
+/// allocation_failure (a std::bad_alloc) on exhaustion, leaving the arena
+/// usable; deallocate never throws.
+/// Complexity: O(1) for small blocks (amortized over a batch on refill and
+/// hand-back); O(free extents) for a large allocate.
+///
+/// Thread safety: thread-safe. The fast paths touch only the calling thread's
+/// cache, without a lock or an atomic read-modify-write; a block may be freed
+/// on any thread.
+///
+///     strata::arena heap{{.capacity = 256 << 20}, strata::system_pages()};
+///     std::pmr::vector<float> batch{&heap};     // any thread, any size
+///     fmt::print("{}", heap.stats());
+class arena final : public resource {
+ public:
+  struct options {
+    /// Bytes reserved from upstream at construction; at least 4096, rounded up to 4096.
+    std::size_t capacity = std::size_t{64} << 20;
+    /// Bytes a thread cache takes from the central pool (or the region) at
+    /// once, per class: max(1, refill_bytes / block size) blocks. At least 16.
+    std::size_t refill_bytes = std::size_t{16} << 10;
+    /// Bytes a thread cache keeps per class before handing a batch back; at
+    /// least refill_bytes. A class keeps at least two batches.
+    std::size_t cache_bytes_per_class = std::size_t{64} << 10;
+    /// Detects double free and size/alignment mismatch with side metadata,
+    /// at the cost of thread caches (every call takes a class lock).
+    bool checked = false;
+  };
+
+  /// Per-class figures in details().
+  struct class_details {
+    std::size_t block_size;
+    std::size_t central_blocks;  ///< free blocks in the central pool
+    std::size_t central_bytes;
+    std::size_t cached_blocks;   ///< free blocks in thread caches
+  };
+
+  struct details_type {
+    std::size_t capacity;           ///< bytes of the region
+    std::size_t remaining;          ///< never carved, plus free large extents
+    std::vector<class_details> classes;  ///< all 96, smallest first
+    std::size_t large_live;         ///< large blocks handed out
+    std::size_t large_live_bytes;   ///< their page-rounded sizes
+    std::size_t large_free;         ///< free extents kept for large requests
+    std::size_t large_free_bytes;
+    std::uint64_t remote_frees;     ///< lower bound on frees of blocks another thread allocated
+    std::size_t threads_attached;   ///< live thread caches
+  };
+
+  // ---------------------------------------------------------- construction
+
+  /// Creates an arena on the default resource with default options.
+  arena() : arena(options{}, std::pmr::get_default_resource()) {}
+  /// Creates an arena on upstream (held, not owned) with default options.
+  explicit arena(std::pmr::memory_resource* upstream) : arena(options{}, upstream) {}
+  /// Reserves opts.capacity bytes from upstream (held, not owned).
+  /// Throws: std::invalid_argument naming the field for invalid options or a
+  /// null upstream; whatever the upstream throws (a plain std::bad_alloc as
+  /// allocation_failure).
+  arena(options opts, std::pmr::memory_resource* upstream);
+  /// Returns the region to the upstream. Threads that still hold a cache for
+  /// this arena lose it without touching freed memory.
+  /// Requires: no other thread is using the arena meanwhile.
+  ~arena() override;
+
+  // ------------------------------------------------------------- observers
+
+  /// Returns the options this arena was created with (capacity rounded).
+  [[nodiscard]] const options& get_options() const noexcept { return options_; }
+  /// Returns the block size a request of bytes aligned to alignment gets, or
+  /// 0 if it takes the large path. Requires: alignment is a power of two.
+  [[nodiscard]] static std::size_t block_size_for(std::size_t bytes, std::size_t alignment) noexcept {
+    const unsigned cls = detail::arena_class_for(bytes, alignment);
+    return cls == detail::arena_large ? 0 : detail::arena_class_size(cls);
+  }
+  /// Returns whether p lies inside the region.
+  [[nodiscard]] bool owns(const void* p) const noexcept {
+    return reinterpret_cast<std::uintptr_t>(p) - base_ < capacity_;
+  }
+  /// Returns capacity, per-class, large-path and remote-free figures (a snapshot).
+  /// Complexity: O(classes x attached threads + large extents).
+  [[nodiscard]] details_type details() const;
+
+ private:
+  void* do_allocate(std::size_t bytes, std::size_t alignment) override;
+  void do_deallocate(void* p, std::size_t bytes, std::size_t alignment) override;
+  resource_stats do_stats() const noexcept override;
+  void do_reset_peak() noexcept override;
+
+  // A list of free blocks of one class, linked through their first word.
+  struct block_list {
+    void* head = nullptr;
+    void* tail = nullptr;
+    std::size_t count = 0;
+  };
+
+  // Everything below is cold and leaves the arena consistent.
+  // Serves what the fast path could not: attaches a cache, refills a bin from
+  // the central pool or the region, takes the large or checked path.
+  STRATA_SLOW_PATH void* allocate_slow(std::size_t bytes, std::size_t alignment);
+  // Frees what the fast path could not: a full bin (hands a batch to the
+  // central pool), large blocks, checked mode, other threads' first free, misuse.
+  STRATA_SLOW_PATH void deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) noexcept;
+  // Returns this thread's cache, creating and registering it if needed.
+  detail::arena_thread_cache& attach();
+  // Returns up to want (>= 1) blocks of cls, poisoned and linked through
+  // word 0 (tail not set): the central pool first, then a fresh run.
+  // Throws: allocation_failure (capacity) when neither has any.
+  block_list take_blocks(unsigned cls, std::size_t want, std::size_t bytes, std::size_t alignment);
+  // Hands a poisoned list with its tail set to the central pool of cls.
+  void give_blocks(unsigned cls, block_list list) noexcept;
+  // Carves a run of up to want blocks of cls from the never-carved end or a
+  // free extent; an empty list when the region has no room.
+  block_list carve_run(unsigned cls, std::size_t want);
+  // Takes size bytes aligned to alignment (a power of two) from the best
+  // fitting free extent, else from the never-carved end; returns the offset,
+  // or SIZE_MAX if nothing fits. Requires region_mutex_.
+  std::size_t carve_extent(std::size_t size, std::size_t alignment);
+  // Returns an extent, coalescing with its neighbours and the never-carved
+  // end. Requires region_mutex_.
+  void free_extent(std::size_t offset, std::size_t size) noexcept;
+  void* large_allocate(std::size_t bytes, std::size_t alignment);
+  // Returns false (nothing changed) if p is not a live large block of bytes.
+  bool large_deallocate(void* p, std::size_t bytes) noexcept;
+  // Records a handed-out block for checked mode. Throws std::bad_alloc.
+  void checked_record(void* p, std::size_t bytes, std::size_t alignment);
+  // Validates and forgets a block in checked mode; the misuse found, if any.
+  bool checked_release(void* p, std::size_t bytes, std::size_t alignment) noexcept;
+  // Moves one thread cache's blocks to the central pools and its counters
+  // into the retired totals. Requires the registry mutex.
+  void detach(detail::arena_thread_cache* cache) noexcept;
+  void count_allocation(std::size_t bytes);
+  void count_deallocation(std::size_t bytes) noexcept;
+  void reject(misuse_kind kind, void* p, std::size_t bytes, std::size_t alignment) noexcept;
+  bool invariants_hold() const noexcept;
+
+  friend struct arena_access;  // the thread-exit hook in the .cpp
+
+  // One class's free blocks beyond the thread caches, all guarded by mutex.
+  // Full batches (exactly batch_ blocks, handed back by a full bin) are
+  // stacked through their head block's second word, so a refill takes one in
+  // O(1); partial lists (thread exit, checked mode) go to the loose list.
+  struct alignas(64) central_pool {  // apart from each other and from the read-only fields above
+    mutable std::mutex mutex;
+    void* batches = nullptr;    // top batch head; batches linked through word 1
+    std::size_t batch_count = 0;
+    void* loose = nullptr;      // blocks linked through word 0
+    std::size_t loose_count = 0;
+  };
+  struct checked_entry {
+    std::size_t bytes;
+    std::size_t alignment;
+    bool live;
+  };
+
+  options options_;
+  std::uint64_t id_;                       // unique per arena, never reused
+  std::uintptr_t base_;                    // region start
+  std::size_t capacity_;                   // region bytes (a multiple of arena_page)
+  // Per class: blocks a refill takes, and blocks a bin holds before handing a batch back.
+  std::array<std::uint32_t, detail::arena_class_count> batch_{};
+  std::array<std::uint32_t, detail::arena_class_count> bin_limit_{};
+  std::array<central_pool, detail::arena_class_count> pools_;
+
+  alignas(64) mutable std::mutex region_mutex_;  // guards everything down to large_live_bytes_
+  std::size_t cursor_ = 0;                 // offset of the first byte never carved
+  std::map<std::size_t, std::size_t> free_extents_;  // offset -> size, coalesced
+  std::map<std::size_t, std::size_t> large_live_;    // offset -> page-rounded size
+  std::size_t large_free_bytes_ = 0;
+  std::size_t large_live_bytes_ = 0;
+
+  mutable std::mutex checked_mutex_;       // guards checked_ (checked mode only)
+  std::unordered_map<const void*, checked_entry> checked_;
+
+  // Guarded by the process-wide registry mutex (see the .cpp).
+  std::vector<detail::arena_thread_cache*> caches_;  // attached thread caches, owned
+  std::uint64_t retired_allocations_ = 0;             // counters of detached caches and
+  std::uint64_t retired_deallocations_ = 0;           // of threads that could not attach
+  std::uint64_t retired_bytes_in_use_ = 0;             // modulo 2^64
+  std::uint64_t retired_remote_frees_ = 0;
+
+  std::atomic<std::uint64_t> failed_{0};
+  std::atomic<std::uint64_t> rejected_{0};  // deallocates refused as misuse
+  std::atomic<std::size_t> peak_{0};        // of detached caches, and reset_peak's floor
+};
+
+// ------------------------------------------------------------- fast paths
+
+// Pops a block from this thread's bin: no lock, no atomic read-modify-write.
+inline void* arena::do_allocate(std::size_t bytes, std::size_t alignment) {
+  const detail::arena_cache_slot slot = detail::current_arena_cache;  // one TLS read
+  if (slot.arena_id == id_) [[likely]] {
+    unsigned cls = detail::arena_large;
+    // The common request (up to 1 KiB, alignment 1..16) is one table load.
+    if (bytes <= 1024 && alignment - 1 < 16 && (alignment & (alignment - 1)) == 0) [[likely]] {
+      cls = detail::arena_small_class_table[(bytes + 15) >> 4];
+    } else if (detail::is_power_of_two(alignment)) {
+      cls = detail::arena_class_for(bytes, alignment);
+    }
+    if (cls != detail::arena_large) [[likely]] {
+      detail::arena_bin& bin = slot.cache->bins[cls];
+      if (void* p = bin.head; p != nullptr) [[likely]] {
+        // The whole block was poisoned while free, its link word included.
+        detail::unpoison_memory(p, detail::arena_class_size(cls));
+        bin.head = *static_cast<void**>(p);
+        bin.count.store(bin.count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+        slot.cache->counters.on_allocate(bytes);
+        return p;
+      }
+    }
+  }
+  return allocate_slow(bytes, alignment);
+}
+
+// Pushes a block onto this thread's bin while it has room, whichever thread
+// allocated it: the bin hands batches back to the central pool when full.
+inline void arena::do_deallocate(void* p, std::size_t bytes, std::size_t alignment) {
+  const detail::arena_cache_slot slot = detail::current_arena_cache;  // one TLS read
+  if (slot.arena_id == id_ && detail::is_power_of_two(alignment) && owns(p)) [[likely]] {
+    const unsigned cls = detail::arena_class_for(bytes, alignment);
+    if (cls != detail::arena_large) [[likely]] {
+      detail::arena_bin& bin = slot.cache->bins[cls];
+      const std::uint32_t count = bin.count.load(std::memory_order_relaxed);
+      if (count < bin_limit_[cls]) [[likely]] {
+        *static_cast<void**>(p) = bin.head;
+        detail::poison_memory(p, detail::arena_class_size(cls));
+        bin.head = p;
+        bin.count.store(count + 1, std::memory_order_relaxed);
+        slot.cache->counters.on_deallocate(bytes);
+        return;
+      }
+    }
+  }
+  deallocate_slow(p, bytes, alignment);
+}
+
+}  // namespace strata

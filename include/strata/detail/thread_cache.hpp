@@ -1,0 +1,60 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+// Pieces of the per-thread cache machinery that a thread-safe resource with a
+// lock-free fast path needs (first written for chunk_provider, generalized
+// here for arena). Not part of the public API.
+//
+// The lifetime scheme every user follows:
+// - each resource has an id that is never reused, and registers itself in a
+//   process-wide table of live resources while it exists;
+// - a constinit thread_local slot (id, cache*) remembers the cache the thread
+//   used last, so the fast path reads one TLS word pair and compares the id;
+// - a thread_local list of (id, cache*) attachments has a destructor that, at
+//   thread exit and under the table's mutex, hands the cache back to its
+//   resource if that id is still live;
+// - a resource that dies first deletes the caches of threads still running;
+//   their stale slot and attachments carry an id no live resource has, so
+//   they are never followed.
+
+namespace strata::detail {
+
+/// A counter with a single writer (its thread): the writer updates it with a
+/// relaxed load and store, never a read-modify-write, and other threads may
+/// read it for statistics.
+using single_writer_counter = std::atomic<std::uint64_t>;
+
+/// Adds by to counter. Requires: the calling thread is counter's only writer.
+inline void single_writer_add(single_writer_counter& counter, std::uint64_t by = 1) noexcept {
+  counter.store(counter.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
+}
+
+/// The per-thread counters a cache keeps for resource_stats: calls, the
+/// caller's bytes this thread holds (it may go below zero on a thread that
+/// frees what others allocated; the sum over threads is exact), and the
+/// high-water mark of this thread's own view. Two or three stores per call.
+struct thread_counters {
+  single_writer_counter allocations{0};
+  single_writer_counter deallocations{0};
+  single_writer_counter bytes_in_use{0};       // as two's complement: may "wrap below zero"
+  single_writer_counter peak_bytes_in_use{0};
+
+  void on_allocate(std::uint64_t bytes) noexcept {
+    single_writer_add(allocations);
+    const std::uint64_t in_use = bytes_in_use.load(std::memory_order_relaxed) + bytes;
+    bytes_in_use.store(in_use, std::memory_order_relaxed);
+    // The signed view keeps a thread that freed others' blocks from raising the peak.
+    if (static_cast<std::int64_t>(in_use) > static_cast<std::int64_t>(peak_bytes_in_use.load(std::memory_order_relaxed))) {
+      peak_bytes_in_use.store(in_use, std::memory_order_relaxed);
+    }
+  }
+  void on_deallocate(std::uint64_t bytes) noexcept {
+    single_writer_add(deallocations);
+    bytes_in_use.store(bytes_in_use.load(std::memory_order_relaxed) - bytes, std::memory_order_relaxed);
+  }
+};
+
+}  // namespace strata::detail

@@ -1,0 +1,240 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <memory_resource>
+#include <span>
+#include <unordered_map>
+
+#include "detail/align.hpp"
+#include "detail/assert.hpp"
+#include "detail/counters.hpp"
+#include "detail/free_list.hpp"
+#include "detail/sanitizer.hpp"
+#include "resource.hpp"
+
+namespace strata {
+
+/// A fixed-capacity pool of equal slots, the natural home for pmr::list, map
+/// and set nodes and for fixed-size records: allocate and deallocate are O(1)
+/// pops and pushes on an intrusive LIFO free list.
+///
+/// Memory model: one contiguous region of `capacity` slots, taken from the
+/// upstream at construction (or a caller's buffer). Slots are carved lazily
+/// from the front of the region, so construction touches no slot page. A slot
+/// is `stride()` bytes (slot_size rounded up to slot_alignment, at least one
+/// pointer); a free slot's first word links to the next free slot, so there
+/// is no per-allocation header. Requests bigger than slot_size or more aligned
+/// than slot_alignment, and (by default) requests while the region is full,
+/// are forwarded to the upstream; deallocate routes by address.
+///
+/// Thread safety: not thread-safe.
+///
+///     strata::slab nodes{strata::slab::options::for_type<my_record>(4096), &chunks};
+///     void* p = nodes.allocate(sizeof(my_record), alignof(my_record));
+///     nodes.deallocate(p, sizeof(my_record), alignof(my_record));
+class slab final : public resource {
+ public:
+  /// What allocate does when every slot is handed out.
+  enum class exhaustion : std::uint8_t {
+    forward_upstream,  ///< serve the request from the upstream (tracked, returned at destruction)
+    throw_bad_alloc,   ///< throw allocation_failure with reason capacity
+  };
+
+  struct options {
+    /// Largest request served from a slot, in bytes; at least 1.
+    std::size_t slot_size = 64;
+    /// Alignment of every slot; a power of two.
+    std::size_t slot_alignment = alignof(std::max_align_t);
+    /// Number of slots; at least 1 (with a caller buffer, 0 means "as many as fit").
+    std::size_t capacity = 1024;
+    /// What happens when every slot is handed out.
+    exhaustion on_exhaustion = exhaustion::forward_upstream;
+    /// Encode free-list links, validate every pop and check every deallocate
+    /// (double free, slot boundary). Builds without NDEBUG always check deallocate.
+    bool hardened = false;
+
+    /// Returns options for slots that hold one T each.
+    template <class T>
+    [[nodiscard]] static constexpr options for_type(std::size_t capacity) noexcept {
+      return options{.slot_size = sizeof(T), .slot_alignment = alignof(T), .capacity = capacity};
+    }
+  };
+
+  struct details_type {
+    std::size_t capacity;                   ///< slots in the region
+    std::size_t stride;                     ///< bytes per slot
+    std::size_t carved_slots;               ///< slots ever handed out of the fresh part of the region
+    std::size_t free_slots;                 ///< slots available: on the free list plus not yet carved
+    std::size_t lost_slots;                 ///< slots cut off a corrupted free list (hardened), unusable until destruction
+    std::uint64_t forwarded_too_large;      ///< requests forwarded because of their size or alignment
+    std::uint64_t forwarded_on_exhaustion;  ///< requests forwarded because the slab was full
+    std::size_t forwarded_live;             ///< forwarded blocks not yet deallocated
+    std::uint64_t corrupted_links;          ///< free-list links that failed validation (hardened)
+    std::uint64_t double_frees;             ///< deallocates of a slot that was not handed out (checked)
+    bool checked;                           ///< deallocates are checked (hardened or a debug build)
+  };
+
+  // ---------------------------------------------------------- construction
+
+  /// Creates a slab with default options on the default resource.
+  slab() : slab(options{}, std::pmr::get_default_resource()) {}
+  /// Creates a slab with default options on upstream (held, not owned).
+  explicit slab(std::pmr::memory_resource* upstream) : slab(options{}, upstream) {}
+  /// Creates a slab whose region of capacity slots comes from upstream (held, not owned).
+  /// Throws: std::invalid_argument naming the field for invalid options or a null
+  /// upstream; whatever the upstream throws for the region.
+  slab(options opts, std::pmr::memory_resource* upstream);
+  /// Creates a slab on buffer (held, not owned; it must outlive the slab);
+  /// forwarded requests go to upstream.
+  /// Throws: std::invalid_argument naming the field for invalid options, a null
+  /// upstream, or a buffer too small for opts.capacity slots (or for one slot).
+  slab(options opts, std::span<std::byte> buffer, std::pmr::memory_resource* upstream);
+  /// Returns the region (unless it is the caller's) and every forwarded block to the upstream.
+  ~slab() override;
+
+  // ------------------------------------------------------------- observers
+
+  /// Returns the options this slab was created with (capacity resolved).
+  [[nodiscard]] const options& get_options() const noexcept { return options_; }
+  /// Returns the number of slots in the region.
+  [[nodiscard]] std::size_t capacity() const noexcept { return options_.capacity; }
+  /// Returns the slots that can still be handed out without forwarding.
+  [[nodiscard]] std::size_t free_slots() const noexcept {
+    const std::uint64_t live = (allocations_ - forwarded_allocations_) - (deallocations_ - forwarded_deallocations_) -
+                               released_slots_;
+    return options_.capacity - lost_slots_ - static_cast<std::size_t>(live);
+  }
+  /// Returns the bytes each slot occupies: slot_size rounded up to slot_alignment.
+  [[nodiscard]] std::size_t stride() const noexcept { return stride_; }
+  /// Returns the bytes a block at p may use: stride() for a slot, 0 otherwise.
+  [[nodiscard]] std::size_t usable_size(const void* p) const noexcept { return contains(p) ? stride_ : 0; }
+  /// Returns whether p points into the slot region (not whether that slot is live).
+  [[nodiscard]] bool contains(const void* p) const noexcept {
+    const auto* b = static_cast<const std::byte*>(p);
+    return b >= begin_ && b < end_;
+  }
+  /// Returns the figures above and the forwarding and hardening counts.
+  [[nodiscard]] details_type details() const noexcept;
+
+  // ---------------------------------------------------------- housekeeping
+
+  /// Makes every slot free again (the region is kept, carving restarts at its
+  /// front) and returns every forwarded block to the upstream.
+  /// Requires: no block handed out is used afterwards.
+  /// Complexity: O(forwarded blocks + capacity / 512) (the checked-mode bits are cleared).
+  void release() noexcept;
+
+ private:
+  void* do_allocate(std::size_t bytes, std::size_t alignment) override;
+  void do_deallocate(void* p, std::size_t bytes, std::size_t alignment) override;
+  resource_stats do_stats() const noexcept override;
+  void do_reset_peak() noexcept override { peak_ = bytes_allocated_ - bytes_deallocated_; }
+  // Counts a block handed out. Monotonic counters, one add each: a running
+  // bytes_in_use would be a load-add-store chain through memory on both
+  // allocate and deallocate, which costs more than the free list itself.
+  void note_allocate(std::size_t bytes) noexcept {
+    ++allocations_;
+    bytes_allocated_ += bytes;
+    if (const std::size_t in_use = bytes_allocated_ - bytes_deallocated_; in_use > peak_) [[unlikely]] peak_ = in_use;
+  }
+  void note_deallocate(std::size_t bytes) noexcept {
+    ++deallocations_;
+    bytes_deallocated_ += bytes;
+  }
+
+  // Serves what the fast path does not: checked mode, forwarding, exhaustion,
+  // bad alignment. Leaves the free list valid (cut off if it was corrupt).
+  STRATA_SLOW_PATH void* allocate_slow(std::size_t bytes, std::size_t alignment);
+  // Checked deallocate, forwarded blocks and foreign pointers; a proven misuse
+  // is counted and leaves every structure untouched.
+  STRATA_SLOW_PATH void deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) noexcept;
+  void* pop_checked() noexcept;  // hardened/checked pop; nullptr when nothing is free
+  void* forward(std::size_t bytes, std::size_t alignment);
+  void reject(misuse_kind kind, void* p, std::size_t bytes, std::size_t alignment) noexcept;
+  void init(std::byte* first_slot);  // sets the region up; decides checked mode
+  [[nodiscard]] std::size_t index_of(const void* p) const noexcept {
+    return static_cast<std::size_t>(static_cast<const std::byte*>(p) - begin_) / stride_;
+  }
+  bool invariants_hold() const noexcept;
+
+  struct forwarded_block {
+    std::size_t bytes;
+    std::size_t alignment;
+  };
+
+  options options_;
+  std::size_t stride_ = 0;             // bytes per slot, a multiple of slot_alignment
+  std::size_t region_bytes_ = 0;       // bytes taken from upstream for the region (0: caller's buffer)
+  std::size_t region_alignment_ = 0;
+  std::byte* region_ = nullptr;        // what the upstream returned (nullptr: caller's buffer)
+  std::byte* begin_ = nullptr;         // first slot
+  std::byte* end_ = nullptr;           // one past the last slot
+  std::byte* fresh_ = nullptr;         // next slot never handed out; slots from here to end_ are uncarved
+  void* head_ = nullptr;               // free list (links encoded when checked_ && hardened)
+  std::size_t free_count_ = 0;         // length of the free list (kept in checked mode only)
+  bool checked_ = false;               // every call goes through the slow path (hardened or debug build)
+  std::size_t fast_slot_size_ = 0;     // slot_size + 1, or 0 in checked mode: the fast path serves bytes below it
+  std::byte* fast_end_ = nullptr;      // end_, or begin_ in checked mode: the fast path frees below it
+  detail::link_codec codec_;           // identity when not hardened
+  std::unique_ptr<std::uint64_t[]> live_words_;  // checked mode: one "handed out" bit per slot
+  std::uint64_t allocations_ = 0;       // fast-path counters, summed by do_stats()
+  std::uint64_t deallocations_ = 0;     // (successful ones; refused ones are in counters_)
+  std::size_t bytes_allocated_ = 0;
+  std::size_t bytes_deallocated_ = 0;   // includes what release() dropped
+  std::size_t peak_ = 0;
+  std::uint64_t forwarded_allocations_ = 0;
+  std::uint64_t forwarded_deallocations_ = 0;
+  std::uint64_t released_slots_ = 0;    // slots live at release(), no longer counted as live
+  detail::plain_counters counters_;     // slow-path events: failures, misuse, upstream traffic
+  std::unordered_map<void*, forwarded_block> forwarded_;  // live forwarded blocks (global heap bookkeeping)
+  std::size_t lost_slots_ = 0;
+  std::uint64_t forwarded_too_large_ = 0;
+  std::uint64_t forwarded_on_exhaustion_ = 0;
+  std::uint64_t corrupted_links_ = 0;
+  std::uint64_t double_frees_ = 0;
+};
+
+// ------------------------------------------------------------- fast paths
+
+// Pops the free list, else carves the next fresh slot. No lock, no atomic:
+// the slab is not thread-safe.
+inline void* slab::do_allocate(std::size_t bytes, std::size_t alignment) {
+  // fast_slot_size_ is 0 in checked mode, so checked mode needs no test here.
+  if (bytes < fast_slot_size_ && alignment <= options_.slot_alignment && detail::is_power_of_two(alignment)) [[likely]] {
+    void* p = head_;
+    if (p != nullptr) [[likely]] {
+      detail::unpoison_memory(p, stride_);  // the whole slot, link word included
+      head_ = *static_cast<void**>(p);
+      note_allocate(bytes);
+      return p;
+    }
+    if (fresh_ != end_) {
+      p = fresh_;
+      fresh_ += stride_;
+      detail::unpoison_memory(p, stride_);
+      note_allocate(bytes);
+      return p;
+    }
+  }
+  return allocate_slow(bytes, alignment);
+}
+
+// Pushes a slot of the region; everything else (checked mode, forwarded and
+// foreign pointers) goes slow. The fast path checks only that p is in the
+// region: the slot boundary and double free are checked in checked mode.
+inline void slab::do_deallocate(void* p, std::size_t bytes, std::size_t alignment) {
+  // fast_end_ is begin_ in checked mode, so checked mode needs no test here.
+  if (static_cast<std::byte*>(p) >= begin_ && static_cast<std::byte*>(p) < fast_end_) [[likely]] {
+    *static_cast<void**>(p) = head_;
+    detail::poison_memory(p, stride_);  // link word too: it is unpoisoned before the pop reads it
+    head_ = p;
+    note_deallocate(bytes);
+    return;
+  }
+  deallocate_slow(p, bytes, alignment);
+}
+
+}  // namespace strata

@@ -1,0 +1,663 @@
+// SPDX-License-Identifier: MIT
+// arena: slow paths, thread-cache lifetime, the large path and statistics.
+//
+// The region, from upstream at construction:
+//
+//   base_                                   base_ + cursor_               base_ + capacity_
+//   | runs of small blocks | large block | free extent | run | ... |   never carved   |
+//
+// A run is a batch of blocks of one class carved at once, starting at the
+// class alignment (the gap before it, under 4 KiB, is not reused). Large
+// blocks are page multiples; freed ones become free extents, coalesced with
+// their neighbours and folded back into the never-carved end when adjacent.
+// Small blocks stay in their class for the arena's life.
+//
+// A free small block, poisoned under ASan as a whole (link words included):
+//
+//   word 0: next block of the same list     word 1: next batch (batch heads only)
+//
+// Where a small block can be, and who may touch it:
+//
+//   handed out    -- the caller's
+//   thread bin    -- one thread's arena_thread_cache; only that thread pushes and pops
+//   central pool  -- pools_[class], under its mutex: a stack of full batches, a loose list
+//
+// Lock order: registry mutex -> pool mutex. region_mutex_ and checked_mutex_
+// are taken alone. The upstream is called only by the constructor and destructor.
+
+#include "strata/arena.hpp"
+
+#include <algorithm>
+#include <memory>
+#include <new>
+
+namespace strata {
+
+namespace {
+
+constexpr std::string_view resource_name = "arena";
+
+// Which arenas are alive, so a thread that exits can hand its caches to the
+// ones still there. Leaked on purpose: threads may exit after static
+// destruction has begun.
+struct arena_registry {
+  std::mutex mutex;
+  std::unordered_map<std::uint64_t, arena*> live;  // by id
+};
+
+arena_registry& registry() {
+  static arena_registry* const instance = new arena_registry;
+  return *instance;
+}
+
+std::atomic<std::uint64_t> next_arena_id{1};
+
+// The caches this thread has attached, handed back at thread exit. Touched
+// only on slow paths; the fast path reads detail::current_arena_cache.
+struct thread_attachments {
+  std::vector<std::pair<std::uint64_t, detail::arena_thread_cache*>> caches;
+  ~thread_attachments();
+};
+thread_local thread_attachments attachments;
+
+// Free blocks are poisoned whole; the cold paths that walk or relink lists
+// open one link word at a time.
+void* load_link(void* block, unsigned word) noexcept {
+  void** link = static_cast<void**>(block) + word;
+  detail::unpoison_memory(link, sizeof(void*));
+  void* value = *link;
+  detail::poison_memory(link, sizeof(void*));
+  return value;
+}
+
+void store_link(void* block, unsigned word, void* value) noexcept {
+  void** link = static_cast<void**>(block) + word;
+  detail::unpoison_memory(link, sizeof(void*));
+  *link = value;
+  detail::poison_memory(link, sizeof(void*));
+}
+
+// Returns the last block of a list of count blocks starting at head.
+void* walk(void* head, std::size_t count) noexcept {
+  for (std::size_t i = 1; i < count; ++i) head = load_link(head, 0);
+  return head;
+}
+
+std::uint64_t remote_lower_bound(const detail::thread_counters& c) noexcept {
+  const std::uint64_t allocated = c.allocations.load(std::memory_order_relaxed);
+  const std::uint64_t freed = c.deallocations.load(std::memory_order_relaxed);
+  return freed > allocated ? freed - allocated : 0;
+}
+
+}  // namespace
+
+// Lets the thread-exit hook reach the arena's private detach.
+struct arena_access {
+  static void detach(arena& a, detail::arena_thread_cache* cache) noexcept { a.detach(cache); }
+};
+
+thread_attachments::~thread_attachments() {
+  arena_registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  for (const auto& [id, cache] : caches) {
+    const auto it = r.live.find(id);
+    if (it != r.live.end()) arena_access::detach(*it->second, cache);
+    // else the arena is gone and freed the cache itself
+  }
+  caches.clear();
+  detail::current_arena_cache = detail::arena_cache_slot{0, nullptr};
+}
+
+// ------------------------------------------------------------ construction
+
+arena::arena(options opts, std::pmr::memory_resource* upstream)
+    : resource(resource_name, upstream), options_(opts), id_(next_arena_id.fetch_add(1)) {
+  detail::check_upstream(resource_name, upstream);
+  if (options_.capacity < detail::arena_page || options_.capacity > SIZE_MAX / 2) {
+    detail::throw_bad_option(resource_name, "capacity", "must be from 4096 to SIZE_MAX / 2");
+  }
+  if (options_.refill_bytes < 16) {
+    detail::throw_bad_option(resource_name, "refill_bytes", "must be at least 16");
+  }
+  if (options_.cache_bytes_per_class < options_.refill_bytes) {
+    detail::throw_bad_option(resource_name, "cache_bytes_per_class", "must be at least refill_bytes");
+  }
+  bool ok = true;
+  options_.capacity = detail::round_up(options_.capacity, detail::arena_page, ok);
+  capacity_ = options_.capacity;
+  for (unsigned cls = 0; cls < detail::arena_class_count; ++cls) {
+    const std::size_t size = detail::arena_class_size(cls);
+    // Bounded so a bin's count fits its 32-bit counter with room to spare.
+    constexpr std::size_t most = std::size_t{1} << 24;
+    const std::size_t batch = std::clamp<std::size_t>(options_.refill_bytes / size, 1, most);
+    batch_[cls] = static_cast<std::uint32_t>(batch);
+    // At least two batches, so a bin that hands one back still has one.
+    bin_limit_[cls] = static_cast<std::uint32_t>(
+        std::clamp<std::size_t>(options_.cache_bytes_per_class / size, 2 * batch, 2 * most));
+  }
+  void* region = detail::allocate_from_upstream(upstream, resource_name, capacity_, detail::arena_page);
+  base_ = reinterpret_cast<std::uintptr_t>(region);
+  detail::poison_memory(region, capacity_);  // nothing is handed out yet
+  arena_registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  r.live.emplace(id_, this);
+}
+
+arena::~arena() {
+  {
+    arena_registry& r = registry();
+    std::lock_guard lock(r.mutex);
+    r.live.erase(id_);
+    // Threads still running keep a stale (id, cache) pair that no live
+    // arena's id matches, so they never touch the freed cache or the region.
+    for (detail::arena_thread_cache* cache : caches_) delete cache;
+    caches_.clear();
+  }
+  void* region = reinterpret_cast<void*>(base_);
+  detail::unpoison_memory(region, capacity_);
+  upstream_resource()->deallocate(region, capacity_, detail::arena_page);
+}
+
+detail::arena_thread_cache& arena::attach() {
+  detail::arena_cache_slot& slot = detail::current_arena_cache;
+  if (slot.arena_id == id_) return *slot.cache;
+  // This thread's own list needs no lock: an entry with this live arena's id
+  // points at a cache only this arena (alive: we are in it) or this thread frees.
+  for (const auto& [id, cache] : attachments.caches) {
+    if (id == id_) {
+      if (!options_.checked) slot = detail::arena_cache_slot{id_, cache};
+      return *cache;
+    }
+  }
+  arena_registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  std::erase_if(attachments.caches, [&](const auto& entry) { return !r.live.contains(entry.first); });
+  auto owned = std::make_unique<detail::arena_thread_cache>();
+  owned->arena_id = id_;
+  attachments.caches.reserve(attachments.caches.size() + 1);
+  caches_.push_back(owned.get());
+  attachments.caches.emplace_back(id_, owned.get());  // cannot throw: reserved
+  // Checked mode never arms the fast path: every call must see the side metadata.
+  if (!options_.checked) slot = detail::arena_cache_slot{id_, owned.get()};
+  return *owned.release();
+}
+
+void arena::detach(detail::arena_thread_cache* cache) noexcept {
+  for (unsigned cls = 0; cls < detail::arena_class_count; ++cls) {
+    detail::arena_bin& bin = cache->bins[cls];
+    const std::size_t count = bin.count.load(std::memory_order_relaxed);
+    if (count == 0) continue;
+    give_blocks(cls, block_list{bin.head, walk(bin.head, count), count});
+    bin.head = nullptr;
+    bin.count.store(0, std::memory_order_relaxed);
+  }
+  const detail::thread_counters& c = cache->counters;
+  retired_allocations_ += c.allocations.load(std::memory_order_relaxed);
+  retired_deallocations_ += c.deallocations.load(std::memory_order_relaxed);
+  retired_bytes_in_use_ += c.bytes_in_use.load(std::memory_order_relaxed);
+  retired_remote_frees_ += remote_lower_bound(c);
+  const auto thread_peak = static_cast<std::int64_t>(c.peak_bytes_in_use.load(std::memory_order_relaxed));
+  if (thread_peak > 0) {
+    peak_.store(std::max(peak_.load(std::memory_order_relaxed), static_cast<std::size_t>(thread_peak)),
+                std::memory_order_relaxed);
+  }
+  std::erase(caches_, cache);
+  delete cache;
+}
+
+// -------------------------------------------------------------- allocation
+
+void* arena::allocate_slow(std::size_t bytes, std::size_t alignment) {
+  detail::check_alignment(resource_name, alignment);
+  const unsigned cls = detail::arena_class_for(bytes, alignment);
+  void* p = nullptr;
+  try {
+    if (cls == detail::arena_large) {
+      p = large_allocate(bytes, alignment);
+    } else if (options_.checked) {
+      p = take_blocks(cls, 1, bytes, alignment).head;
+      detail::unpoison_memory(p, detail::arena_class_size(cls));
+    } else {
+      detail::arena_bin& bin = attach().bins[cls];
+      if (bin.head == nullptr) {
+        // The bin is empty: it becomes the rest of a fresh batch.
+        const block_list got = take_blocks(cls, batch_[cls], bytes, alignment);
+        bin.head = got.head;
+        bin.count.store(static_cast<std::uint32_t>(got.count), std::memory_order_relaxed);
+      }
+      p = bin.head;
+      detail::unpoison_memory(p, detail::arena_class_size(cls));
+      bin.head = *static_cast<void**>(p);
+      bin.count.store(bin.count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+    }
+    if (options_.checked) {
+      try {
+        checked_record(p, bytes, alignment);
+      } catch (...) {
+        // Lose nothing: the block goes back where it came from.
+        if (cls == detail::arena_large) {
+          large_deallocate(p, bytes);
+        } else {
+          detail::poison_memory(p, detail::arena_class_size(cls));
+          *static_cast<void**>(p) = nullptr;
+          give_blocks(cls, block_list{p, p, 1});
+        }
+        throw;
+      }
+    }
+  } catch (const std::bad_alloc&) {
+    failed_.fetch_add(1, std::memory_order_relaxed);
+    throw;
+  }
+  count_allocation(bytes);
+  STRATA_ASSERT(detail::is_aligned(p, alignment), "arena block misaligned");
+  STRATA_ASSERT_EXPENSIVE(invariants_hold(), "arena books drifted");
+  return p;
+}
+
+arena::block_list arena::take_blocks(unsigned cls, std::size_t want, std::size_t bytes, std::size_t alignment) {
+  const std::size_t batch = batch_[cls];
+  {
+    central_pool& pool = pools_[cls];
+    std::lock_guard lock(pool.mutex);
+    if (pool.batches != nullptr && (want == batch || pool.loose_count == 0)) {
+      void* head = pool.batches;
+      pool.batches = load_link(head, 1);
+      --pool.batch_count;
+      if (want >= batch) return block_list{head, nullptr, batch};
+      // Checked mode takes fewer: the rest of the batch becomes the (empty) loose list.
+      void* last = walk(head, want);
+      pool.loose = load_link(last, 0);
+      pool.loose_count = batch - want;
+      store_link(last, 0, nullptr);
+      return block_list{head, nullptr, want};
+    }
+    if (pool.loose_count != 0) {
+      const std::size_t n = std::min(want, pool.loose_count);
+      void* head = pool.loose;
+      void* last = walk(head, n);
+      pool.loose = load_link(last, 0);
+      pool.loose_count -= n;
+      store_link(last, 0, nullptr);
+      return block_list{head, nullptr, n};
+    }
+  }
+  block_list run = carve_run(cls, want);
+  if (run.count == 0) {
+    detail::throw_allocation_failure(resource_name, bytes, alignment, failure_reason::capacity);
+  }
+  return run;
+}
+
+void arena::give_blocks(unsigned cls, block_list list) noexcept {
+  central_pool& pool = pools_[cls];
+  std::lock_guard lock(pool.mutex);
+  if (list.count == batch_[cls]) {
+    store_link(list.head, 1, pool.batches);
+    pool.batches = list.head;
+    ++pool.batch_count;
+  } else {
+    store_link(list.tail, 0, pool.loose);
+    pool.loose = list.head;
+    pool.loose_count += list.count;
+  }
+}
+
+arena::block_list arena::carve_run(unsigned cls, std::size_t want) {
+  const std::size_t size = detail::arena_class_size(cls);
+  const std::size_t alignment = detail::arena_class_alignment(cls);
+  std::size_t offset = SIZE_MAX;
+  std::size_t count = 0;
+  {
+    std::lock_guard lock(region_mutex_);
+    // Offsets may be aligned as numbers here: alignment <= page, and the region is page-aligned.
+    const std::size_t start = detail::align_up(cursor_, alignment);
+    if (start < capacity_ && (capacity_ - start) / size != 0) {
+      // The never-carved end first: runs stay dense and large extents stay whole.
+      count = std::min(want, (capacity_ - start) / size);
+      offset = start;
+      cursor_ = start + count * size;
+    } else {
+      // Then free large extents: a whole run if one fits, else one block.
+      bool ok = true;
+      for (std::size_t n : {want, std::size_t{1}}) {
+        const std::size_t extent = detail::round_up(n * size, detail::arena_page, ok);
+        if ((offset = carve_extent(extent, alignment)) != SIZE_MAX) {
+          count = extent / size;  // the extent's tail beyond the last block stays unused
+          break;
+        }
+      }
+    }
+  }
+  if (count == 0) return block_list{};
+  auto* first = reinterpret_cast<std::byte*>(base_ + offset);
+  detail::unpoison_memory(first, count * size);
+  for (std::size_t i = 0; i + 1 < count; ++i) {
+    *reinterpret_cast<void**>(first + i * size) = first + (i + 1) * size;
+  }
+  std::byte* last = first + (count - 1) * size;
+  *reinterpret_cast<void**>(last) = nullptr;
+  detail::poison_memory(first, count * size);
+  return block_list{first, last, count};
+}
+
+// ------------------------------------------------------------ large path
+
+std::size_t arena::carve_extent(std::size_t size, std::size_t alignment) {
+  // Best fit over the free extents (few: they coalesce).
+  auto best = free_extents_.end();
+  std::size_t best_waste = SIZE_MAX;
+  // Offsets are aligned as addresses: the region itself is only page-aligned.
+  const auto aligned = [&](std::size_t offset) { return detail::align_up(base_ + offset, alignment) - base_; };
+  for (auto it = free_extents_.begin(); it != free_extents_.end(); ++it) {
+    const std::size_t start = aligned(it->first);
+    const std::size_t pad = start - it->first;
+    if (pad > it->second || it->second - pad < size) continue;
+    if (it->second - size < best_waste) {
+      best_waste = it->second - size;
+      best = it;
+    }
+  }
+  if (best != free_extents_.end()) {
+    const std::size_t begin = best->first;
+    const std::size_t length = best->second;
+    const std::size_t start = aligned(begin);
+    const std::size_t tail = begin + length - (start + size);
+    // The tail's node is inserted first: if that throws, nothing has changed.
+    if (tail != 0) free_extents_.emplace(start + size, tail);
+    if (start == begin) {
+      free_extents_.erase(best);
+    } else {
+      best->second = start - begin;
+    }
+    large_free_bytes_ -= size;
+    return start;
+  }
+  const std::size_t start = aligned(cursor_);
+  if (start > capacity_ || capacity_ - start < size) return SIZE_MAX;
+  // The alignment gap before it becomes a free extent, reusable by smaller requests.
+  if (start != cursor_) {
+    free_extents_.emplace(cursor_, start - cursor_);
+    large_free_bytes_ += start - cursor_;
+  }
+  cursor_ = start + size;
+  return start;
+}
+
+void arena::free_extent(std::size_t offset, std::size_t size) noexcept {
+  auto next = free_extents_.lower_bound(offset);
+  if (next != free_extents_.end() && next->first == offset + size) {
+    size += next->second;
+    large_free_bytes_ -= next->second;
+    next = free_extents_.erase(next);
+  }
+  if (next != free_extents_.begin()) {
+    const auto prev = std::prev(next);
+    if (prev->first + prev->second == offset) {
+      offset = prev->first;
+      size += prev->second;
+      large_free_bytes_ -= prev->second;
+      free_extents_.erase(prev);
+    }
+  }
+  if (offset + size == cursor_) {
+    cursor_ = offset;  // back into the never-carved end
+    return;
+  }
+  try {
+    free_extents_.emplace(offset, size);
+    large_free_bytes_ += size;
+  } catch (...) {
+    // No memory for the node: the extent stays unusable until destruction,
+    // which returns the whole region anyway.
+  }
+}
+
+void* arena::large_allocate(std::size_t bytes, std::size_t alignment) {
+  bool ok = true;
+  const std::size_t size = detail::round_up(std::max<std::size_t>(bytes, 1), detail::arena_page, ok);
+  if (!ok) detail::throw_allocation_failure(resource_name, bytes, alignment, failure_reason::size_overflow);
+  std::size_t offset = SIZE_MAX;
+  {
+    std::lock_guard lock(region_mutex_);
+    // An alignment above the capacity cannot be met inside the region (and
+    // would overflow the address arithmetic): it fails as capacity.
+    if (size <= capacity_ && alignment <= capacity_) {
+      offset = carve_extent(size, std::max(alignment, detail::arena_page));
+    }
+    if (offset != SIZE_MAX) {
+      try {
+        large_live_.emplace(offset, size);
+      } catch (...) {
+        free_extent(offset, size);
+        throw;
+      }
+      large_live_bytes_ += size;
+    }
+  }
+  if (offset == SIZE_MAX) {
+    detail::throw_allocation_failure(resource_name, bytes, alignment, failure_reason::capacity);
+  }
+  void* p = reinterpret_cast<void*>(base_ + offset);
+  detail::unpoison_memory(p, size);
+  return p;
+}
+
+bool arena::large_deallocate(void* p, std::size_t bytes) noexcept {
+  if (bytes > capacity_) return false;
+  bool ok = true;
+  const std::size_t size = detail::round_up(std::max<std::size_t>(bytes, 1), detail::arena_page, ok);
+  const std::size_t offset = reinterpret_cast<std::uintptr_t>(p) - base_;
+  std::lock_guard lock(region_mutex_);
+  const auto it = large_live_.find(offset);
+  if (it == large_live_.end() || it->second != size) return false;
+  large_live_.erase(it);
+  large_live_bytes_ -= size;
+  detail::poison_memory(p, size);
+  free_extent(offset, size);
+  return true;
+}
+
+// ------------------------------------------------------------ deallocation
+
+void arena::deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) noexcept {
+  if (!detail::is_power_of_two(alignment)) {
+    reject(misuse_kind::alignment_mismatch, p, bytes, alignment);
+    return;
+  }
+  if (!owns(p)) {
+    reject(misuse_kind::unknown_pointer, p, bytes, alignment);
+    return;
+  }
+  if (options_.checked && !checked_release(p, bytes, alignment)) return;  // rejected there
+  const unsigned cls = detail::arena_class_for(bytes, alignment);
+  if (cls == detail::arena_large) {
+    // Every large block is tracked, so a stranger or a second free is provable.
+    if (!large_deallocate(p, bytes)) {
+      reject(misuse_kind::unknown_pointer, p, bytes, alignment);
+      return;
+    }
+    count_deallocation(bytes);
+    STRATA_ASSERT_EXPENSIVE(invariants_hold(), "arena books drifted");
+    return;
+  }
+  detail::arena_thread_cache* cache = nullptr;
+  if (!options_.checked) {
+    try {
+      cache = &attach();
+    } catch (...) {
+      cache = nullptr;  // no memory for a cache: the block goes straight to the central pool
+    }
+  }
+  if (cache == nullptr) {
+    *static_cast<void**>(p) = nullptr;
+    detail::poison_memory(p, detail::arena_class_size(cls));
+    give_blocks(cls, block_list{p, p, 1});
+    count_deallocation(bytes);
+    return;
+  }
+  detail::arena_bin& bin = cache->bins[cls];
+  *static_cast<void**>(p) = bin.head;
+  detail::poison_memory(p, detail::arena_class_size(cls));
+  bin.head = p;
+  std::uint32_t count = bin.count.load(std::memory_order_relaxed) + 1;
+  if (count > bin_limit_[cls]) {
+    // Full: the newest batch_ blocks go to the central pool as one batch, so
+    // a thread that frees what others allocated hands them back in bulk.
+    const std::uint32_t batch = batch_[cls];
+    void* last = walk(p, batch);
+    bin.head = load_link(last, 0);
+    store_link(last, 0, nullptr);  // every list ends in nullptr: a bin made of it stops there
+    count -= batch;
+    give_blocks(cls, block_list{p, last, batch});
+  }
+  bin.count.store(count, std::memory_order_relaxed);
+  cache->counters.on_deallocate(bytes);
+}
+
+// ---------------------------------------------------------- checked mode
+
+void arena::checked_record(void* p, std::size_t bytes, std::size_t alignment) {
+  std::lock_guard lock(checked_mutex_);
+  checked_[p] = checked_entry{bytes, alignment, true};
+}
+
+bool arena::checked_release(void* p, std::size_t bytes, std::size_t alignment) noexcept {
+  misuse_kind wrong{};
+  {
+    std::lock_guard lock(checked_mutex_);
+    const auto it = checked_.find(p);
+    if (it == checked_.end()) {
+      wrong = misuse_kind::unknown_pointer;
+    } else if (!it->second.live) {
+      wrong = misuse_kind::double_free;
+    } else if (it->second.bytes != bytes) {
+      wrong = misuse_kind::size_mismatch;
+    } else if (it->second.alignment != alignment) {
+      wrong = misuse_kind::alignment_mismatch;
+    } else {
+      it->second.live = false;  // kept, so a second free is told from a stranger
+      return true;
+    }
+  }
+  reject(wrong, p, bytes, alignment);
+  return false;
+}
+
+// --------------------------------------------------------------- counting
+
+void arena::count_allocation(std::size_t bytes) {
+  try {
+    attach().counters.on_allocate(bytes);
+    return;
+  } catch (...) {
+  }
+  std::lock_guard lock(registry().mutex);
+  ++retired_allocations_;
+  retired_bytes_in_use_ += bytes;
+}
+
+void arena::count_deallocation(std::size_t bytes) noexcept {
+  try {
+    attach().counters.on_deallocate(bytes);
+    return;
+  } catch (...) {
+  }
+  std::lock_guard lock(registry().mutex);
+  ++retired_deallocations_;
+  retired_bytes_in_use_ -= bytes;
+}
+
+void arena::reject(misuse_kind kind, void* p, std::size_t bytes, std::size_t alignment) noexcept {
+  rejected_.fetch_add(1, std::memory_order_relaxed);
+  report_misuse({resource_name, kind, p, bytes, alignment});
+}
+
+// --------------------------------------------------------------- observers
+
+resource_stats arena::do_stats() const noexcept {
+  resource_stats s;
+  std::uint64_t in_use = 0;  // modulo 2^64: threads' figures may each be "negative"
+  std::size_t peak = peak_.load(std::memory_order_relaxed);
+  {
+    std::lock_guard lock(registry().mutex);
+    for (const detail::arena_thread_cache* cache : caches_) {
+      const detail::thread_counters& c = cache->counters;
+      s.allocations += c.allocations.load(std::memory_order_relaxed);
+      s.deallocations += c.deallocations.load(std::memory_order_relaxed);
+      in_use += c.bytes_in_use.load(std::memory_order_relaxed);
+      const auto thread_peak = static_cast<std::int64_t>(c.peak_bytes_in_use.load(std::memory_order_relaxed));
+      if (thread_peak > 0) peak = std::max(peak, static_cast<std::size_t>(thread_peak));
+    }
+    s.allocations += retired_allocations_;
+    s.deallocations += retired_deallocations_;
+    in_use += retired_bytes_in_use_;
+  }
+  const std::uint64_t rejected = rejected_.load(std::memory_order_relaxed);
+  s.deallocations += rejected;
+  s.misuse_detected = rejected;
+  s.bytes_in_use = static_cast<std::size_t>(in_use);
+  s.peak_bytes_in_use = std::max(peak, s.bytes_in_use);
+  s.bytes_reserved = capacity_;
+  s.failed_allocations = failed_.load(std::memory_order_relaxed);
+  s.upstream_allocations = 1;  // the region; returned only by the destructor
+  return s;
+}
+
+void arena::do_reset_peak() noexcept {
+  // Best effort: a thread cache's peak has one writer, its thread, which may
+  // overwrite this store with its own newer figure.
+  std::lock_guard lock(registry().mutex);
+  for (detail::arena_thread_cache* cache : caches_) {
+    detail::thread_counters& c = cache->counters;
+    const auto in_use = static_cast<std::int64_t>(c.bytes_in_use.load(std::memory_order_relaxed));
+    c.peak_bytes_in_use.store(in_use > 0 ? static_cast<std::uint64_t>(in_use) : 0, std::memory_order_relaxed);
+  }
+  peak_.store(0, std::memory_order_relaxed);
+}
+
+arena::details_type arena::details() const {
+  details_type d{};
+  d.capacity = capacity_;
+  d.classes.resize(detail::arena_class_count);
+  {
+    std::lock_guard lock(registry().mutex);
+    d.remote_frees = retired_remote_frees_;
+    for (const detail::arena_thread_cache* cache : caches_) {
+      d.remote_frees += remote_lower_bound(cache->counters);
+      for (unsigned cls = 0; cls < detail::arena_class_count; ++cls) {
+        d.classes[cls].cached_blocks += cache->bins[cls].count.load(std::memory_order_relaxed);
+      }
+    }
+    d.threads_attached = caches_.size();
+  }
+  for (unsigned cls = 0; cls < detail::arena_class_count; ++cls) {
+    class_details& c = d.classes[cls];
+    c.block_size = detail::arena_class_size(cls);
+    std::lock_guard lock(pools_[cls].mutex);
+    c.central_blocks = pools_[cls].batch_count * batch_[cls] + pools_[cls].loose_count;
+    c.central_bytes = c.central_blocks * c.block_size;
+  }
+  std::lock_guard lock(region_mutex_);
+  d.remaining = capacity_ - cursor_ + large_free_bytes_;
+  d.large_live = large_live_.size();
+  d.large_live_bytes = large_live_bytes_;
+  d.large_free = free_extents_.size();
+  d.large_free_bytes = large_free_bytes_;
+  return d;
+}
+
+bool arena::invariants_hold() const noexcept {
+  std::lock_guard lock(region_mutex_);
+  if (cursor_ > capacity_) return false;
+  std::size_t free_bytes = 0;
+  std::size_t end = 0;
+  for (const auto& [offset, size] : free_extents_) {
+    if (offset < end || size == 0 || offset + size > cursor_) return false;  // overlap, or past the end
+    end = offset + size;
+    free_bytes += size;
+  }
+  return free_bytes == large_free_bytes_;
+}
+
+}  // namespace strata

@@ -1,0 +1,578 @@
+// SPDX-License-Identifier: MIT
+#include <strata/arena.hpp>
+
+// Concerns:
+// 1. The class table: 96 classes from 16 B to 256 KiB, each request gets the
+//    smallest class that holds it (class edges +-1), and spacing wastes at most
+//    1/9 of a block above 128 B (<= 12.5 % of the request).
+// 2. Every power-of-two alignment up to 4096 is honoured for every size, by a
+//    class aligned enough; larger alignments are honoured by the large path.
+// 3. Freed small blocks are reused by the same class; large blocks are
+//    tracked, reused by later requests that fit, and coalesce.
+// 4. Exhaustion throws allocation_failure (capacity), is counted, and the
+//    arena stays usable; impossible sizes throw size_overflow.
+// 5. The region comes from upstream once and goes back at destruction.
+// 6. Threads: a thread that exits hands its cached blocks to the central
+//    pool; an arena destroyed before its threads exit loses nothing; several
+//    arenas live at once in one thread; frees on another thread are counted
+//    as remote and handed back in batches; concurrent use never hands out a
+//    block twice.
+// 7. Misuse: foreign pointers and bad large frees are counted in every mode;
+//    checked mode also catches double free and size/alignment mismatch; none
+//    corrupts state.
+// 8. stats() is exact single-threaded; details() adds up.
+// 9. Invalid options and alignments give clear errors.
+// 10. The conformance kit passes, including concurrent use.
+
+#define BOOST_TEST_MODULE arena
+#include <boost/test/unit_test.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <strata/page_resource.hpp>
+#include <strata/tracking_resource.hpp>
+
+#include "conformance.hpp"
+#include "counting_resource.hpp"
+#include "fixtures.hpp"
+
+namespace {
+
+constexpr std::size_t kib = 1024;
+constexpr std::size_t mib = 1024 * kib;
+
+struct arena_factory {
+  static constexpr bool has_upstream = true;
+  static constexpr bool thread_safe = true;
+  std::unique_ptr<strata::resource> make(std::pmr::memory_resource* upstream) const {
+    // The kit holds a few hundred blocks up to 64 KiB aligned up to 4096.
+    return std::make_unique<strata::arena>(strata::arena::options{.capacity = 32 * mib}, upstream);
+  }
+};
+
+// An upstream whose blocks are aligned to 4096 and never to 8192.
+class page_only_resource final : public std::pmr::memory_resource {
+  void* do_allocate(std::size_t bytes, std::size_t) override {
+    return static_cast<std::byte*>(::operator new(bytes + 4096, std::align_val_t{8192})) + 4096;
+  }
+  void do_deallocate(void* p, std::size_t, std::size_t) override {
+    ::operator delete(static_cast<std::byte*>(p) - 4096, std::align_val_t{8192});
+  }
+  bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override { return this == &other; }
+};
+
+std::size_t total_central(const strata::arena::details_type& d) {
+  std::size_t n = 0;
+  for (const auto& c : d.classes) n += c.central_blocks;
+  return n;
+}
+
+std::size_t total_cached(const strata::arena::details_type& d) {
+  std::size_t n = 0;
+  for (const auto& c : d.classes) n += c.cached_blocks;
+  return n;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(arena)
+
+STRATA_CONFORMANCE_SUITE(arena_factory)
+
+BOOST_AUTO_TEST_CASE(each_request_gets_the_smallest_class_that_holds_it) {
+  using strata::detail::arena_class_size;
+  std::size_t previous = 0;
+  for (unsigned cls = 0; cls < strata::detail::arena_class_count; ++cls) {
+    const std::size_t size = arena_class_size(cls);
+    BOOST_TEST(size > previous);
+    BOOST_TEST(size % 16 == 0u);
+    // Class edges: the size itself and one below stay in the class, one above moves on.
+    BOOST_TEST(strata::arena::block_size_for(size, 8) == size);
+    BOOST_TEST(strata::arena::block_size_for(size - 1, 8) == size);
+    BOOST_TEST(strata::arena::block_size_for(previous + 1, 8) == size);
+    if (cls + 1 < strata::detail::arena_class_count) {
+      BOOST_TEST(strata::arena::block_size_for(size + 1, 8) == arena_class_size(cls + 1));
+    }
+    previous = size;
+  }
+  for (std::size_t bytes = 0; bytes <= 4 * kib; ++bytes) {  // the lookup table agrees with the arithmetic
+    BOOST_TEST(strata::detail::arena_size_class(bytes) == strata::detail::arena_size_class_computed(bytes));
+  }
+  BOOST_TEST(arena_class_size(0) == 16u);
+  BOOST_TEST(previous == 256 * kib);
+  BOOST_TEST(strata::arena::block_size_for(0, 1) == 16u);
+  BOOST_TEST(strata::arena::block_size_for(256 * kib + 1, 8) == 0u);  // large path
+  BOOST_TEST(strata::arena::block_size_for(16, 8192) == 0u);          // large path
+  BOOST_TEST(strata::arena::block_size_for(23, 16) == 32u);
+  BOOST_TEST(strata::arena::block_size_for(100, 64) == 128u);         // 112 is aligned only to 16
+  BOOST_TEST(strata::arena::block_size_for(1, 4096) == 4096u);
+}
+
+BOOST_AUTO_TEST_CASE(class_spacing_wastes_at_most_one_ninth_above_128_bytes) {
+  // Worst case is one byte above a class edge; measured over every size.
+  double worst = 0;
+  double sum = 0;
+  std::size_t counted = 0;
+  for (std::size_t bytes = 129; bytes <= 256 * kib; ++bytes) {
+    const std::size_t block = strata::arena::block_size_for(bytes, 8);
+    const double waste = static_cast<double>(block - bytes) / static_cast<double>(block);
+    worst = std::max(worst, waste);
+    sum += waste;
+    ++counted;
+  }
+  BOOST_TEST_MESSAGE("worst waste above 128 B: " << worst * 100 << " %, mean " << sum / counted * 100 << " %");
+  BOOST_TEST(worst <= 1.0 / 9 + 1e-12);
+  BOOST_TEST(worst <= 0.125);
+  for (std::size_t bytes = 1; bytes <= 128; ++bytes) {
+    BOOST_TEST(strata::arena::block_size_for(bytes, 8) - bytes < 16u);  // the 16 B quantum below
+  }
+}
+
+BOOST_AUTO_TEST_CASE(every_alignment_is_honoured_for_every_class_edge) {
+  strata::arena heap{{.capacity = 64 * mib}, strata::system_pages()};
+  std::vector<std::tuple<void*, std::size_t, std::size_t>> live;
+  for (std::size_t alignment = 1; alignment <= 64 * kib; alignment *= 2) {
+    for (unsigned cls = 0; cls < strata::detail::arena_class_count; cls += 5) {
+      const std::size_t size = strata::detail::arena_class_size(cls);
+      for (std::size_t bytes : {size - 1, size, size + 1}) {
+        void* p = heap.allocate(bytes, alignment);
+        BOOST_TEST(reinterpret_cast<std::uintptr_t>(p) % alignment == 0u, bytes << " aligned to " << alignment);
+        std::memset(p, 0xab, bytes);
+        live.emplace_back(p, bytes, alignment);
+      }
+    }
+    // The libstdc++ pool case: 23 bytes aligned to 16 must not come back at 8 mod 16.
+    void* p = heap.allocate(23, 16);
+    BOOST_TEST(reinterpret_cast<std::uintptr_t>(p) % 16 == 0u);
+    heap.deallocate(p, 23, 16);
+  }
+  for (auto [p, bytes, alignment] : live) heap.deallocate(p, bytes, alignment);
+  BOOST_TEST(heap.stats().bytes_in_use == 0u);
+  BOOST_TEST(heap.stats().misuse_detected == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(freed_small_blocks_are_reused_by_their_class) {
+  strata::arena heap{{.capacity = 4 * mib}, strata::system_pages()};
+  void* p = heap.allocate(100, 8);
+  heap.deallocate(p, 100, 8);
+  BOOST_TEST(heap.allocate(100, 8) == p);  // LIFO in this thread's bin
+  heap.deallocate(p, 100, 8);
+  void* q = heap.allocate(110, 16);  // same class (112 B)
+  BOOST_TEST(q == p);
+  heap.deallocate(q, 110, 16);
+  const std::size_t remaining = heap.details().remaining;
+  for (int round = 0; round < 1000; ++round) {
+    void* r = heap.allocate(64, 8);
+    heap.deallocate(r, 64, 8);
+  }
+  BOOST_TEST(heap.details().remaining <= remaining);
+  BOOST_TEST(heap.details().remaining >= remaining - 20 * kib);  // at most one refill of the 64 B class and its alignment gap
+}
+
+BOOST_AUTO_TEST_CASE(large_blocks_are_tracked_reused_and_coalesced) {
+  strata::arena heap{{.capacity = 16 * mib}, strata::system_pages()};
+  void* a = heap.allocate(300 * kib, 64);
+  void* b = heap.allocate(500 * kib, 64);
+  void* c = heap.allocate(300 * kib, 64);  // keeps b's extent away from the never-carved end
+  auto d = heap.details();
+  BOOST_TEST(d.large_live == 3u);
+  BOOST_TEST(d.large_live_bytes == 1100 * kib);
+  heap.deallocate(b, 500 * kib, 64);
+  d = heap.details();
+  BOOST_TEST(d.large_free == 1u);
+  BOOST_TEST(d.large_free_bytes == 500 * kib);
+  void* e = heap.allocate(400 * kib, 16);  // fits in b's extent: reused
+  BOOST_TEST(e == b);
+  BOOST_TEST(heap.details().large_free_bytes == 100 * kib);
+  heap.deallocate(e, 400 * kib, 16);
+  heap.deallocate(a, 300 * kib, 64);  // coalesces with the extent after it
+  d = heap.details();
+  BOOST_TEST(d.large_free == 1u);
+  BOOST_TEST(d.large_free_bytes == 800 * kib);
+  void* f = heap.allocate(800 * kib, 4096);  // only the coalesced extent holds it below c
+  BOOST_TEST(f == a);
+  heap.deallocate(f, 800 * kib, 4096);
+  heap.deallocate(c, 300 * kib, 64);  // everything folds back into the never-carved end
+  d = heap.details();
+  BOOST_TEST(d.large_free == 0u);
+  BOOST_TEST(d.remaining == d.capacity);
+  BOOST_TEST(heap.stats().bytes_in_use == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(alignments_above_a_page_are_honoured_by_the_large_path) {
+  // Regression: offsets were once aligned instead of addresses, which is
+  // wrong when the upstream aligns the region only to a page.
+  page_only_resource page_aligned;
+  strata::arena heap{{.capacity = 16 * mib}, &page_aligned};
+  for (std::size_t alignment : {8 * kib, 64 * kib, 2 * mib}) {
+    void* p = heap.allocate(24, alignment);
+    BOOST_TEST(reinterpret_cast<std::uintptr_t>(p) % alignment == 0u);
+    BOOST_TEST(heap.details().large_live == 1u);
+    heap.deallocate(p, 24, alignment);
+  }
+  BOOST_TEST(heap.details().large_live == 0u);
+  BOOST_TEST(heap.stats().misuse_detected == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(exhaustion_throws_capacity_and_the_arena_stays_usable) {
+  strata::arena heap{{.capacity = 1 * mib, .refill_bytes = 4 * kib, .cache_bytes_per_class = 8 * kib},
+                     strata::system_pages()};
+  std::vector<void*> blocks;
+  bool failed = false;
+  try {
+    for (;;) blocks.push_back(heap.allocate(1000, 8));
+  } catch (const strata::allocation_failure& e) {
+    failed = true;
+    BOOST_TEST((e.reason() == strata::failure_reason::capacity));
+    BOOST_TEST(e.resource_name() == "arena");
+  }
+  BOOST_TEST(failed);
+  BOOST_TEST(blocks.size() > 900u);  // nearly the whole region went to the 1024 B class
+  BOOST_TEST(heap.stats().failed_allocations == 1u);
+  BOOST_CHECK_THROW(static_cast<void>(heap.allocate(300 * kib, 8)), strata::allocation_failure);
+  BOOST_TEST(heap.stats().failed_allocations == 2u);
+  // Usable again once blocks come back: they are reused, nothing new is carved.
+  heap.deallocate(blocks.back(), 1000, 8);
+  blocks.pop_back();
+  void* again = heap.allocate(1000, 8);
+  blocks.push_back(again);
+  for (void* p : blocks) heap.deallocate(p, 1000, 8);
+  const strata::resource_stats s = heap.stats();
+  BOOST_TEST(s.bytes_in_use == 0u);
+  BOOST_TEST(s.allocations == s.deallocations);
+  BOOST_TEST(s.misuse_detected == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(large_requests_reuse_freed_extents_before_failing) {
+  strata::arena heap{{.capacity = 2 * mib}, strata::system_pages()};
+  void* a = heap.allocate(1 * mib, 8);
+  void* b = heap.allocate(1 * mib, 8);
+  BOOST_CHECK_THROW(static_cast<void>(heap.allocate(1 * mib, 8)), strata::allocation_failure);
+  heap.deallocate(a, 1 * mib, 8);
+  void* c = heap.allocate(1 * mib, 8);  // the freed extent, not more capacity
+  BOOST_TEST(c == a);
+  heap.deallocate(c, 1 * mib, 8);
+  heap.deallocate(b, 1 * mib, 8);
+  BOOST_TEST(heap.details().remaining == 2 * mib);
+}
+
+BOOST_AUTO_TEST_CASE(impossible_sizes_throw_size_overflow_or_capacity) {
+  strata::arena heap{{.capacity = 1 * mib}, strata::system_pages()};
+  try {
+    volatile std::size_t huge = SIZE_MAX - 10;  // opaque, so the compiler does not reject the call itself
+    static_cast<void>(heap.allocate(huge, 8));
+    BOOST_FAIL("no throw");
+  } catch (const strata::allocation_failure& e) {
+    BOOST_TEST((e.reason() == strata::failure_reason::size_overflow));
+  }
+  try {
+    static_cast<void>(heap.allocate(2 * mib, 8));
+    BOOST_FAIL("no throw");
+  } catch (const strata::allocation_failure& e) {
+    BOOST_TEST((e.reason() == strata::failure_reason::capacity));
+  }
+  BOOST_TEST(heap.stats().failed_allocations == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(the_region_is_taken_once_and_returned_at_destruction) {
+  strata::test::counting_resource upstream;
+  {
+    strata::arena heap{{.capacity = 4 * mib + 1}, &upstream};  // rounded up to a page
+    BOOST_TEST(upstream.allocations() == 1u);
+    BOOST_TEST(upstream.bytes_outstanding() == 4 * mib + 4096);
+    BOOST_TEST(heap.stats().bytes_reserved == 4 * mib + 4096);
+    for (int i = 0; i < 1000; ++i) static_cast<void>(heap.allocate(static_cast<std::size_t>(i), 8));
+    static_cast<void>(heap.allocate(300 * kib, 8));
+    BOOST_TEST(upstream.allocations() == 1u);  // never again
+  }  // destroyed with blocks live
+  BOOST_TEST(upstream.bytes_outstanding() == 0u);
+  BOOST_TEST(upstream.deallocations() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(stats_are_exact_on_one_thread) {
+  strata::arena heap{{.capacity = 8 * mib}, strata::system_pages()};
+  void* a = heap.allocate(10, 8);
+  void* b = heap.allocate(1000, 64);
+  void* c = heap.allocate(400 * kib, 8);
+  strata::resource_stats s = heap.stats();
+  BOOST_TEST(s.bytes_in_use == 10 + 1000 + 400 * kib);
+  BOOST_TEST(s.peak_bytes_in_use == s.bytes_in_use);
+  BOOST_TEST(s.allocations == 3u);
+  BOOST_TEST(s.upstream_allocations == 1u);
+  BOOST_TEST(s.bytes_reserved == 8 * mib);
+  heap.deallocate(c, 400 * kib, 8);
+  heap.deallocate(a, 10, 8);
+  s = heap.stats();
+  BOOST_TEST(s.bytes_in_use == 1000u);
+  BOOST_TEST(s.peak_bytes_in_use == 10 + 1000 + 400 * kib);
+  BOOST_TEST(s.deallocations == 2u);
+  heap.reset_peak();
+  BOOST_TEST(heap.stats().peak_bytes_in_use == 1000u);
+  heap.deallocate(b, 1000, 64);
+  BOOST_TEST(heap.stats().bytes_in_use == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(foreign_pointers_and_bad_large_frees_are_counted_not_obeyed) {
+  strata::test::misuse_recorder recorder;
+  strata::arena heap{{.capacity = 2 * mib}, strata::system_pages()};
+  alignas(16) static std::byte outside[64];
+  heap.deallocate(outside, 64, 16);                      // foreign
+  void* big = heap.allocate(300 * kib, 8);
+  heap.deallocate(big, 300 * kib, 8);
+  heap.deallocate(big, 300 * kib, 8);                    // second free of a large block
+  void* small = heap.allocate(64, 8);
+  heap.deallocate(static_cast<std::byte*>(small) + 64 * kib, 400 * kib, 8);  // not a large block
+  heap.deallocate(small, 64, 3);                         // non-power-of-two alignment
+  const auto reports = recorder.taken();
+  BOOST_TEST(reports.size() == 4u);
+  BOOST_TEST(heap.stats().misuse_detected == 4u);
+  BOOST_TEST((reports.at(0).kind == strata::misuse_kind::unknown_pointer));
+  BOOST_TEST((reports.at(3).kind == strata::misuse_kind::alignment_mismatch));
+  // Nothing was corrupted: no large block is live, and the small block is still ours.
+  BOOST_TEST(heap.details().large_live == 0u);
+  void* again = heap.allocate(300 * kib, 8);
+  BOOST_TEST(heap.details().large_live == 1u);
+  heap.deallocate(again, 300 * kib, 8);
+  BOOST_TEST(heap.stats().misuse_detected == 4u);
+  heap.deallocate(small, 64, 8);
+  BOOST_TEST(heap.stats().bytes_in_use == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(checked_mode_detects_double_free_and_mismatches) {
+  strata::test::misuse_recorder recorder;
+  strata::arena heap{{.capacity = 2 * mib, .checked = true}, strata::system_pages()};
+  void* p = heap.allocate(40, 8);
+  void* q = heap.allocate(40, 8);
+  heap.deallocate(p, 48, 8);   // same class, wrong size
+  heap.deallocate(p, 40, 16);  // wrong alignment
+  heap.deallocate(p, 40, 8);   // right
+  heap.deallocate(p, 40, 8);   // double free
+  void* big = heap.allocate(300 * kib, 8);
+  heap.deallocate(big, 300 * kib, 8);
+  heap.deallocate(big, 300 * kib, 8);  // double free on the large path
+  const auto reports = recorder.taken();
+  BOOST_TEST(reports.size() == 4u);
+  BOOST_TEST((reports.at(0).kind == strata::misuse_kind::size_mismatch));
+  BOOST_TEST((reports.at(1).kind == strata::misuse_kind::alignment_mismatch));
+  BOOST_TEST((reports.at(2).kind == strata::misuse_kind::double_free));
+  BOOST_TEST((reports.at(3).kind == strata::misuse_kind::double_free));
+  BOOST_TEST(heap.stats().misuse_detected == 4u);
+  // The double free did not put p on a free list twice: two allocations differ.
+  void* r1 = heap.allocate(40, 8);
+  void* r2 = heap.allocate(40, 8);
+  BOOST_TEST(r1 != r2);
+  BOOST_TEST(r1 != q);
+  BOOST_TEST(r2 != q);
+  for (void* r : {r1, r2, q}) heap.deallocate(r, 40, 8);
+  BOOST_TEST(heap.stats().bytes_in_use == 0u);
+  BOOST_TEST(heap.stats().misuse_detected == 4u);
+}
+
+BOOST_AUTO_TEST_CASE(several_arenas_live_at_once_in_one_thread) {
+  std::vector<std::unique_ptr<strata::arena>> heaps;
+  for (int i = 0; i < 3; ++i) {
+    heaps.push_back(std::make_unique<strata::arena>(strata::arena::options{.capacity = 1 * mib},
+                                                    strata::system_pages()));
+  }
+  std::vector<std::pair<int, void*>> live;
+  for (int round = 0; round < 3000; ++round) {
+    const int h = round % 3;  // alternate, so the thread's most recent cache keeps changing
+    void* p = heaps[h]->allocate(32 + 16 * static_cast<std::size_t>(h), 8);
+    BOOST_REQUIRE(heaps[h]->owns(p));
+    live.emplace_back(h, p);
+    if (round % 4 == 3) {
+      auto [g, q] = live[live.size() / 2];
+      live.erase(live.begin() + static_cast<std::ptrdiff_t>(live.size() / 2));
+      heaps[g]->deallocate(q, 32 + 16 * static_cast<std::size_t>(g), 8);
+    }
+  }
+  heaps[1].reset();  // one dies while the thread still holds caches of all three
+  std::erase_if(live, [](const auto& e) { return e.first == 1; });
+  for (auto [h, p] : live) heaps[h]->deallocate(p, 32 + 16 * static_cast<std::size_t>(h), 8);
+  for (int h : {0, 2}) {
+    BOOST_TEST(heaps[h]->stats().bytes_in_use == 0u);
+    BOOST_TEST(heaps[h]->stats().allocations == 1000u);
+    BOOST_TEST(heaps[h]->stats().misuse_detected == 0u);
+  }
+  strata::arena fresh{{.capacity = 1 * mib}, strata::system_pages()};  // may reuse the dead one's address
+  void* p = fresh.allocate(32, 8);
+  fresh.deallocate(p, 32, 8);
+  BOOST_TEST(fresh.stats().allocations == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(invalid_options_and_alignments_are_rejected) {
+  const auto message = [](strata::arena::options o) {
+    try {
+      strata::arena heap{o, strata::system_pages()};
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  BOOST_TEST(message({.capacity = 100}).find("capacity") != std::string::npos);
+  BOOST_TEST(message({.refill_bytes = 8}).find("refill_bytes") != std::string::npos);
+  BOOST_TEST(message({.refill_bytes = 64 * kib, .cache_bytes_per_class = 32 * kib}).find("cache_bytes_per_class") !=
+             std::string::npos);
+  BOOST_CHECK_THROW(strata::arena(nullptr), std::invalid_argument);
+  strata::arena heap{{.capacity = 1 * mib}, strata::system_pages()};
+  BOOST_CHECK_THROW(static_cast<void>(heap.allocate(16, 48)), std::invalid_argument);
+  BOOST_CHECK_THROW(static_cast<void>(heap.allocate(16, 0)), std::invalid_argument);
+  BOOST_TEST(heap.stats().failed_allocations == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(a_thread_hands_its_cache_to_the_central_pool_at_exit, *boost::unit_test::label("threaded")) {
+  strata::arena heap{{.capacity = 4 * mib}, strata::system_pages()};
+  std::thread([&] {
+    std::vector<void*> blocks;
+    for (int i = 0; i < 100; ++i) blocks.push_back(heap.allocate(200, 8));
+    for (void* p : blocks) heap.deallocate(p, 200, 8);
+    const auto d = heap.details();
+    BOOST_TEST(d.threads_attached == 1u);
+    BOOST_TEST(total_cached(d) > 0u);
+  }).join();
+  const auto d = heap.details();
+  BOOST_TEST(d.threads_attached == 0u);
+  BOOST_TEST(total_cached(d) == 0u);
+  BOOST_TEST(total_central(d) > 0u);
+  // This thread now gets those blocks back instead of carving new ones.
+  const std::size_t remaining = d.remaining;
+  void* p = heap.allocate(200, 8);
+  BOOST_TEST(heap.details().remaining == remaining);
+  heap.deallocate(p, 200, 8);
+  BOOST_TEST(heap.stats().allocations == 101u);
+  BOOST_TEST(heap.stats().bytes_in_use == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(an_arena_destroyed_before_its_threads_exit_loses_nothing,
+                     *boost::unit_test::label("threaded")) {
+  strata::tracking_resource upstream{strata::system_pages()};
+  std::atomic<int> stage{0};
+  auto heap = std::make_unique<strata::arena>(strata::arena::options{.capacity = 1 * mib}, &upstream);
+  std::thread worker([&] {
+    void* p = heap->allocate(64, 8);
+    heap->deallocate(p, 64, 8);  // cached in this thread
+    stage = 1;
+    while (stage.load() != 2) std::this_thread::yield();
+    // The arena is gone; this thread's stale cache entry must not be touched.
+    strata::arena other{{.capacity = 1 * mib}, &upstream};
+    void* q = other.allocate(64, 8);
+    other.deallocate(q, 64, 8);
+  });
+  while (stage.load() != 1) std::this_thread::yield();
+  heap.reset();
+  BOOST_TEST(upstream.live_blocks() == 0u);
+  stage = 2;
+  worker.join();
+  BOOST_TEST(upstream.live_blocks() == 0u);
+  BOOST_TEST(upstream.stats().misuse_detected == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(frees_on_another_thread_are_remote_and_come_back_in_batches,
+                     *boost::unit_test::label("threaded")) {
+  strata::arena heap{{.capacity = 8 * mib, .refill_bytes = 1 * kib, .cache_bytes_per_class = 2 * kib},
+                     strata::system_pages()};
+  constexpr int count = 2000;
+  std::vector<void*> blocks;
+  for (int i = 0; i < count; ++i) blocks.push_back(heap.allocate(64, 8));
+  std::thread([&] {
+    for (void* p : blocks) heap.deallocate(p, 64, 8);  // every free is cross-thread
+    const auto d = heap.details();
+    // The consumer's bin keeps at most cache_bytes_per_class and hands the rest back in batches.
+    BOOST_TEST(d.classes[3].cached_blocks <= 2 * kib / 64);
+    BOOST_TEST(d.classes[3].central_blocks >= count - 2 * kib / 64 - 16 * 2);
+  }).join();
+  const auto d = heap.details();
+  BOOST_TEST(d.remote_frees >= std::uint64_t{count});
+  BOOST_TEST(heap.stats().bytes_in_use == 0u);
+  // The producer refills from what the consumer handed back: no new carving.
+  const std::size_t remaining = d.remaining;
+  std::vector<void*> again;
+  for (int i = 0; i < count; ++i) again.push_back(heap.allocate(64, 8));
+  BOOST_TEST(heap.details().remaining == remaining);
+  std::set<void*> first(blocks.begin(), blocks.end());
+  BOOST_TEST(std::all_of(again.begin(), again.end(), [&](void* p) { return first.contains(p); }));
+  for (void* p : again) heap.deallocate(p, 64, 8);
+}
+
+BOOST_AUTO_TEST_CASE(four_threads_with_cross_thread_frees_never_share_a_live_block,
+                     *boost::unit_test::label("threaded")) {
+  strata::tracking_resource upstream{strata::system_pages()};
+  strata::arena heap{{.capacity = 32 * mib, .refill_bytes = 2 * kib, .cache_bytes_per_class = 4 * kib}, &upstream};
+  constexpr int thread_count = 4;
+  constexpr int rounds = 20000;
+  std::atomic<int> corrupted{0};
+  struct block {
+    std::uint64_t* p;
+    std::size_t bytes;
+    std::size_t alignment;
+  };
+  std::vector<std::vector<block>> mailbox(thread_count);
+  std::vector<std::mutex> mailbox_mutex(thread_count);
+  const auto check_and_free = [&](const block& b) {
+    const std::size_t words = b.bytes / 8;
+    if (b.p[0] != b.p[words - 1]) ++corrupted;  // a second live owner overwrote one end
+    heap.deallocate(b.p, b.bytes, b.alignment);
+  };
+  {
+    std::vector<std::jthread> threads;
+    for (int t = 0; t < thread_count; ++t) {
+      threads.emplace_back([&, t] {
+        std::mt19937 rng(static_cast<unsigned>(t) + 1);
+        std::vector<block> mine;
+        for (int i = 0; i < rounds; ++i) {
+          const std::size_t bytes = 8 * (1 + rng() % (i % 100 == 0 ? 40000 : 64));  // some large
+          const std::size_t alignment = std::size_t{8} << (rng() % 4);
+          auto* p = static_cast<std::uint64_t*>(heap.allocate(bytes, alignment));
+          if (reinterpret_cast<std::uintptr_t>(p) % alignment != 0) ++corrupted;
+          const std::uint64_t tag = (std::uint64_t(t) << 32) | std::uint64_t(i);
+          p[0] = tag;
+          p[bytes / 8 - 1] = tag;
+          mine.push_back({p, bytes, alignment});
+          if (mine.size() > 32) {
+            const block b = mine[rng() % mine.size()];
+            std::erase_if(mine, [&](const block& x) { return x.p == b.p; });
+            if (rng() % 2 == 0) {
+              check_and_free(b);
+            } else {
+              std::lock_guard lock(mailbox_mutex[(t + 1) % thread_count]);
+              mailbox[(t + 1) % thread_count].push_back(b);
+            }
+          }
+          std::vector<block> inbox;
+          {
+            std::lock_guard lock(mailbox_mutex[t]);
+            inbox.swap(mailbox[t]);
+          }
+          for (const block& b : inbox) check_and_free(b);  // freed on a thread that did not allocate it
+        }
+        for (const block& b : mine) check_and_free(b);
+      });
+    }
+  }
+  for (auto& box : mailbox) {
+    for (const block& b : box) check_and_free(b);
+  }
+  BOOST_TEST(corrupted.load() == 0);
+  const strata::resource_stats s = heap.stats();
+  BOOST_TEST(s.bytes_in_use == 0u);
+  BOOST_TEST(s.allocations == std::uint64_t(thread_count) * rounds);
+  BOOST_TEST(s.deallocations == s.allocations);
+  BOOST_TEST(s.misuse_detected == 0u);
+  BOOST_TEST(s.failed_allocations == 0u);
+  const auto d = heap.details();
+  BOOST_TEST(d.large_live == 0u);
+  BOOST_TEST(d.remote_frees > 0u);
+  BOOST_TEST(upstream.stats().allocations == 1u);  // the region, nothing more
+}
+
+BOOST_AUTO_TEST_SUITE_END()

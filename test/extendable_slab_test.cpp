@@ -1,0 +1,410 @@
+// SPDX-License-Identifier: MIT
+#include <strata/extendable_slab.hpp>
+
+// Concerns:
+// 1. Segments are asked of the upstream as allocate(segment_bytes, segment_bytes), are
+//    aligned to their size, and none is taken before the first allocation.
+// 2. The slab grows to many segments and returns empty ones beyond max_empty_segments
+//    (at once with reclaim_period 0, after a working-set period otherwise, or on trim()).
+// 3. Partial segments are preferred over empty ones.
+// 4. Successive segments offset their first slot by different multiples of the cache
+//    line when colouring is on, and not at all when it is off.
+// 5. Requests that do not fit a slot are forwarded upstream and routed back by address;
+//    pointers from no segment (foreign, another slab's, a segment header) are counted as
+//    misuse and change nothing.
+// 6. Hardened mode catches a corrupted free-list link and a double free.
+// 7. pmr::list and pmr::map work on it; memory overhead for 64 B slots <= 3 %.
+// 8. Threads: slots freed on other threads are never handed out twice while live; a
+//    thread's cache is flushed at exit; a slab destroyed before its threads exit loses
+//    nothing.
+// 9. Invalid options name the field; the conformance kit passes, incl. concurrent use.
+
+#define BOOST_TEST_MODULE extendable_slab
+#include <boost/test/unit_test.hpp>
+
+#include <atomic>
+#include <cstring>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <strata/detail/sanitizer.hpp>
+#include <strata/page_resource.hpp>
+#include <strata/tracking_resource.hpp>
+
+#include "conformance.hpp"
+#include "counting_resource.hpp"
+#include "fixtures.hpp"
+
+namespace {
+
+using options = strata::extendable_slab::options;
+
+struct xslab_factory {
+  static constexpr bool has_upstream = true;
+  static constexpr bool thread_safe = true;
+  std::unique_ptr<strata::resource> make(std::pmr::memory_resource* upstream) const {
+    return std::make_unique<strata::extendable_slab>(options{.slot_size = 64, .slots_per_segment = 64}, upstream);
+  }
+};
+
+std::uintptr_t segment_of(const strata::extendable_slab& s, const void* p) {
+  return reinterpret_cast<std::uintptr_t>(p) & ~(s.segment_bytes() - 1);
+}
+
+void scribble_link(void* slot, std::uintptr_t value) {
+  strata::detail::unpoison_memory(slot, sizeof(value));
+  std::memcpy(slot, &value, sizeof(value));
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(extendable_slab)
+
+STRATA_CONFORMANCE_SUITE(xslab_factory)
+
+BOOST_AUTO_TEST_CASE(segments_are_asked_aligned_to_their_size_and_only_when_needed) {
+  strata::test::counting_resource upstream;
+  strata::extendable_slab s{{.slot_size = 64}, &upstream};
+  BOOST_TEST(upstream.allocations() == 0u);
+  BOOST_TEST(s.segment_count() == 0u);
+  BOOST_TEST(s.segment_bytes() == 64u * 1024u);  // the automatic geometry for 64 B slots
+  void* p = s.allocate(64, 16);
+  BOOST_TEST(upstream.allocations() == 1u);
+  BOOST_TEST(upstream.bytes_outstanding() == s.segment_bytes());
+  BOOST_TEST(s.segment_count() == 1u);
+  BOOST_TEST(s.capacity_bytes() == s.get_options().slots_per_segment * 64u);
+  const auto d = s.details();
+  BOOST_TEST_REQUIRE(d.segments.size() == 1u);
+  BOOST_TEST(reinterpret_cast<std::uintptr_t>(d.segments[0].address) % s.segment_bytes() == 0u);
+  BOOST_TEST(segment_of(s, p) == reinterpret_cast<std::uintptr_t>(d.segments[0].address));
+  s.deallocate(p, 64, 16);
+}
+
+BOOST_AUTO_TEST_CASE(grows_to_many_segments_and_returns_empty_ones) {
+  strata::test::counting_resource upstream;
+  strata::extendable_slab s{{.slot_size = 32, .slots_per_segment = 16, .max_empty_segments = 1,
+                             .reclaim_period = 0, .thread_cache_slots = 8},
+                            &upstream};
+  std::vector<void*> slots;
+  for (int i = 0; i < 16 * 20; ++i) slots.push_back(s.allocate(32, 8));
+  BOOST_TEST(s.segment_count() >= 20u);
+  BOOST_TEST(s.details().growth_events == s.segment_count());
+  std::set<void*> distinct(slots.begin(), slots.end());
+  BOOST_TEST(distinct.size() == slots.size());
+  for (void* p : slots) s.deallocate(p, 32, 8);
+  // Only slots still in this thread's cache (<= 8) keep segments; one empty is kept.
+  BOOST_TEST(s.segment_count() <= 8u + 1u);
+  BOOST_TEST(s.details().reclaimed_segments >= 11u);
+  BOOST_TEST(s.stats().bytes_in_use == 0u);
+  s.trim();
+  BOOST_TEST(s.segment_count() == 0u);
+  BOOST_TEST(upstream.bytes_outstanding() == 0u);
+  BOOST_TEST(s.stats().bytes_reserved == 0u);
+  void* again = s.allocate(32, 8);  // grows again after a full trim
+  BOOST_TEST(s.segment_count() == 1u);
+  s.deallocate(again, 32, 8);
+}
+
+BOOST_AUTO_TEST_CASE(empty_segments_within_the_working_set_period_are_kept) {
+  strata::test::counting_resource upstream;
+  strata::extendable_slab s{{.slot_size = 32, .slots_per_segment = 4, .max_empty_segments = 0,
+                             .reclaim_period = 1000, .thread_cache_slots = 0},
+                            &upstream};
+  std::vector<void*> slots;
+  for (int i = 0; i < 4 * 5; ++i) slots.push_back(s.allocate(32, 8));
+  for (void* p : slots) s.deallocate(p, 32, 8);
+  BOOST_TEST(s.segment_count() == 5u);  // the period has not elapsed: a burst may come back
+  BOOST_TEST(s.details().empty_segments == 5u);
+  for (int i = 0; i < 4 * 5; ++i) slots[static_cast<std::size_t>(i)] = s.allocate(32, 8);
+  BOOST_TEST(upstream.allocations() == 5u);  // the burst reused them
+  for (void* p : slots) s.deallocate(p, 32, 8);
+  s.trim();
+  BOOST_TEST(upstream.bytes_outstanding() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(empty_segments_idle_for_a_whole_period_are_returned) {
+  strata::test::counting_resource upstream;
+  strata::extendable_slab s{{.slot_size = 32, .slots_per_segment = 4, .max_empty_segments = 1,
+                             .reclaim_period = 8, .thread_cache_slots = 0},
+                            &upstream};
+  std::vector<void*> slots;
+  for (int i = 0; i < 4 * 4; ++i) slots.push_back(s.allocate(32, 8));
+  for (void* p : slots) s.deallocate(p, 32, 8);
+  void* keep = s.allocate(32, 8);
+  // Keep operating on one slot: the other empty segments stay idle for periods.
+  for (int i = 0; i < 40; ++i) {
+    s.deallocate(keep, 32, 8);
+    keep = s.allocate(32, 8);
+  }
+  BOOST_TEST(s.details().reclaimed_segments >= 2u);
+  BOOST_TEST(s.segment_count() <= 2u);  // the one in use and at most one empty
+  s.deallocate(keep, 32, 8);
+}
+
+BOOST_AUTO_TEST_CASE(partial_segments_are_preferred_over_empty_ones) {
+  strata::test::counting_resource upstream;
+  strata::extendable_slab s{{.slot_size = 32, .slots_per_segment = 4, .max_empty_segments = 4,
+                             .reclaim_period = 0, .thread_cache_slots = 0},
+                            &upstream};
+  std::vector<void*> slots;
+  for (int i = 0; i < 8; ++i) slots.push_back(s.allocate(32, 8));
+  const std::uintptr_t first = segment_of(s, slots[0]);
+  const std::uintptr_t second = segment_of(s, slots[4]);
+  BOOST_TEST_REQUIRE(first != second);
+  for (int i = 4; i < 8; ++i) s.deallocate(slots[static_cast<std::size_t>(i)], 32, 8);  // second: empty
+  s.deallocate(slots[1], 32, 8);  // first: partial
+  BOOST_TEST(s.details().empty_segments == 1u);
+  BOOST_TEST(s.details().partial_segments == 1u);
+  void* p = s.allocate(32, 8);
+  BOOST_TEST(segment_of(s, p) == first);
+  void* q = s.allocate(32, 8);  // first is full now: the empty one serves
+  BOOST_TEST(segment_of(s, q) == second);
+  for (void* r : {slots[0], slots[2], slots[3], p, q}) s.deallocate(r, 32, 8);
+}
+
+BOOST_AUTO_TEST_CASE(successive_segments_are_coloured_by_cache_lines) {
+  strata::test::counting_resource upstream;
+  for (bool colouring : {true, false}) {
+    strata::extendable_slab s{{.slot_size = 64, .thread_cache_slots = 0, .colouring = colouring}, &upstream};
+    const std::size_t per = s.get_options().slots_per_segment;
+    std::vector<void*> slots;
+    for (std::size_t i = 0; i < per * 3; ++i) slots.push_back(s.allocate(64, 16));
+    std::set<std::size_t> offsets;
+    for (const auto& seg : s.details().segments) {
+      BOOST_TEST(seg.colour_offset % 64 == 0u);
+      offsets.insert(seg.colour_offset);
+    }
+    BOOST_TEST(offsets.size() == (colouring ? 3u : 1u));
+    for (void* p : slots) s.deallocate(p, 64, 16);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(requests_that_do_not_fit_are_forwarded_and_routed_back) {
+  strata::test::counting_resource upstream;
+  strata::extendable_slab s{{.slot_size = 64, .slot_alignment = 16}, &upstream};
+  void* big = s.allocate(1000, 8);
+  void* aligned = s.allocate(8, 256);
+  BOOST_TEST(reinterpret_cast<std::uintptr_t>(aligned) % 256 == 0u);
+  BOOST_TEST(s.segment_count() == 0u);
+  BOOST_TEST(s.details().forwarded_too_large == 2u);
+  BOOST_TEST(s.details().forwarded_live == 2u);
+  s.deallocate(big, 1000, 8);
+  s.deallocate(aligned, 8, 256);
+  BOOST_TEST(upstream.blocks_outstanding() == 0u);
+  BOOST_TEST(s.stats().misuse_detected == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(pointers_from_no_segment_are_counted_and_change_nothing) {
+  strata::test::misuse_recorder recorder;
+  strata::test::counting_resource upstream;
+  strata::extendable_slab s{{.slot_size = 32, .slots_per_segment = 8}, &upstream};
+  strata::extendable_slab other{{.slot_size = 32, .slots_per_segment = 8}, &upstream};
+  void* mine = s.allocate(32, 8);
+  void* theirs = other.allocate(32, 8);
+  long on_stack = 0;
+  const auto header = reinterpret_cast<void*>(segment_of(s, mine) + 8);  // inside our segment's header
+  const strata::resource_stats before = s.stats();
+  s.deallocate(&on_stack, 32, 8);
+  s.deallocate(theirs, 32, 8);
+  s.deallocate(header, 32, 8);
+  const strata::resource_stats after = s.stats();
+  BOOST_TEST(after.misuse_detected - before.misuse_detected == 3u);
+  BOOST_TEST(after.bytes_in_use == before.bytes_in_use);
+  BOOST_TEST(recorder.taken().size() == 3u);
+  BOOST_TEST(upstream.deallocations() == 0u);
+  // Nothing foreign entered the free lists: the next slots are real and distinct.
+  std::set<void*> next;
+  for (int i = 0; i < 16; ++i) next.insert(s.allocate(32, 8));
+  BOOST_TEST(next.count(&on_stack) == 0u);
+  BOOST_TEST(next.count(theirs) == 0u);
+  BOOST_TEST(next.count(header) == 0u);
+  BOOST_TEST(next.size() == 16u);
+  for (void* p : next) s.deallocate(p, 32, 8);
+  s.deallocate(mine, 32, 8);
+  other.deallocate(theirs, 32, 8);
+}
+
+BOOST_AUTO_TEST_CASE(hardened_mode_catches_a_corrupted_link_and_a_double_free) {
+  strata::test::misuse_recorder recorder;
+  strata::test::counting_resource upstream;
+  strata::extendable_slab s{{.slot_size = 32, .slots_per_segment = 8, .hardened = true}, &upstream};
+  void* a = s.allocate(32, 8);
+  void* b = s.allocate(32, 8);
+  void* c = s.allocate(32, 8);
+  s.deallocate(a, 32, 8);
+  s.deallocate(b, 32, 8);  // the segment's free list: b -> a
+  s.deallocate(b, 32, 8);  // double free
+  BOOST_TEST(s.details().double_frees == 1u);
+  BOOST_TEST(s.stats().misuse_detected == 1u);
+  scribble_link(b, reinterpret_cast<std::uintptr_t>(c));  // a plain pointer to a live slot
+  BOOST_TEST(s.allocate(32, 8) == b);
+  BOOST_TEST(s.details().corrupted_links == 1u);
+  BOOST_TEST(s.stats().misuse_detected == 2u);
+  void* d = s.allocate(32, 8);
+  BOOST_TEST(d != c);
+  BOOST_TEST(d != a);
+  BOOST_TEST(segment_of(s, d) == segment_of(s, c));  // a fresh slot of the same segment
+  BOOST_TEST(recorder.taken().size() == 2u);
+  for (void* p : {b, c, d}) s.deallocate(p, 32, 8);
+  BOOST_TEST(s.stats().misuse_detected == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(pmr_containers_run_on_it_and_overhead_is_within_three_percent) {
+  strata::test::counting_resource upstream;
+  strata::extendable_slab s{{.slot_size = 64}, &upstream};
+  {
+    std::pmr::list<int> l{&s};
+    std::pmr::map<int, int> m{&s};
+    for (int i = 0; i < 5000; ++i) {
+      l.push_back(i);
+      m.emplace(i, -i);
+    }
+    BOOST_TEST(l.size() == 5000u);
+    BOOST_TEST(m.at(4321) == -4321);
+    BOOST_TEST(s.details().forwarded_too_large == 0u);
+  }
+  BOOST_TEST(s.stats().bytes_in_use == 0u);
+  // Overhead: bytes taken from upstream per byte of 64 B slot capacity.
+  std::vector<void*> slots;
+  const std::size_t count = s.get_options().slots_per_segment * 10;
+  for (std::size_t i = 0; i < count; ++i) slots.push_back(s.allocate(64, 16));
+  const double overhead = static_cast<double>(s.stats().bytes_reserved) /
+                          static_cast<double>(s.segment_count() * s.get_options().slots_per_segment * 64);
+  BOOST_TEST_MESSAGE("extendable_slab bytes_reserved / (slots x 64) = " << overhead);
+  BOOST_TEST(overhead <= 1.03);
+  for (void* p : slots) s.deallocate(p, 64, 16);
+}
+
+BOOST_AUTO_TEST_CASE(invalid_options_name_the_field) {
+  strata::test::counting_resource upstream;
+  const auto message_of = [&](options o) -> std::string {
+    try {
+      strata::extendable_slab s{o, &upstream};
+    } catch (const std::invalid_argument& e) {
+      return e.what();
+    }
+    return "";
+  };
+  BOOST_TEST(message_of({.slot_size = 0}).find("slot_size") != std::string::npos);
+  BOOST_TEST(message_of({.slot_alignment = 3}).find("slot_alignment") != std::string::npos);
+  BOOST_TEST(message_of({.slot_alignment = 8192}).find("slot_alignment") != std::string::npos);
+  BOOST_TEST(message_of({.slots_per_segment = std::size_t{1} << 30}).find("slots_per_segment") != std::string::npos);
+  BOOST_CHECK_THROW((strata::extendable_slab{{}, nullptr}), std::invalid_argument);
+}
+
+BOOST_AUTO_TEST_CASE(slots_freed_on_other_threads_are_never_handed_out_twice,
+                     *boost::unit_test::label("threaded")) {
+  strata::tracking_resource upstream{strata::system_pages()};
+  strata::extendable_slab s{{.slot_size = 48, .slots_per_segment = 32, .max_empty_segments = 0,
+                             .reclaim_period = 16, .thread_cache_slots = 16},
+                            &upstream};
+  constexpr int thread_count = 4;
+  constexpr int rounds = 20000;
+  std::atomic<int> corrupted{0};
+  // Each thread passes half its slots to the next thread through a mailbox.
+  std::vector<std::vector<std::uint64_t*>> mailbox(thread_count);
+  std::vector<std::mutex> mailbox_mutex(thread_count);
+  {
+    std::vector<std::jthread> threads;
+    for (int t = 0; t < thread_count; ++t) {
+      threads.emplace_back([&, t] {
+        std::mt19937 rng(static_cast<unsigned>(t));
+        std::vector<std::uint64_t*> mine;
+        const auto intact = [](const std::uint64_t* q) { return q[0] == q[5] && q[0] == ~q[3]; };
+        for (int i = 0; i < rounds; ++i) {
+          auto* p = static_cast<std::uint64_t*>(s.allocate(48, 8));
+          const std::uint64_t tag = (std::uint64_t(t) << 32) | std::uint64_t(i);
+          p[0] = tag;  // a second live owner would break the pattern
+          p[3] = ~tag;
+          p[5] = tag;
+          mine.push_back(p);
+          if (mine.size() > 40) {
+            std::uint64_t* q = mine[rng() % mine.size()];
+            std::erase(mine, q);
+            if (!intact(q)) ++corrupted;
+            if (rng() % 2 == 0) {
+              s.deallocate(q, 48, 8);
+            } else {
+              std::lock_guard lock(mailbox_mutex[(t + 1) % thread_count]);
+              mailbox[(t + 1) % thread_count].push_back(q);
+            }
+          }
+          std::vector<std::uint64_t*> inbox;
+          {
+            std::lock_guard lock(mailbox_mutex[t]);
+            inbox.swap(mailbox[t]);
+          }
+          for (std::uint64_t* q : inbox) {
+            if (!intact(q)) ++corrupted;
+            s.deallocate(q, 48, 8);  // freed on a thread that did not allocate it
+          }
+        }
+        for (std::uint64_t* q : mine) s.deallocate(q, 48, 8);
+      });
+    }
+  }
+  for (auto& box : mailbox) {
+    for (std::uint64_t* q : box) s.deallocate(q, 48, 8);
+  }
+  BOOST_TEST(corrupted.load() == 0);
+  BOOST_TEST(upstream.stats().misuse_detected == 0u);
+  const strata::resource_stats st = s.stats();
+  BOOST_TEST(st.bytes_in_use == 0u);
+  BOOST_TEST(st.misuse_detected == 0u);
+  BOOST_TEST(st.allocations == std::uint64_t(thread_count) * rounds);
+  BOOST_TEST(st.deallocations == st.allocations);
+  BOOST_TEST(s.details().growth_events > 1u);
+  s.trim();
+  BOOST_TEST(s.details().cached_slots == 0u);  // workers flushed at exit, this thread by trim
+  BOOST_TEST(s.segment_count() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(a_thread_cache_is_flushed_at_exit, *boost::unit_test::label("threaded")) {
+  strata::test::counting_resource upstream;
+  strata::extendable_slab s{{.slot_size = 32, .slots_per_segment = 16}, &upstream};
+  std::thread([&] {
+    void* p = s.allocate(32, 8);
+    s.deallocate(p, 32, 8);  // into that thread's cache, with the rest of its refill batch
+  }).join();
+  const auto d = s.details();
+  BOOST_TEST(d.threads_attached == 0u);
+  BOOST_TEST(d.cached_slots == 0u);
+  BOOST_TEST_REQUIRE(d.segments.size() == 1u);
+  BOOST_TEST(d.segments[0].in_use == 0u);  // every slot back in its segment
+  BOOST_TEST(s.stats().allocations == 1u);
+  BOOST_TEST(s.stats().deallocations == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_slab_destroyed_before_its_threads_exit_loses_nothing,
+                     *boost::unit_test::label("threaded")) {
+  strata::tracking_resource upstream{strata::system_pages()};
+  std::atomic<int> stage{0};
+  auto slab = std::make_unique<strata::extendable_slab>(options{.slot_size = 32}, &upstream);
+  std::thread worker([&] {
+    void* p = slab->allocate(32, 8);
+    slab->deallocate(p, 32, 8);  // cached in this thread
+    stage = 1;
+    while (stage.load() != 2) std::this_thread::yield();
+    // The slab is gone; this thread's stale cache entry must not be touched.
+    strata::extendable_slab other{{.slot_size = 32}, &upstream};
+    void* q = other.allocate(32, 8);
+    other.deallocate(q, 32, 8);
+  });
+  while (stage.load() != 1) std::this_thread::yield();
+  slab.reset();
+  BOOST_TEST(upstream.live_blocks() == 0u);
+  stage = 2;
+  worker.join();
+  BOOST_TEST(upstream.live_blocks() == 0u);
+  BOOST_TEST(upstream.stats().misuse_detected == 0u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
