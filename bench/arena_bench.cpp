@@ -15,7 +15,7 @@
 //
 //   build-release/bench/arena_bench --benchmark_repetitions=5
 //       --benchmark_enable_random_interleaving=true --benchmark_format=json > out.json
-//   python3 bench/ratios.py out.json
+//   python3 bench/report.py --out /tmp/report.md out.json
 
 #include <benchmark/benchmark.h>
 
@@ -263,33 +263,33 @@ int main(int argc, char** argv) {
   const auto& mi = strata::bench::mi_direct();
 
   // mixed, one thread
-  benchmark::RegisterBenchmark("mixed/8-512B_live10000/floor", [](benchmark::State& s) {
+  strata::bench::add("mixed/8-512B_live10000/floor", [](benchmark::State& s) {
     strata::bench::bare_size_class_lists floor;
     mixed_pmr(s, opaque(&floor));
   });
-  benchmark::RegisterBenchmark("mixed/8-512B_live10000/strata", [](benchmark::State& s) {
+  strata::bench::add("mixed/8-512B_live10000/strata", [](benchmark::State& s) {
     strata::arena heap{{.capacity = std::size_t{64} << 20}, strata::system_pages()};
     mixed_pmr(s, opaque(&heap));
   });
   if (mi.malloc != nullptr) {
-    benchmark::RegisterBenchmark("mixed/8-512B_live10000/mimalloc_direct", [](benchmark::State& s) {
+    strata::bench::add("mixed/8-512B_live10000/mimalloc_direct", [](benchmark::State& s) {
       const auto& f = strata::bench::mi_direct();
       mixed_loop(
           s, 1, [&f](std::size_t n) { return f.malloc(n); }, [&f](void* p, std::size_t) { f.free(p); });
     });
   }
   for (const strata::bench::peer& p : peers) {
-    benchmark::RegisterBenchmark(("mixed/8-512B_live10000/" + p.name).c_str(),
+    strata::bench::add("mixed/8-512B_live10000/" + p.name,
                                  [r = p.resource](benchmark::State& s) { mixed_pmr(s, r); });
   }
 
   // mixed, 1 and 2 threads on one shared arena, each thread with its own live set
   for (int threads : {1, 2}) {
-    benchmark::RegisterBenchmark("mixed_threads/8-512B_live10000/strata", [](benchmark::State& s) {
+    strata::bench::add("mixed_threads/8-512B_live10000/strata", [](benchmark::State& s) {
       mixed_pmr(s, opaque(&shared_arena()), 1 + static_cast<unsigned>(s.thread_index()));
     })->Threads(threads)->UseRealTime();
     if (mi.malloc != nullptr) {
-      benchmark::RegisterBenchmark("mixed_threads/8-512B_live10000/mimalloc_direct", [](benchmark::State& s) {
+      strata::bench::add("mixed_threads/8-512B_live10000/mimalloc_direct", [](benchmark::State& s) {
         const auto& f = strata::bench::mi_direct();
         mixed_loop(
             s, 1 + static_cast<unsigned>(s.thread_index()), [&f](std::size_t n) { return f.malloc(n); },
@@ -299,7 +299,7 @@ int main(int argc, char** argv) {
   }
 
   // producer/consumer, two threads
-  benchmark::RegisterBenchmark("producer_consumer/8-512B/floor", [](benchmark::State& s) {
+  strata::bench::add("producer_consumer/8-512B/floor", [](benchmark::State& s) {
     static bare_local_remote_lists* floor = nullptr;
     if (s.thread_index() == 0) floor = new bare_local_remote_lists;
     // Both threads need the same instance: wait for thread 0 to publish it.
@@ -314,11 +314,11 @@ int main(int argc, char** argv) {
       wait_until([] { return arrived.load() == 0; });
     }
   })->Threads(2)->UseRealTime();
-  benchmark::RegisterBenchmark("producer_consumer/8-512B/strata", [](benchmark::State& s) {
+  strata::bench::add("producer_consumer/8-512B/strata", [](benchmark::State& s) {
     producer_consumer(s, opaque(&shared_arena()));
   })->Threads(2)->UseRealTime();
   for (const strata::bench::peer& p : peers) {
-    benchmark::RegisterBenchmark(("producer_consumer/8-512B/" + p.name).c_str(),
+    strata::bench::add("producer_consumer/8-512B/" + p.name,
                                  [r = p.resource](benchmark::State& s) { producer_consumer(s, r); })
         ->Threads(2)
         ->UseRealTime();

@@ -5,7 +5,7 @@
 //
 //   build-release/bench/chunk_provider_bench --benchmark_repetitions=5
 //       --benchmark_enable_random_interleaving=true --benchmark_format=json > out.json
-//   python3 bench/ratios.py out.json
+//   python3 bench/report.py --out /tmp/report.md out.json
 
 #include <benchmark/benchmark.h>
 

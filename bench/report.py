@@ -9,6 +9,7 @@ process run) and the median of those ratios is reported, so that machine
 noise common to one repetition cancels out.
 
 usage: report.py --out docs/benchmarks.md --plots docs/bench [--instructions instr.json] run.json...
+(bench/run keeps its last runs in build-bench/results/, so the report can be remade without re-running.)
 """
 import argparse
 import collections
@@ -36,6 +37,21 @@ TARGETS = [
     ("monotonic_arena: request faster than std monotonic with 512 KiB buffer", "per_request/2000x16-256B",
      "strata", "std_mono_512KiB_buffer", 1.0),
     ("monotonic_arena: pmr containers on real text ≤ 1.03× floor", "word_count/16KiB_text", "strata", "floor", 1.03),
+    ("slab: 64 B pair ≤ 1.15× floor", "slab_pair/64B", "strata_slab", "floor", 1.15),
+    ("slab: 64 B pair faster than every peer", "slab_pair/64B", "strata_slab", "best_peer", 1.0),
+    ("extendable_slab: 64 B pair ≤ 1.15× floor", "slab_pair/64B", "strata_extendable_slab", "floor", 1.15),
+    ("extendable_slab: 64 B pair faster than every peer", "slab_pair/64B", "strata_extendable_slab", "best_peer", 1.0),
+    ("extendable_slab: 2 threads scale ≥ 1.8×", "slab_pair_threads/64B/threads:1", "strata_extendable_slab",
+     "scaling", 1.8),
+    ("slab: memory overhead ≤ 3 % (reserved / requested)", "slab_batch/64B_lifo", "strata_slab",
+     "counter:overhead", 1.03),
+    ("extendable_slab: memory overhead ≤ 3 % (reserved / requested)", "slab_batch/64B_lifo",
+     "strata_extendable_slab", "counter:overhead", 1.03),
+    ("arena: mixed 8–512 B, 1 thread ≤ 1.5× floor", "mixed/8-512B_live10000", "strata", "floor", 1.5),
+    ("arena: mixed 8–512 B faster than mimalloc direct", "mixed/8-512B_live10000", "strata", "mimalloc_direct", 1.0),
+    ("arena: 2 threads scale ≥ 1.8×", "mixed_threads/8-512B_live10000/threads:1", "strata", "scaling", 1.8),
+    ("arena: producer/consumer ≤ 1.2× local+remote floor", "producer_consumer/8-512B/threads:2", "strata", "floor",
+     1.2),
 ]
 
 
@@ -98,12 +114,14 @@ def fmt_ratio(r):
     return "–" if r is None else f"{r:.2f}"
 
 
-def evaluate(groups):
+def evaluate(groups, counters):
     rows = []
     for description, group_name, contender, comparator, limit in TARGETS:
         group = groups.get(group_name)
         measured = None
-        if group is not None and contender in group:
+        if comparator.startswith("counter:"):
+            measured = counters.get((group_name, contender), {}).get(comparator.split(":", 1)[1])
+        elif group is not None and contender in group:
             if comparator == "scaling":
                 two = groups.get(group_name.replace("threads:1", "threads:2"), {})
                 if contender in two:
@@ -168,9 +186,15 @@ def write(out, groups, counters, context, instructions, plots_dir, commands):
     emit("## DESIGN.md targets\n")
     emit("| target | measured | verdict |")
     emit("|---|---|---|")
-    for description, measured, verdict, comparator in evaluate(groups):
-        shown = "–" if measured is None else (f"{measured:.2f}× faster" if comparator == "scaling"
-                                               else f"{measured:.2f}×")
+    for description, measured, verdict, comparator in evaluate(groups, counters):
+        if measured is None:
+            shown = "–"
+        elif comparator == "scaling":
+            shown = f"{measured:.2f}× the 1-thread throughput"
+        elif comparator.startswith("counter:"):
+            shown = f"{measured:.4f}"
+        else:
+            shown = f"{measured:.2f}× {'best peer' if comparator == 'best_peer' else comparator}"
         emit(f"| {description} | {shown} | {verdict} |")
     emit("")
     emit("## Results\n")

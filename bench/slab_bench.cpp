@@ -7,7 +7,7 @@
 //
 //   build-release/bench/slab_bench --benchmark_repetitions=5
 //       --benchmark_enable_random_interleaving=true --benchmark_format=json > out.json
-//   python3 bench/ratios.py out.json
+//   python3 bench/report.py --out /tmp/report.md out.json
 
 #include <benchmark/benchmark.h>
 
@@ -107,11 +107,11 @@ constexpr strata::slab::options slab_options{.slot_size = block, .slot_alignment
 // Runs body(resource) for every contender of a workload.
 template <class Body>
 void register_contenders(const std::string& workload, Body body, bool report_overhead = false) {
-  benchmark::RegisterBenchmark((workload + "/floor").c_str(), [=](benchmark::State& s) {
+  strata::bench::add(workload + "/floor", [=](benchmark::State& s) {
     strata::bench::bare_free_list floor{block};
     body(s, opaque(&floor));
   });
-  benchmark::RegisterBenchmark((workload + "/strata_slab").c_str(), [=](benchmark::State& s) {
+  strata::bench::add(workload + "/strata_slab", [=](benchmark::State& s) {
     strata::slab slab{slab_options, &chunks()};
     body(s, opaque(&slab));
     if (report_overhead) {
@@ -119,7 +119,7 @@ void register_contenders(const std::string& workload, Body body, bool report_ove
                                static_cast<double>(slab.capacity() * block);
     }
   });
-  benchmark::RegisterBenchmark((workload + "/strata_extendable_slab").c_str(), [=](benchmark::State& s) {
+  strata::bench::add(workload + "/strata_extendable_slab", [=](benchmark::State& s) {
     strata::extendable_slab slab{{.slot_size = block}, &chunks()};
     body(s, opaque(&slab));
     if (report_overhead) {
@@ -127,20 +127,20 @@ void register_contenders(const std::string& workload, Body body, bool report_ove
                                static_cast<double>(slab.segment_count() * slab.get_options().slots_per_segment * block);
     }
   });
-  benchmark::RegisterBenchmark((workload + "/boost_pool").c_str(), [=](benchmark::State& s) {
+  strata::bench::add(workload + "/boost_pool", [=](benchmark::State& s) {
     boost_pool_resource pool{block};
     body(s, opaque(&pool));
   });
-  benchmark::RegisterBenchmark((workload + "/std_unsync_pool").c_str(), [=](benchmark::State& s) {
+  strata::bench::add(workload + "/std_unsync_pool", [=](benchmark::State& s) {
     std::pmr::unsynchronized_pool_resource pool{std::pmr::new_delete_resource()};
     body(s, opaque(&pool));
   });
-  benchmark::RegisterBenchmark((workload + "/std_sync_pool").c_str(), [=](benchmark::State& s) {
+  strata::bench::add(workload + "/std_sync_pool", [=](benchmark::State& s) {
     std::pmr::synchronized_pool_resource pool{std::pmr::new_delete_resource()};
     body(s, opaque(&pool));
   });
   for (const strata::bench::peer& p : strata::bench::peers()) {
-    benchmark::RegisterBenchmark((workload + "/" + p.name).c_str(),
+    strata::bench::add(workload + "/" + p.name,
                                  [=](benchmark::State& s) { body(s, p.resource); });
   }
 }
@@ -159,10 +159,10 @@ int main(int argc, char** argv) {
   }
   // Scaling: each thread runs its own pairs on one shared extendable_slab.
   for (int threads : {1, 2}) {
-    benchmark::RegisterBenchmark("slab_pair_threads/64B/strata_extendable_slab", [](benchmark::State& s) {
+    strata::bench::add("slab_pair_threads/64B/strata_extendable_slab", [](benchmark::State& s) {
       pair_loop(s, opaque(&shared_slab()));
     })->Threads(threads)->UseRealTime();
-    benchmark::RegisterBenchmark("slab_pair_threads/64B/new_delete", [](benchmark::State& s) {
+    strata::bench::add("slab_pair_threads/64B/new_delete", [](benchmark::State& s) {
       pair_loop(s, std::pmr::new_delete_resource());
     })->Threads(threads)->UseRealTime();
   }
