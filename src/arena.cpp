@@ -106,6 +106,7 @@ thread_attachments::~thread_attachments() {
   }
   caches.clear();
   detail::current_arena_cache = detail::arena_cache_slot{0, nullptr};
+  detail::thread_caches_closed = true;
 }
 
 // ------------------------------------------------------------ construction
@@ -161,6 +162,18 @@ arena::~arena() {
 detail::arena_thread_cache& arena::attach() {
   detail::arena_cache_slot& slot = detail::current_arena_cache;
   if (slot.arena_id == id_) return *slot.cache;
+  if (detail::thread_caches_closed) {
+    // This thread's attachment list is gone (thread exit, static destruction):
+    // give it a cache only the arena owns. Its blocks stay in it until the
+    // arena dies (they are region memory, so nothing is lost).
+    arena_registry& r = registry();
+    std::lock_guard lock(r.mutex);
+    auto owned = std::make_unique<detail::arena_thread_cache>();
+    owned->arena_id = id_;
+    caches_.push_back(owned.get());
+    if (!options_.checked) slot = detail::arena_cache_slot{id_, owned.get()};
+    return *owned.release();
+  }
   // This thread's own list needs no lock: an entry with this live arena's id
   // points at a cache only this arena (alive: we are in it) or this thread frees.
   for (const auto& [id, cache] : attachments.caches) {

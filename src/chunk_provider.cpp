@@ -19,6 +19,7 @@
 #include <unordered_map>
 
 #include "strata/detail/assert.hpp"
+#include "strata/detail/thread_cache.hpp"
 
 namespace strata {
 
@@ -48,10 +49,6 @@ struct thread_attachments {
   ~thread_attachments();
 };
 thread_local thread_attachments attachments;
-// Set once this thread's attachments are gone (thread exit, or static
-// destruction on the main thread): later calls on this thread take the
-// cache-less path instead of touching the destroyed list.
-constinit thread_local bool attachments_gone = false;
 
 std::size_t class_size(unsigned cls) noexcept { return std::size_t{1} << cls; }
 
@@ -87,7 +84,7 @@ thread_attachments::~thread_attachments() {
   }
   caches.clear();
   detail::current_chunk_cache = detail::chunk_cache_slot{0, nullptr};
-  attachments_gone = true;
+  detail::thread_caches_closed = true;  // later frees on this thread take the cache-less path
 }
 
 // ------------------------------------------------------------ construction
@@ -191,7 +188,7 @@ void* chunk_provider::allocate_slow(std::size_t bytes, std::size_t alignment) {
 detail::chunk_thread_cache* chunk_provider::attach() noexcept {
   detail::chunk_cache_slot& slot = detail::current_chunk_cache;
   if (slot.provider_id == id_) return slot.cache;
-  if (attachments_gone) return nullptr;
+  if (detail::thread_caches_closed) return nullptr;
   // The thread's own list needs no lock: a thread switching between providers
   // stays off the registry mutex. Entries of dead providers never match (ids
   // are never reused).

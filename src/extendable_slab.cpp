@@ -28,6 +28,8 @@
 
 #include "strata/extendable_slab.hpp"
 
+#include "strata/detail/thread_cache.hpp"
+
 #include <algorithm>
 #include <bit>
 #include <unordered_map>
@@ -464,6 +466,7 @@ thread_attachments::~thread_attachments() {
   }
   caches.clear();
   detail::current_xslab_cache = detail::xslab_cache_slot{0, nullptr};
+  detail::thread_caches_closed = true;
 }
 
 // ------------------------------------------------------------ construction
@@ -542,7 +545,8 @@ extendable_slab::~extendable_slab() {
 detail::xslab_thread_cache* extendable_slab::attach() noexcept {
   detail::xslab_cache_slot& slot = detail::current_xslab_cache;
   if (slot.slab_id == id_) return slot.cache;
-  if (cache_capacity_ == 0) return nullptr;
+  // After this thread's exit hooks ran its attachment list may be gone: work without a cache.
+  if (cache_capacity_ == 0 || detail::thread_caches_closed) return nullptr;
   slab_registry& r = registry();
   std::lock_guard lock(r.mutex);
   for (const auto& [id, cache] : attachments.caches) {

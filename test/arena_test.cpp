@@ -575,4 +575,24 @@ BOOST_AUTO_TEST_CASE(four_threads_with_cross_thread_frees_never_share_a_live_blo
   BOOST_TEST(upstream.stats().allocations == 1u);  // the region, nothing more
 }
 
+// Regression (found by review in chunk_provider, same scheme here): a free from
+// a thread_local destructor that runs after the thread's cache list was
+// destroyed wrote into that list.
+BOOST_AUTO_TEST_CASE(frees_from_thread_local_destructors_are_safe, *boost::unit_test::label("threaded")) {
+  strata::tracking_resource upstream{strata::system_pages()};
+  {
+    strata::arena a{{.capacity = std::size_t{4} << 20}, &upstream};
+    std::thread([&] {
+      thread_local std::pmr::vector<char> late{&a};  // built before this thread allocates
+      std::pmr::vector<char> now{&a};
+      now.resize(5000);
+      late.resize(9000);  // freed by late's destructor, after the thread's caches were handed back
+    }).join();
+    BOOST_TEST(a.stats().bytes_in_use == 0u);
+    void* p = a.allocate(9000, 8);  // still usable
+    a.deallocate(p, 9000, 8);
+  }
+  BOOST_TEST(upstream.live_blocks() == 0u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -407,4 +407,22 @@ BOOST_AUTO_TEST_CASE(a_slab_destroyed_before_its_threads_exit_loses_nothing,
   BOOST_TEST(upstream.stats().misuse_detected == 0u);
 }
 
+// Regression (found by review in chunk_provider, same scheme here): a free from
+// a thread_local destructor that runs after the thread's cache list was
+// destroyed wrote into that list.
+BOOST_AUTO_TEST_CASE(frees_from_thread_local_destructors_are_safe, *boost::unit_test::label("threaded")) {
+  strata::tracking_resource upstream{strata::system_pages()};
+  {
+    strata::extendable_slab slots{{.slot_size = 64}, &upstream};
+    std::thread([&] {
+      thread_local std::pmr::list<std::uint64_t> late{&slots};  // built before this thread allocates
+      std::pmr::list<std::uint64_t> now{&slots};
+      for (std::uint64_t i = 0; i < 100; ++i) now.push_back(i);
+      for (std::uint64_t i = 0; i < 100; ++i) late.push_back(i);  // freed after the caches were flushed
+    }).join();
+    BOOST_TEST(slots.stats().bytes_in_use == 0u);
+  }
+  BOOST_TEST(upstream.live_blocks() == 0u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -18,9 +18,18 @@
 //   resource if that id is still live;
 // - a resource that dies first deletes the caches of threads still running;
 //   their stale slot and attachments carry an id no live resource has, so
-//   they are never followed.
+//   they are never followed;
+// - after a thread's exit hooks have run (thread_caches_closed), nothing
+//   touches its attachment lists again.
 
 namespace strata::detail {
+
+/// Set on a thread once any strata resource's thread-exit hook has run. From
+/// then on that thread's attachment lists may already be destroyed, so no
+/// resource may touch them: frees from thread_local destructors that run
+/// later, or from static destructors on the main thread, take a path that
+/// does not (each resource documents which).
+inline constinit thread_local bool thread_caches_closed = false;
 
 /// A counter with a single writer (its thread): the writer updates it with a
 /// relaxed load and store, never a read-modify-write, and other threads may
