@@ -325,8 +325,8 @@ void chunk_provider::deallocate_slow(void* p, std::size_t bytes, std::size_t ali
 
 void chunk_provider::note_returned(detail::chunk_thread_cache* cache, unsigned cls, std::size_t bytes) noexcept {
   if (cache != nullptr) {
-    detail::bump(cache->returned[cls]);
-    detail::bump(cache->bytes_deallocated, bytes);
+    detail::single_writer_add(cache->returned[cls]);
+    detail::single_writer_add(cache->bytes_deallocated, bytes);
     return;
   }
   // A thread without a cache: count on the provider.

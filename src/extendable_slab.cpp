@@ -407,8 +407,8 @@ struct xslab_impl {
       ++got;
     }
     if (seg != nullptr) relist(s, seg);
-    detail::bump(cache.pushed, got);
-    detail::bump(cache.refilled, got);
+    detail::single_writer_add(cache.pushed, got);
+    detail::single_writer_add(cache.refilled, got);
     return got;
   }
 
@@ -430,8 +430,8 @@ struct xslab_impl {
         s.central_.on_misuse();
       }
     }
-    detail::bump(cache.popped, moved);
-    detail::bump(cache.flushed, moved);
+    detail::single_writer_add(cache.popped, moved);
+    detail::single_writer_add(cache.flushed, moved);
   }
 };
 
@@ -596,7 +596,7 @@ void* extendable_slab::allocate_slow(std::size_t bytes, std::size_t alignment) {
       throw;
     }
     central_.on_upstream_allocate(bytes);
-    if (cache != nullptr) detail::bump(cache->forwarded_allocations);  // slots are counted by `popped`
+    if (cache != nullptr) detail::single_writer_add(cache->forwarded_allocations);  // slots are counted by `popped`
     return counted(p);
   }
 
@@ -640,7 +640,7 @@ void* extendable_slab::allocate_slow(std::size_t bytes, std::size_t alignment) {
     p = cache->head;
     detail::unpoison_memory(p, stride_);
     cache->head = *static_cast<void**>(p);
-    detail::bump(cache->popped);
+    detail::single_writer_add(cache->popped);
   }
   detail::unpoison_memory(p, stride_);
   return counted(p);
@@ -688,7 +688,7 @@ void extendable_slab::deallocate_slow(void* p, std::size_t bytes, std::size_t al
       }
       push_link(p, cache->head);
       detail::poison_memory(p, stride_);
-      detail::bump(cache->pushed);
+      detail::single_writer_add(cache->pushed);
     }
     STRATA_ASSERT(invariants_hold(), "extendable_slab segment lists drifted");
   }
@@ -708,8 +708,8 @@ void extendable_slab::deallocate_slow(void* p, std::size_t bytes, std::size_t al
   }
   if (cache != nullptr) {
     // A slot pushed onto the cache is counted by `pushed`; a forwarded block here.
-    if (forwarded.alignment != 0) detail::bump(cache->forwarded_deallocations);
-    detail::bump(cache->bytes_deallocated, bytes);
+    if (forwarded.alignment != 0) detail::single_writer_add(cache->forwarded_deallocations);
+    detail::single_writer_add(cache->bytes_deallocated, bytes);
   } else {
     central_.on_deallocate(bytes);
   }

@@ -16,6 +16,7 @@
 #include "detail/align.hpp"
 #include "detail/assert.hpp"
 #include "detail/sanitizer.hpp"
+#include "detail/thread_cache.hpp"
 #include "resource.hpp"
 
 namespace strata {
@@ -31,13 +32,6 @@ inline constexpr unsigned chunk_class_count = 49;
 /// (7, so that a bin fills one 64-byte cache line).
 inline constexpr unsigned chunk_bin_capacity = 7;
 
-/// Single-writer counter: only the owning thread writes it (a relaxed load and
-/// store, never a read-modify-write), and other threads may read it for stats.
-using owned_counter = std::atomic<std::uint64_t>;
-inline void bump(owned_counter& counter, std::uint64_t by = 1) noexcept {
-  counter.store(counter.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
-}
-
 /// One size class in one thread's cache: one cache line. Written only by its thread.
 struct alignas(64) chunk_bin {
   std::atomic<std::uint32_t> count{0};  // atomic so stats() may read it; single writer
@@ -49,11 +43,11 @@ struct alignas(64) chunk_bin {
 /// provider registry's mutex, which also keeps the cache alive).
 struct chunk_thread_cache {
   std::array<chunk_bin, chunk_class_count> bins{};
-  std::array<owned_counter, chunk_class_count> handed{};    // chunks handed out, per class
-  std::array<owned_counter, chunk_class_count> returned{};  // chunks given back on this thread, per class
-  owned_counter bytes_allocated{0};    // caller's sizes, normal chunks
-  owned_counter bytes_deallocated{0};
-  owned_counter peak_bytes_in_use{0};  // of this thread's own view
+  std::array<single_writer_counter, chunk_class_count> handed{};    // chunks handed out, per class
+  std::array<single_writer_counter, chunk_class_count> returned{};  // chunks given back on this thread, per class
+  single_writer_counter bytes_allocated{0};    // caller's sizes, normal chunks
+  single_writer_counter bytes_deallocated{0};
+  single_writer_counter peak_bytes_in_use{0};  // of this thread's own view
   std::uint64_t provider_id = 0;
 };
 
@@ -204,7 +198,7 @@ class chunk_provider final : public resource {
   }
   // Counts a normal chunk of class cls handed out on this thread and keeps its peak.
   static void note_handed(detail::chunk_thread_cache& cache, unsigned cls, std::size_t bytes) noexcept {
-    detail::bump(cache.handed[cls]);
+    detail::single_writer_add(cache.handed[cls]);
     const std::uint64_t allocated = cache.bytes_allocated.load(std::memory_order_relaxed) + bytes;
     cache.bytes_allocated.store(allocated, std::memory_order_relaxed);
     // Per-thread in-use may wrap below zero when this thread frees others' chunks.
@@ -353,8 +347,8 @@ inline void chunk_provider::do_deallocate(void* p, std::size_t bytes, std::size_
       detail::poison_memory(p, std::size_t{1} << cls);
       bin.chunks[count] = p;
       bin.count.store(count + 1, std::memory_order_relaxed);
-      detail::bump(slot.cache->returned[cls]);
-      detail::bump(slot.cache->bytes_deallocated, bytes);
+      detail::single_writer_add(slot.cache->returned[cls]);
+      detail::single_writer_add(slot.cache->bytes_deallocated, bytes);
       return;
     }
   }

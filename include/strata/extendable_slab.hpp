@@ -12,12 +12,12 @@
 #include <unordered_map>
 #include <vector>
 
-#include "chunk_provider.hpp"  // detail::owned_counter and detail::bump (single-writer counters)
 #include "detail/align.hpp"
 #include "detail/assert.hpp"
 #include "detail/counters.hpp"
 #include "detail/free_list.hpp"
 #include "detail/sanitizer.hpp"
+#include "detail/thread_cache.hpp"
 #include "resource.hpp"
 
 namespace strata {
@@ -33,19 +33,19 @@ namespace detail {
 struct alignas(64) xslab_thread_cache {
   std::uint64_t slab_id;
   void* head = nullptr;                  // free slots (plain links; caches are off in hardened mode)
-  owned_counter pushed{0};               // slots put on head: deallocations and refills
-  owned_counter popped{0};               // slots taken off head: allocations and flushes
-  owned_counter refilled{0};             // of pushed, by refills
-  owned_counter flushed{0};              // of popped, by flushes
-  owned_counter forwarded_allocations{0};    // made on this thread
-  owned_counter forwarded_deallocations{0};
-  owned_counter bytes_allocated{0};      // caller's sizes
-  owned_counter bytes_deallocated{0};
-  owned_counter peak_bytes_in_use{0};    // of this thread's own view
+  single_writer_counter pushed{0};               // slots put on head: deallocations and refills
+  single_writer_counter popped{0};               // slots taken off head: allocations and flushes
+  single_writer_counter refilled{0};             // of pushed, by refills
+  single_writer_counter flushed{0};              // of popped, by flushes
+  single_writer_counter forwarded_allocations{0};    // made on this thread
+  single_writer_counter forwarded_deallocations{0};
+  single_writer_counter bytes_allocated{0};      // caller's sizes
+  single_writer_counter bytes_deallocated{0};
+  single_writer_counter peak_bytes_in_use{0};    // of this thread's own view
   std::uintptr_t hot_segment = 0;        // the segment of the last slot freed here, known to be the slab's...
   std::uint64_t hot_epoch = 0;           // ...as long as the slab's reclaim epoch is still this one
 
-  [[nodiscard]] static std::uint64_t get(const owned_counter& c) noexcept { return c.load(std::memory_order_relaxed); }
+  [[nodiscard]] static std::uint64_t get(const single_writer_counter& c) noexcept { return c.load(std::memory_order_relaxed); }
   [[nodiscard]] std::uint64_t size() const noexcept { return get(pushed) - get(popped); }
   [[nodiscard]] std::uint64_t allocations() const noexcept {
     return get(popped) - get(flushed) + get(forwarded_allocations);
@@ -337,7 +337,7 @@ inline void* extendable_slab::do_allocate(std::size_t bytes, std::size_t alignme
     if (p != nullptr) [[likely]] {
       detail::unpoison_memory(p, stride_);  // the whole slot, link word included
       cache.head = *static_cast<void**>(p);
-      detail::bump(cache.popped);
+      detail::single_writer_add(cache.popped);
       note_allocated(cache, bytes);
       return p;
     }
@@ -355,8 +355,8 @@ inline void extendable_slab::do_deallocate(void* p, std::size_t bytes, std::size
       *static_cast<void**>(p) = cache.head;
       detail::poison_memory(p, stride_);  // link word too: the pop unpoisons before reading it
       cache.head = p;
-      detail::bump(cache.pushed);
-      detail::bump(cache.bytes_deallocated, bytes);
+      detail::single_writer_add(cache.pushed);
+      detail::single_writer_add(cache.bytes_deallocated, bytes);
       return;
     }
   }
