@@ -74,4 +74,56 @@ std::string format_chain(const std::pmr::memory_resource* r) {
   return out;
 }
 
+namespace {
+
+// Appends text as a JSON string: quotes, backslashes and control characters
+// escaped (RFC 8259); other bytes, UTF-8 included, copied as they are.
+void append_json_string(std::string& out, std::string_view text) {
+  out += '"';
+  for (const char c : text) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          out += fmt::format("\\u{:04x}", static_cast<unsigned>(static_cast<unsigned char>(c)));
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += '"';
+}
+
+}  // namespace
+
+std::string format_chain_json(const std::pmr::memory_resource* r) {
+  std::string out = "[";
+  for_each_link(r, [&](const chain_link& link) {
+    if (link.depth > 0) out += ',';
+    out += fmt::format("{{\"depth\":{},\"name\":", link.depth);
+    append_json_string(out, link.name());
+    if (link.strata == nullptr) {
+      out += ",\"strata\":false,\"stats\":null}";
+      return;
+    }
+    const resource_stats s = link.strata->stats();
+    // Every field of resource_stats, in declaration order, under its own name.
+    out += fmt::format(
+        ",\"strata\":true,\"stats\":{{\"bytes_in_use\":{},\"peak_bytes_in_use\":{},"
+        "\"bytes_reserved\":{},\"allocations\":{},\"deallocations\":{},"
+        "\"failed_allocations\":{},\"upstream_allocations\":{},"
+        "\"upstream_deallocations\":{},\"misuse_detected\":{}}}}}",
+        s.bytes_in_use, s.peak_bytes_in_use, s.bytes_reserved, s.allocations, s.deallocations,
+        s.failed_allocations, s.upstream_allocations, s.upstream_deallocations, s.misuse_detected);
+  });
+  out += ']';
+  return out;
+}
+
 }  // namespace strata

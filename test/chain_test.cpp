@@ -11,12 +11,17 @@
 // 4. fmt formats resource_stats on one line.
 // 5. A std container works on a chain of strata links, and the counters of each link
 //    reflect the traffic that reached it.
+// 6. format_chain_json lists every link with depth, name, whether it is a strata resource
+//    and every resource_stats field under its own name (null stats for a foreign link),
+//    escapes names as JSON requires, and renders an empty walk as [].
 
 #define BOOST_TEST_MODULE chain
 #include <boost/test/unit_test.hpp>
 
+#include <new>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <strata/page_resource.hpp>
@@ -32,6 +37,21 @@ std::vector<std::string> lines_of(const std::string& text) {
   for (std::string line; std::getline(in, line);) lines.push_back(line);
   return lines;
 }
+
+// A strata link that reports fixed counters, so each JSON field can be told apart.
+class fixed_stats_resource final : public strata::resource {
+ public:
+  fixed_stats_resource(std::string_view name, std::pmr::memory_resource* upstream,
+                       const strata::resource_stats& stats)
+      : resource(name, upstream), stats_(stats) {}
+
+ private:
+  void* do_allocate(std::size_t, std::size_t) override { throw std::bad_alloc(); }
+  void do_deallocate(void*, std::size_t, std::size_t) override {}
+  strata::resource_stats do_stats() const noexcept override { return stats_; }
+  void do_reset_peak() noexcept override {}
+  strata::resource_stats stats_;
+};
 
 }  // namespace
 
@@ -140,6 +160,74 @@ BOOST_AUTO_TEST_CASE(each_link_counts_the_traffic_that_reached_it) {
   }
   BOOST_TEST(top.stats().bytes_in_use == 0u);
   BOOST_TEST(top.live_blocks() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(json_export_lists_every_field_of_every_link) {
+  // Distinct values per field and per link: a missing, renamed or swapped field fails.
+  const strata::resource_stats lower_stats{.bytes_in_use = 10,
+                                           .peak_bytes_in_use = 20,
+                                           .bytes_reserved = 30,
+                                           .allocations = 40,
+                                           .deallocations = 50,
+                                           .failed_allocations = 60,
+                                           .upstream_allocations = 70,
+                                           .upstream_deallocations = 80,
+                                           .misuse_detected = 90};
+  const strata::resource_stats upper_stats{.bytes_in_use = 1,
+                                           .peak_bytes_in_use = 2,
+                                           .bytes_reserved = 3,
+                                           .allocations = 4,
+                                           .deallocations = 5,
+                                           .failed_allocations = 6,
+                                           .upstream_allocations = 7,
+                                           .upstream_deallocations = 8,
+                                           .misuse_detected = std::uint64_t{1} << 63};
+  fixed_stats_resource lower{"lower", std::pmr::new_delete_resource(), lower_stats};
+  fixed_stats_resource upper{"upper", &lower, upper_stats};
+  const std::string expected =
+      R"([{"depth":0,"name":"upper","strata":true,"stats":{"bytes_in_use":1,"peak_bytes_in_use":2,)"
+      R"("bytes_reserved":3,"allocations":4,"deallocations":5,"failed_allocations":6,)"
+      R"("upstream_allocations":7,"upstream_deallocations":8,"misuse_detected":9223372036854775808}},)"
+      R"({"depth":1,"name":"lower","strata":true,"stats":{"bytes_in_use":10,"peak_bytes_in_use":20,)"
+      R"("bytes_reserved":30,"allocations":40,"deallocations":50,"failed_allocations":60,)"
+      R"("upstream_allocations":70,"upstream_deallocations":80,"misuse_detected":90}},)"
+      R"({"depth":2,"name":"new_delete_resource","strata":false,"stats":null}])";
+  BOOST_TEST(strata::format_chain_json(&upper) == expected);
+}
+
+BOOST_AUTO_TEST_CASE(json_export_escapes_names) {
+  // A user's resource may carry any name; the output must stay valid JSON.
+  fixed_stats_resource odd{"say \"hi\"\\ tab\t nl\n cr\r bs\b ff\f bell\x07 del\x7f \xc3\xa9",
+                           std::pmr::null_memory_resource(), {}};
+  const std::string json = strata::format_chain_json(&odd);
+  const std::string expected_name =
+      R"("name":"say \"hi\"\\ tab\t nl\n cr\r bs\b ff\f bell\u0007 del)" "\x7f \xc3\xa9\"";
+  BOOST_TEST(json.find(expected_name) != std::string::npos, json);
+  BOOST_TEST(json.find('\n') == std::string::npos);
+  BOOST_TEST(json.ends_with(R"(},{"depth":1,"name":"null_memory_resource","strata":false,"stats":null}])"), json);
+}
+
+BOOST_AUTO_TEST_CASE(json_export_of_a_live_chain_tracks_the_counters) {
+  strata::page_resource pages;
+  strata::tracking_resource tracked{&pages};
+  void* p = tracked.allocate(100, 8);
+  const std::string page = std::to_string(pages.page_size());
+  const std::string expected =
+      R"([{"depth":0,"name":"tracking_resource","strata":true,"stats":{"bytes_in_use":100,)"
+      R"("peak_bytes_in_use":100,"bytes_reserved":100,"allocations":1,"deallocations":0,)"
+      R"("failed_allocations":0,"upstream_allocations":1,"upstream_deallocations":0,"misuse_detected":0}},)"
+      R"({"depth":1,"name":"page_resource","strata":true,"stats":{"bytes_in_use":100,)"
+      R"("peak_bytes_in_use":100,"bytes_reserved":)" + page + R"(,"allocations":1,"deallocations":0,)"
+      R"("failed_allocations":0,"upstream_allocations":1,"upstream_deallocations":0,"misuse_detected":0}}])";
+  BOOST_TEST(strata::format_chain_json(&tracked) == expected);
+  tracked.deallocate(p, 100, 8);
+  const std::string after = strata::format_chain_json(&tracked);
+  BOOST_TEST(after.find(R"("bytes_in_use":0,"peak_bytes_in_use":100,"bytes_reserved":0,)"
+                        R"("allocations":1,"deallocations":1,)") != std::string::npos, after);
+}
+
+BOOST_AUTO_TEST_CASE(json_export_of_no_chain_is_an_empty_array) {
+  BOOST_TEST(strata::format_chain_json(nullptr) == "[]");
 }
 
 BOOST_AUTO_TEST_SUITE_END()
