@@ -112,12 +112,14 @@ def load(paths, preloaded=()):
             repetition = b.get("repetition_index", 0)
             threads = [p for p in parts[3:] if p.startswith("threads:")]
             if parts[0] == HARDENING:
-                if len(parts) < 4 or parts[3] not in ("default", "hardened"):
+                # hardening/<resource>/<workload>/{default,hardened}[/threads:N][/real_time]...
+                named = [p for p in parts if not re.match(r"(threads|iterations|repeats|min_time):|real_time$", p)]
+                if len(named) < 4 or named[-1] not in ("default", "hardened"):
                     raise SystemExit(f"report.py: {b['run_name']} is not named "
                                      "hardening/<resource>/<workload>/{default,hardened}")
                 if preload is None:
-                    key = (parts[1], "/".join([parts[2]] + threads))
-                    results.hardening.setdefault(key, {}).setdefault(parts[3], {})[repetition] = ns
+                    key = (named[1], "/".join(named[2:-1] + threads))
+                    results.hardening.setdefault(key, {}).setdefault(named[-1], {})[repetition] = ns
                 continue
             group = "/".join(parts[:2] + threads)
             contender = parts[2]

@@ -62,7 +62,9 @@ class ReportTest(unittest.TestCase):
                 rows += [bench("hardening/slab/pair_64B/default", 5 * scale, rep),
                          bench("hardening/slab/pair_64B/hardened", 6 * scale, rep),
                          bench("hardening/arena/mixed_8-512B/default", 10 * scale, rep),
-                         bench("hardening/arena/mixed_8-512B/hardened", [13, 12, 14][rep] * scale, rep)]
+                         bench("hardening/arena/mixed_8-512B/hardened", [13, 12, 14][rep] * scale, rep),
+                         bench("hardening/arena/pair/default/real_time/threads:2", 8 * scale, rep),
+                         bench("hardening/arena/pair/hardened/real_time/threads:2", 8 * scale, rep)]
         return run_file(self.dir, "slab_bench.json", rows)
 
     def test_hardening_table_when_present(self):
@@ -71,6 +73,7 @@ class ReportTest(unittest.TestCase):
         self.assertIn("| slab | pair_64B | 6.00 ns | 7.20 ns | 1.20 |", text)
         # ratios per repetition 1.3, 1.2, 1.4: median 1.30, spread shown
         self.assertIn("| arena | mixed_8-512B | 12.00 ns | 16.80 ns | 1.30 (1.20–1.40) |", text)
+        self.assertIn("| arena | pair/threads:2 | 9.60 ns | 9.60 ns | 1.00 |", text)
         self.assertNotIn("### hardening", text)  # not mistaken for a workload
 
     def test_no_hardening_table_when_absent(self):
