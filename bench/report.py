@@ -243,10 +243,12 @@ def misaligned(results, group_name, contender):
         return None
     checked = results.counters[(group_name, contender)].get("checked", 0)
     first = results.labels.get((group_name, contender), {}).get("misaligned", "")
-    match = re.fullmatch(r"(\d+)B/align(\d+)@(\d+)", first)
-    example = (f"; first: {match.group(1)} B aligned to {match.group(2)} came back at an address ≡ "
+    match = re.fullmatch(r"(\d+|\?)B/align(\d+)@(\d+)", first)
+    size = "a block" if match and match.group(1) == "?" else f"{match.group(1)} B" if match else ""
+    example = (f"; first: {size} aligned to {match.group(2)} came back at an address ≡ "
                f"{match.group(3)} mod {match.group(2)}") if match else ""
-    return f"{int(count):,} of {int(checked):,} checked blocks misaligned{example}"
+    of = f" of {int(checked):,} checked" if checked else ""
+    return f"{int(count):,}{of} blocks misaligned{example}"
 
 
 def hardening_rows(results):

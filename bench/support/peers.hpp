@@ -482,6 +482,19 @@ class validation {
   const char* method_ = nullptr;
 };
 
+/// Checks one block for the requested alignment, for benchmarks that keep
+/// no validation object: a misaligned block is counted in the counter
+/// `misaligned` and described in the label, as validation does, and the
+/// benchmark still runs. Returns false when the block is misaligned.
+inline bool aligned(benchmark::State& state, const void* p, std::size_t alignment) {
+  const std::size_t offset = reinterpret_cast<std::uintptr_t>(p) % alignment;
+  if (offset == 0) return true;
+  if (state.counters["misaligned"].value++ == 0) {
+    state.SetLabel("misaligned=?B/align" + std::to_string(alignment) + "@" + std::to_string(offset));
+  }
+  return false;
+}
+
 template <class Live>
 void meter::sample(validation& v, std::size_t requested, const Live& live) const {
   if (method == nullptr) return;
