@@ -166,18 +166,21 @@ void register_all() {
   sb::add("per_request/2000x16-256B/std_mono_no_buffer", [](benchmark::State& s) {
     sb::counting_upstream upstream;
     std::pmr::monotonic_buffer_resource mono{&upstream};
-    run_requests(s, opaque(&mono), [&](auto*, auto&) { mono.release(); }, upstream.peak_meter());
+    run_requests(
+        s, opaque(&mono), [&](auto*, auto&) { mono.release(); }, upstream.peak_meter());
   });
   if (sb::mi_heap_resource::available() && sb::mi_direct().malloc != nullptr) {
     sb::add("per_request/2000x16-256B/mi_heap", [](benchmark::State& s) {
       sb::mi_heap_resource heap;
-      run_requests(s, opaque(&heap), [&](auto*, auto&) { heap.reset(); }, sb::mi_direct().memory());
+      run_requests(
+          s, opaque(&heap), [&](auto*, auto&) { heap.reset(); }, sb::mi_direct().memory());
     });
   }
 #if STRATA_BENCH_FOONATHAN
   sb::add("per_request/2000x16-256B/foonathan_stack", [](benchmark::State& s) {
     sb::foonathan::stack_resource stack;
-    run_requests(s, opaque(&stack), [&](auto*, auto&) { stack.reset(); }, sb::foonathan::heap_meter());
+    run_requests(
+        s, opaque(&stack), [&](auto*, auto&) { stack.reset(); }, sb::foonathan::heap_meter());
   });
 #endif
   sb::add("per_request/2000x16-256B/new_delete", [=](benchmark::State& s) {

@@ -95,7 +95,8 @@ void pair_loop(benchmark::State& state, Allocate allocate, Deallocate deallocate
 
 void pair_pmr(benchmark::State& state, std::pmr::memory_resource* r) {
   pair_loop(
-      state, [r] { return r->allocate(block, alignment); }, [r](void* p) { r->deallocate(p, block, alignment); });
+      state, [r] { return r->allocate(block, alignment); },
+      [r](void* p) { r->deallocate(p, block, alignment); });
 }
 
 enum class order { lifo, fifo, random };
@@ -103,7 +104,8 @@ enum class order { lifo, fifo, random };
 // Allocates and touches `batch` blocks, then frees them in the given order.
 // Afterwards, untimed: one more batch, every block checked, and the memory
 // footprint read with the whole batch live.
-void batch_loop(benchmark::State& state, std::pmr::memory_resource* r, order how, const strata::bench::meter& memory) {
+void batch_loop(benchmark::State& state, std::pmr::memory_resource* r, order how,
+                const strata::bench::meter& memory) {
   std::vector<void*> blocks(batch);
   std::vector<std::size_t> free_order(batch);
   std::iota(free_order.begin(), free_order.end(), std::size_t{0});
@@ -197,9 +199,8 @@ void register_contenders(const std::string& workload, Body body, bool report_ove
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
-  register_contenders("slab_pair/64B", [](benchmark::State& s, std::pmr::memory_resource* r, const auto&) {
-    pair_pmr(s, r);
-  });
+  register_contenders("slab_pair/64B",
+                      [](benchmark::State& s, std::pmr::memory_resource* r, const auto&) { pair_pmr(s, r); });
 #if STRATA_BENCH_FOONATHAN
   // foonathan's pool called directly (no pmr, no virtual call), as mimalloc_direct is elsewhere.
   strata::bench::add("slab_pair/64B/foonathan_pool_direct", [](benchmark::State& s) {

@@ -63,7 +63,8 @@ inline meter heap_meter() {
 class pool_resource final : public fm::memory_resource_adapter<pool> {
  public:
   explicit pool_resource(std::size_t node_size, std::size_t nodes_per_block = 4096)
-      : fm::memory_resource_adapter<pool>(pool(node_size, pool::min_block_size(node_size, nodes_per_block))) {}
+      : fm::memory_resource_adapter<pool>(
+            pool(node_size, pool::min_block_size(node_size, nodes_per_block))) {}
 };
 
 /// memory_pool_collection (one node pool per power-of-two size, up to

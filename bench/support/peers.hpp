@@ -10,7 +10,14 @@
 //   that none of them replaces malloc for the whole process (linking
 //   jemalloc, tcmalloc or mimalloc would, and new_delete would then measure
 //   them instead of glibc). A peer whose library is missing is skipped;
-//   `scripts/bootstrap --bench` installs them all.
+//   `scripts/bootstrap --bench` installs them all. jemalloc cannot be
+//   dlopen'ed (static TLS): bench/run measures it through new_delete in a
+//   second process with jemalloc in LD_PRELOAD. foonathan-memory, which
+//   replaces nothing, is linked (support/foonathan.hpp).
+//
+// And what every benchmark checks outside its timed loop: validation (each
+// block written whole and checked for alignment; a misaligned contender is
+// measured and flagged) and meter (the footprint at the workload's peak).
 
 #include <dlfcn.h>
 #include <malloc.h>
@@ -188,10 +195,10 @@ class validation;
 ///   fragmentation, metadata or what the allocator keeps cached: a lower
 ///   bound.
 struct meter {
-  const char* method = nullptr;                    ///< nullptr: not measured
-  std::function<std::size_t()> read;               ///< bytes held now
-  std::size_t (*usable)(void*) = nullptr;          ///< instead of read(): bytes set aside for one block
-  std::size_t header = 0;                          ///< bytes before each block, with usable
+  const char* method = nullptr;            ///< nullptr: not measured
+  std::function<std::size_t()> read;       ///< bytes held now
+  std::size_t (*usable)(void*) = nullptr;  ///< instead of read(): bytes set aside for one block
+  std::size_t header = 0;                  ///< bytes before each block, with usable
 
   /// Records the footprint now, with `live` the blocks in use and
   /// `requested` their requested bytes.
@@ -236,7 +243,10 @@ class counting_upstream final : public std::pmr::memory_resource {
 inline meter new_delete_meter() {
   static const bool jemalloc = ::dlsym(RTLD_DEFAULT, "mallctl") != nullptr;
   if (jemalloc) return {"usable size (jemalloc)", {}, [](void* p) { return ::malloc_usable_size(p); }, 0};
-  return {"usable size + header (glibc)", {}, [](void* p) { return ::malloc_usable_size(p); }, sizeof(std::size_t)};
+  return {"usable size + header (glibc)",
+          {},
+          [](void* p) { return ::malloc_usable_size(p); },
+          sizeof(std::size_t)};
 }
 
 // ------------------------------------------------------------------ peers
@@ -312,8 +322,11 @@ inline const std::vector<peer>& peers() {
     if (d::mi_malloc_aligned != nullptr && d::mi_free != nullptr) {
       static peer_resource mimalloc{[](std::size_t n, std::size_t a) { return d::mi_malloc_aligned(n, a); },
                                     [](void* p, std::size_t, std::size_t) { d::mi_free(p); }};
-      d::mi_usable_size = reinterpret_cast<std::size_t (*)(const void*)>(d::symbol("libmimalloc.so.2", "mi_usable_size"));
-      found.push_back({"mimalloc", &mimalloc, usable_meter(d::mi_usable_size != nullptr, [](void* p) { return d::mi_usable_size(p); })});
+      d::mi_usable_size =
+          reinterpret_cast<std::size_t (*)(const void*)>(d::symbol("libmimalloc.so.2", "mi_usable_size"));
+      found.push_back({"mimalloc", &mimalloc, usable_meter(d::mi_usable_size != nullptr, [](void* p) {
+                         return d::mi_usable_size(p);
+                       })});
     }
     d::je_mallocx = reinterpret_cast<void* (*)(std::size_t, int)>(d::symbol("libjemalloc.so.2", "mallocx"));
     d::je_sdallocx = reinterpret_cast<void (*)(void*, std::size_t, int)>(d::symbol("libjemalloc.so.2", "sdallocx"));
@@ -329,8 +342,11 @@ inline const std::vector<peer>& peers() {
     if (d::tc_memalign != nullptr && d::tc_free != nullptr) {
       static peer_resource tcmalloc{[](std::size_t n, std::size_t a) { return d::tc_memalign(a, n); },
                                     [](void* p, std::size_t, std::size_t) { d::tc_free(p); }};
-      d::tc_malloc_size = reinterpret_cast<std::size_t (*)(void*)>(d::symbol("libtcmalloc_minimal.so.4", "tc_malloc_size"));
-      found.push_back({"tcmalloc", &tcmalloc, usable_meter(d::tc_malloc_size != nullptr, [](void* p) { return d::tc_malloc_size(p); })});
+      d::tc_malloc_size =
+          reinterpret_cast<std::size_t (*)(void*)>(d::symbol("libtcmalloc_minimal.so.4", "tc_malloc_size"));
+      found.push_back({"tcmalloc", &tcmalloc, usable_meter(d::tc_malloc_size != nullptr, [](void* p) {
+                         return d::tc_malloc_size(p);
+                       })});
     }
     d::tbb_aligned_malloc = reinterpret_cast<void* (*)(std::size_t, std::size_t)>(
         d::symbol("libtbbmalloc.so.2", "scalable_aligned_malloc"));
@@ -338,8 +354,10 @@ inline const std::vector<peer>& peers() {
     if (d::tbb_aligned_malloc != nullptr && d::tbb_aligned_free != nullptr) {
       static peer_resource tbbmalloc{[](std::size_t n, std::size_t a) { return d::tbb_aligned_malloc(n, a); },
                                      [](void* p, std::size_t, std::size_t) { d::tbb_aligned_free(p); }};
-      d::tbb_msize = reinterpret_cast<std::size_t (*)(void*)>(d::symbol("libtbbmalloc.so.2", "scalable_msize"));
-      found.push_back({"tbbmalloc", &tbbmalloc, usable_meter(d::tbb_msize != nullptr, [](void* p) { return d::tbb_msize(p); })});
+      d::tbb_msize =
+          reinterpret_cast<std::size_t (*)(void*)>(d::symbol("libtbbmalloc.so.2", "scalable_msize"));
+      found.push_back({"tbbmalloc", &tbbmalloc,
+                       usable_meter(d::tbb_msize != nullptr, [](void* p) { return d::tbb_msize(p); })});
     }
     return found;
   }();
