@@ -10,8 +10,8 @@
 //
 // Contenders: "floor" (bare_size_class_lists, or the local+remote free list
 // below), "strata", every peer behind pmr, and "mimalloc_direct" (mi_malloc /
-// mi_free called through function pointers, no pmr), libstdc++'s pools and
-// foonathan-memory's memory_pool_collection. Every block is checked for
+// mi_free called through function pointers, no pmr), libstdc++'s and
+// Boost.Container's pools and foonathan-memory's memory_pool_collection. Every block is checked for
 // alignment and written in an untimed pass of the same sequence before the
 // timed loop (a misaligned contender is measured and flagged), and the
 // footprint with the live set in place is read then.
@@ -35,6 +35,7 @@
 #include <strata/arena.hpp>
 #include <strata/page_resource.hpp>
 
+#include "support/boost_container.hpp"
 #include "support/foonathan.hpp"
 #include "support/peers.hpp"
 
@@ -310,6 +311,12 @@ int main(int argc, char** argv) {
     std::pmr::synchronized_pool_resource pool{&upstream};
     mixed_pmr(s, opaque(&pool), upstream.peak_meter());
   });
+#if STRATA_BENCH_BOOST_CONTAINER
+  sb::add("mixed/8-512B_live10000/boost_unsync_pool", [](benchmark::State& s) {
+    sb::boost_container::unsync_pool_resource pool;
+    mixed_pmr(s, opaque(&pool), pool.memory());
+  });
+#endif
 #if STRATA_BENCH_FOONATHAN
   sb::add("mixed/8-512B_live10000/foonathan_pool_collection", [](benchmark::State& s) {
     sb::foonathan::pool_collection_resource pools{512};

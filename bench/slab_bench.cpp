@@ -6,7 +6,8 @@
 // as the counter `overhead` on the strata batch benchmarks; every contender's
 // footprint with a batch live goes to the memory column of the report.
 // foonathan-memory's memory_pool runs behind pmr (foonathan_pool) and called
-// directly (foonathan_pool_direct) when meson found it.
+// directly (foonathan_pool_direct) when meson found it; mimalloc is called
+// directly too (mimalloc_direct: mi_malloc gives 16-byte alignment).
 //
 //   build-release/bench/slab_bench --benchmark_repetitions=5
 //       --benchmark_enable_random_interleaving=true --benchmark_format=json > out.json
@@ -201,6 +202,13 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   register_contenders("slab_pair/64B",
                       [](benchmark::State& s, std::pmr::memory_resource* r, const auto&) { pair_pmr(s, r); });
+  if (strata::bench::mi_direct().malloc != nullptr) {  // DESIGN.md lists it among this workload's peers
+    strata::bench::add("slab_pair/64B/mimalloc_direct", [](benchmark::State& s) {
+      const auto& f = strata::bench::mi_direct();
+      pair_loop(
+          s, [&f] { return f.malloc(block); }, [&f](void* p) { f.free(p); });
+    });
+  }
 #if STRATA_BENCH_FOONATHAN
   // foonathan's pool called directly (no pmr, no virtual call), as mimalloc_direct is elsewhere.
   strata::bench::add("slab_pair/64B/foonathan_pool_direct", [](benchmark::State& s) {
