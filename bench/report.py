@@ -178,11 +178,13 @@ def fmt_ratio(r):
 
 
 def evaluate(results):
+    """Rows (description, measured, verdict, comparator, shown) for every DESIGN.md target."""
     groups, counters = results.groups, results.counters
     rows = []
     for description, group_name, contender, comparator, limit in TARGETS:
         group = groups.get(group_name)
         measured = None
+        other = None
         if comparator.startswith("counter:"):
             measured = counters.get((group_name, contender), {}).get(comparator.split(":", 1)[1])
         elif group is not None and contender in group:
@@ -200,18 +202,22 @@ def evaluate(results):
             verdict = "met" if measured >= limit else "**not met**"
         else:
             verdict = "met" if measured <= limit else "**not met**"
-        rows.append((description, measured, verdict, comparator))
+        rows.append((description, measured, verdict, comparator, shown_measure(measured, comparator, limit, other)))
     return rows
 
 
-def shown_measure(measured, comparator):
+def shown_measure(measured, comparator, limit, other=None):
     if measured is None:
         return "–"
+    # one more digit when two would hide which side of the limit the figure is on
+    digits = 2 if f"{measured:.2f}" != f"{limit:.2f}" or measured == limit else 3
     if comparator == "scaling":
-        return f"{measured:.2f}× the 1-thread throughput"
+        return f"{measured:.{digits}f}× the 1-thread throughput"
     if comparator.startswith("counter:"):
         return f"{measured:.4f}"
-    return f"{measured:.2f}× {'best peer' if comparator == 'best_peer' else comparator}"
+    if comparator == "best_peer":
+        return f"{measured:.{digits}f}× best peer ({other})"
+    return f"{measured:.{digits}f}× {comparator}"
 
 
 def floor_ratio(results, group_name, contender):
@@ -341,8 +347,8 @@ def write(out, results, instructions, plots_dir, commands):
     emit("## DESIGN.md targets\n")
     emit("| target | measured | verdict |")
     emit("|---|---|---|")
-    for description, measured, verdict, comparator in evaluate(results):
-        emit(f"| {description} | {shown_measure(measured, comparator)} | {verdict} |")
+    for description, measured, verdict, comparator, shown in evaluate(results):
+        emit(f"| {description} | {shown} | {verdict} |")
     emit("")
     hardening = hardening_rows(results)
     if hardening:
@@ -435,11 +441,11 @@ def headline(results):
         values = list(group.get(contender, {}).values())
         shown = f"{group_name}: {fmt_time(median(values))}" if values else "not measured"
         first = True
-        for (description, measured, verdict, comparator), target in zip(rows, TARGETS):
+        for description, measured, verdict, comparator, measure in rows:
             if not description.startswith(resource + ":"):
                 continue
             lines.append(f"| {'`' + resource + '`' if first else ''} | {shown if first else ''} | "
-                         f"{description.split(': ', 1)[1]} | {shown_measure(measured, comparator)} | {verdict} |")
+                         f"{description.split(': ', 1)[1]} | {measure} | {verdict} |")
             first = False
     lines.append(README_END)
     return "\n".join(lines)

@@ -99,7 +99,7 @@ class ReportTest(unittest.TestCase):
         self.assertEqual(row.split("|")[4].strip(), "1.38")  # median of 10/8 and 12/8, not against the main floor
         self.assertEqual(row.split("|")[5].strip(), "–")  # no cross-process best-peer ratio
         # the best peer stays a same-process one: strata_slab is 4.4/14 of new_delete
-        self.assertIn("| slab: 64 B pair faster than every peer | 0.31× best peer | met |", text)
+        self.assertIn("| slab: 64 B pair faster than every peer | 0.31× best peer (new_delete) | met |", text)
 
     def test_readme_headline_between_markers_only(self):
         readme = os.path.join(self.dir, "README.md")
