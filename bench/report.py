@@ -399,8 +399,9 @@ def write(out, results, instructions, plots_dir, commands):
                 row += f" {count:.1f} |" if count is not None else " – |"
             emit(row)
         if any(c in results.preloaded for c in group):
-            notes.append("- † measured in a separate process with the allocator in `LD_PRELOAD`; × floor is against "
-                         "that process's floor.")
+            notes.append("- † measured in a separate process with the allocator in `LD_PRELOAD`; "
+                         + ("× floor is against that process's floor." if FLOOR in group else
+                            "no floor in this workload, so no ratio across the two processes."))
         extra = {}
         for c in group:
             values = {k: v for k, v in counters.get((group_name, c), {}).items()
