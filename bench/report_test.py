@@ -30,7 +30,7 @@ def run_file(directory, name, benchmarks):
     path = os.path.join(directory, name)
     with open(path, "w") as f:
         json.dump({"context": {"date": "2026-12-01T06:00:00+00:00", "num_cpus": 2, "mhz_per_cpu": 2596,
-                               "host_name": "test"}, "benchmarks": benchmarks}, f)
+                               "host_name": "test", "load_avg": [3.5, 2.0, 1.0]}, "benchmarks": benchmarks}, f)
     return path
 
 
@@ -75,6 +75,10 @@ class ReportTest(unittest.TestCase):
         self.assertIn("| arena | mixed_8-512B | 12.00 ns | 16.80 ns | 1.30 (1.20–1.40) |", text)
         self.assertIn("| arena | pair/threads:2 | 9.60 ns | 9.60 ns | 1.00 |", text)
         self.assertNotIn("### hardening", text)  # not mistaken for a workload
+
+    def test_load_is_reported(self):
+        self.assertIn("1-minute load average 3.5 when the runs started, on 2 CPUs: other work was running",
+                      self.report([self.main_run(False)]))
 
     def test_no_hardening_table_when_absent(self):
         self.assertNotIn("Hardening cost", self.report([self.main_run(False)]))
