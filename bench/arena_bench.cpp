@@ -10,8 +10,11 @@
 //
 // Contenders: "floor" (bare_size_class_lists, or the local+remote free list
 // below), "strata", every peer behind pmr, and "mimalloc_direct" (mi_malloc /
-// mi_free called through function pointers, no pmr). Every block is checked
-// for alignment in an untimed pass of the same sequence before the timed loop.
+// mi_free called through function pointers, no pmr), libstdc++'s and
+// Boost.Container's pools and foonathan-memory's memory_pool_collection. Every block is checked for
+// alignment and written in an untimed pass of the same sequence before the
+// timed loop (a misaligned contender is measured and flagged), and the
+// footprint with the live set in place is read then.
 //
 //   build-release/bench/arena_bench --benchmark_repetitions=5
 //       --benchmark_enable_random_interleaving=true --benchmark_format=json > out.json
@@ -32,6 +35,8 @@
 #include <strata/arena.hpp>
 #include <strata/page_resource.hpp>
 
+#include "support/boost_container.hpp"
+#include "support/foonathan.hpp"
 #include "support/peers.hpp"
 
 namespace {
@@ -152,26 +157,32 @@ class bare_local_remote_lists final : public std::pmr::memory_resource {
 // ---------------------------------------------------------- mixed, 1 thread
 
 // The per-iteration work: free a random live block, allocate one of a random size, touch it.
+// Before the timed loop, untimed: the live set is built and the same
+// sequence run once, every block checked, and the footprint read.
 template <class Allocate, class Deallocate>
-void mixed_loop(benchmark::State& state, unsigned seed, Allocate allocate, Deallocate deallocate) {
+void mixed_loop(benchmark::State& state, unsigned seed, Allocate allocate, Deallocate deallocate,
+                const strata::bench::meter& memory = {}) {
   const pattern pat(seed);
+  strata::bench::validation checks;
   std::vector<std::byte*> live(live_count);
   std::vector<std::uint32_t> live_size(live_count);
+  std::size_t requested = 0;
   for (std::size_t i = 0; i < live_count; ++i) {
     live_size[i] = pat.sizes[(i * 7) & (pattern_size - 1)];
     live[i] = static_cast<std::byte*>(allocate(live_size[i]));
-    if (!strata::bench::aligned(state, live[i], alignment_for(live_size[i]))) return;
-    live[i][0] = std::byte{1};
+    checks.block(live[i], live_size[i], alignment_for(live_size[i]));
+    requested += live_size[i];
   }
-  // Untimed pass: the same sequence, every block checked for alignment.
   for (std::size_t i = 0; i < pattern_size; ++i) {
     const std::uint32_t slot = pat.slots[i];
     deallocate(live[slot], live_size[slot]);
+    requested -= live_size[slot];
     live_size[slot] = pat.sizes[i];
     live[slot] = static_cast<std::byte*>(allocate(live_size[slot]));
-    if (!strata::bench::aligned(state, live[slot], alignment_for(live_size[slot]))) return;
-    live[slot][0] = std::byte{1};
+    checks.block(live[slot], live_size[slot], alignment_for(live_size[slot]));
+    requested += live_size[slot];
   }
+  memory.sample(checks, requested, live);
   std::size_t i = 0;
   for (auto _ : state) {
     const std::uint32_t slot = pat.slots[i];
@@ -182,13 +193,15 @@ void mixed_loop(benchmark::State& state, unsigned seed, Allocate allocate, Deall
     i = (i + 1) & (pattern_size - 1);
   }
   for (std::size_t s = 0; s < live_count; ++s) deallocate(live[s], live_size[s]);
+  checks.finish(state);
   state.SetItemsProcessed(state.iterations());
 }
 
-void mixed_pmr(benchmark::State& state, std::pmr::memory_resource* r, unsigned seed = 1) {
+void mixed_pmr(benchmark::State& state, std::pmr::memory_resource* r, const strata::bench::meter& memory = {},
+               unsigned seed = 1) {
   mixed_loop(
       state, seed, [r](std::size_t n) { return r->allocate(n, alignment_for(n)); },
-      [r](void* p, std::size_t n) { r->deallocate(p, n, alignment_for(n)); });
+      [r](void* p, std::size_t n) { r->deallocate(p, n, alignment_for(n)); }, memory);
 }
 
 strata::arena& shared_arena() {
@@ -221,14 +234,16 @@ void producer_consumer(benchmark::State& state, std::pmr::memory_resource* r) {
   if (state.thread_index() == 0) {
     q.head.store(0);
     q.tail.store(0);
-    // Untimed: the sizes this run uses, each checked for alignment, on one thread.
+    // Untimed: the sizes this run uses, each block checked, on one thread.
+    strata::bench::validation checks;
     std::vector<std::pair<void*, std::size_t>> check;
     for (std::size_t i = 0; i < 4096; ++i) {
       void* p = r->allocate(pat.sizes[i], alignment_for(pat.sizes[i]));
       check.emplace_back(p, pat.sizes[i]);
-      if (!strata::bench::aligned(state, p, alignment_for(pat.sizes[i]))) break;
+      checks.block(p, pat.sizes[i], alignment_for(pat.sizes[i]));
     }
     for (auto [p, n] : check) r->deallocate(p, n, alignment_for(n));
+    checks.finish(state);
   }
   // The benchmark's start barrier orders the reset above before either loop.
   std::size_t i = 0;
@@ -263,30 +278,60 @@ int main(int argc, char** argv) {
   const auto& mi = strata::bench::mi_direct();
 
   // mixed, one thread
-  strata::bench::add("mixed/8-512B_live10000/floor", [](benchmark::State& s) {
-    strata::bench::bare_size_class_lists floor;
-    mixed_pmr(s, opaque(&floor));
+  namespace sb = strata::bench;
+  sb::add("mixed/8-512B_live10000/floor", [](benchmark::State& s) {
+    sb::bare_size_class_lists floor;
+    mixed_pmr(s, opaque(&floor), {"carved", [&floor] { return floor.carved(); }});
   });
-  strata::bench::add("mixed/8-512B_live10000/strata", [](benchmark::State& s) {
+  sb::add("mixed/8-512B_live10000/strata", [](benchmark::State& s) {
     strata::arena heap{{.capacity = std::size_t{64} << 20}, strata::system_pages()};
-    mixed_pmr(s, opaque(&heap));
+    // The region is reserved whole at construction; what the workload used
+    // of it is what was carved (the region less what was never carved).
+    mixed_pmr(s, opaque(&heap), {"carved", [&heap] {
+                                   const auto d = heap.details();
+                                   return d.capacity - d.remaining;
+                                 }});
   });
   if (mi.malloc != nullptr) {
-    strata::bench::add("mixed/8-512B_live10000/mimalloc_direct", [](benchmark::State& s) {
-      const auto& f = strata::bench::mi_direct();
+    sb::add("mixed/8-512B_live10000/mimalloc_direct", [](benchmark::State& s) {
+      const auto& f = sb::mi_direct();
       mixed_loop(
-          s, 1, [&f](std::size_t n) { return f.malloc(n); }, [&f](void* p, std::size_t) { f.free(p); });
+          s, 1, [&f](std::size_t n) { return f.malloc(n); }, [&f](void* p, std::size_t) { f.free(p); },
+          f.memory());
     });
   }
-  for (const strata::bench::peer& p : peers) {
-    strata::bench::add("mixed/8-512B_live10000/" + p.name,
-                                 [r = p.resource](benchmark::State& s) { mixed_pmr(s, r); });
+  // libstdc++'s pools: the DESIGN.md note on misaligned blocks comes from these.
+  sb::add("mixed/8-512B_live10000/std_unsync_pool", [](benchmark::State& s) {
+    sb::counting_upstream upstream;
+    std::pmr::unsynchronized_pool_resource pool{&upstream};
+    mixed_pmr(s, opaque(&pool), upstream.peak_meter());
+  });
+  sb::add("mixed/8-512B_live10000/std_sync_pool", [](benchmark::State& s) {
+    sb::counting_upstream upstream;
+    std::pmr::synchronized_pool_resource pool{&upstream};
+    mixed_pmr(s, opaque(&pool), upstream.peak_meter());
+  });
+#if STRATA_BENCH_BOOST_CONTAINER
+  sb::add("mixed/8-512B_live10000/boost_unsync_pool", [](benchmark::State& s) {
+    sb::boost_container::unsync_pool_resource pool;
+    mixed_pmr(s, opaque(&pool), pool.memory());
+  });
+#endif
+#if STRATA_BENCH_FOONATHAN
+  sb::add("mixed/8-512B_live10000/foonathan_pool_collection", [](benchmark::State& s) {
+    sb::foonathan::pool_collection_resource pools{512};
+    mixed_pmr(s, opaque(&pools), sb::foonathan::heap_meter());
+  });
+#endif
+  for (const sb::peer& p : peers) {
+    sb::add("mixed/8-512B_live10000/" + p.name,
+            [r = p.resource, m = p.memory](benchmark::State& s) { mixed_pmr(s, r, m); });
   }
 
   // mixed, 1 and 2 threads on one shared arena, each thread with its own live set
   for (int threads : {1, 2}) {
     strata::bench::add("mixed_threads/8-512B_live10000/strata", [](benchmark::State& s) {
-      mixed_pmr(s, opaque(&shared_arena()), 1 + static_cast<unsigned>(s.thread_index()));
+      mixed_pmr(s, opaque(&shared_arena()), {}, 1 + static_cast<unsigned>(s.thread_index()));
     })->Threads(threads)->UseRealTime();
     if (mi.malloc != nullptr) {
       strata::bench::add("mixed_threads/8-512B_live10000/mimalloc_direct", [](benchmark::State& s) {

@@ -7,6 +7,9 @@
 //
 // Counters: upstream calls and minor page faults per request in the warm
 // loop (getrusage), so "zero upstream calls in steady state" is measured.
+// Every block of the first request is written and checked for alignment,
+// and the footprint at its end goes to the memory column of the report.
+// Peers include foonathan-memory's memory_stack (unwound per request).
 //
 //   build-release/bench/monotonic_arena_bench --benchmark_repetitions=5
 //       --benchmark_enable_random_interleaving=true --benchmark_format=json > out.json
@@ -25,6 +28,7 @@
 #include <strata/monotonic_arena.hpp>
 #include <strata/page_resource.hpp>
 
+#include "support/foonathan.hpp"
 #include "support/peers.hpp"
 #include "word_count.hpp"
 
@@ -83,16 +87,22 @@ struct counted_link {
   const strata::resource* link;
 };
 
-// Runs requests on r and calls end_request(r) after each; checks alignment
+// Runs requests on r and calls end_request(r) after each; checks every
+// block of the first request (untimed) and reads the footprint at its end,
 // and counts minor faults and the links' upstream calls in the warm loop.
 template <class EndRequest>
 void run_requests(benchmark::State& state, std::pmr::memory_resource* r, EndRequest end_request,
-                  std::vector<counted_link> counted = {}) {
+                  const strata::bench::meter& memory, std::vector<counted_link> counted = {}) {
   std::vector<void*> blocks(request_allocations);
+  strata::bench::validation checks;
   fill(r, blocks);  // validation; then two more requests to reach steady state
-  for (void* p : blocks) {
-    if (!strata::bench::aligned(state, p, 16)) return;
+  const auto& sizes = request_sizes();
+  std::size_t requested = 0;
+  for (std::size_t i = 0; i < blocks.size(); ++i) {
+    checks.block(blocks[i], sizes[i], 16);
+    requested += sizes[i];
   }
+  memory.sample(checks, requested, blocks);
   end_request(r, blocks);
   for (int warm = 0; warm < 2; ++warm) {
     fill(r, blocks);
@@ -111,6 +121,7 @@ void run_requests(benchmark::State& state, std::pmr::memory_resource* r, EndRequ
     state.counters[counted[i].counter] =
         static_cast<double>(counted[i].link->stats().upstream_allocations - calls_before[i]) / requests;
   }
+  checks.finish(state);
   state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(request_allocations));
 }
 
@@ -132,33 +143,48 @@ void register_all() {
     const auto& sizes = request_sizes();
     for (std::size_t i = 0; i < blocks.size(); ++i) r->deallocate(blocks[i], sizes[i], 16);
   };
-  strata::bench::add("per_request/2000x16-256B/floor", [](benchmark::State& s) {
-    strata::bench::bare_bump floor;
-    run_requests(s, opaque(&floor), [&](auto*, auto&) { floor.reset(); });
+  namespace sb = strata::bench;
+  sb::add("per_request/2000x16-256B/floor", [](benchmark::State& s) {
+    sb::bare_bump floor;
+    run_requests(s, opaque(&floor), [&](auto*, auto&) { floor.reset(); },
+                 {"carved", [&floor] { return floor.carved(); }});
   });
-  strata::bench::add("per_request/2000x16-256B/strata", [](benchmark::State& s) {
+  sb::add("per_request/2000x16-256B/strata", [](benchmark::State& s) {
     strata::chunk_provider chunks{strata::system_pages()};
     strata::monotonic_arena arena{&chunks};
     run_requests(s, opaque(&arena), [&](auto*, auto&) { arena.reset(); },
+                 {"stats", [&arena] { return arena.stats().bytes_reserved; }},
                  {{"arena_upstream/req", &arena}, {"mmap/req", &chunks}});
   });
-  strata::bench::add("per_request/2000x16-256B/std_mono_512KiB_buffer", [](benchmark::State& s) {
+  sb::add("per_request/2000x16-256B/std_mono_512KiB_buffer", [](benchmark::State& s) {
     std::vector<std::byte> buffer(512 * 1024);
-    std::pmr::monotonic_buffer_resource mono{buffer.data(), buffer.size()};
-    run_requests(s, opaque(&mono), [&](auto*, auto&) { mono.release(); });
+    sb::counting_upstream upstream;
+    std::pmr::monotonic_buffer_resource mono{buffer.data(), buffer.size(), &upstream};
+    run_requests(s, opaque(&mono), [&](auto*, auto&) { mono.release(); },
+                 {"buffer + upstream", [&] { return buffer.size() + upstream.peak(); }});
   });
-  strata::bench::add("per_request/2000x16-256B/std_mono_no_buffer", [](benchmark::State& s) {
-    std::pmr::monotonic_buffer_resource mono;
-    run_requests(s, opaque(&mono), [&](auto*, auto&) { mono.release(); });
+  sb::add("per_request/2000x16-256B/std_mono_no_buffer", [](benchmark::State& s) {
+    sb::counting_upstream upstream;
+    std::pmr::monotonic_buffer_resource mono{&upstream};
+    run_requests(
+        s, opaque(&mono), [&](auto*, auto&) { mono.release(); }, upstream.peak_meter());
   });
-  if (strata::bench::mi_heap_resource::available()) {
-    strata::bench::add("per_request/2000x16-256B/mi_heap", [](benchmark::State& s) {
-      strata::bench::mi_heap_resource heap;
-      run_requests(s, opaque(&heap), [&](auto*, auto&) { heap.reset(); });
+  if (sb::mi_heap_resource::available() && sb::mi_direct().malloc != nullptr) {
+    sb::add("per_request/2000x16-256B/mi_heap", [](benchmark::State& s) {
+      sb::mi_heap_resource heap;
+      run_requests(
+          s, opaque(&heap), [&](auto*, auto&) { heap.reset(); }, sb::mi_direct().memory());
     });
   }
-  strata::bench::add("per_request/2000x16-256B/new_delete", [=](benchmark::State& s) {
-    run_requests(s, std::pmr::new_delete_resource(), free_all);
+#if STRATA_BENCH_FOONATHAN
+  sb::add("per_request/2000x16-256B/foonathan_stack", [](benchmark::State& s) {
+    sb::foonathan::stack_resource stack;
+    run_requests(
+        s, opaque(&stack), [&](auto*, auto&) { stack.reset(); }, sb::foonathan::heap_meter());
+  });
+#endif
+  sb::add("per_request/2000x16-256B/new_delete", [=](benchmark::State& s) {
+    run_requests(s, std::pmr::new_delete_resource(), free_all, sb::new_delete_meter());
   });
 
   strata::bench::add("word_count/16KiB_text/floor", [](benchmark::State& s) {

@@ -8,7 +8,16 @@ ratio is computed per repetition (contenders interleaved in the same
 process run) and the median of those ratios is reported, so that machine
 noise common to one repetition cancels out.
 
-usage: report.py --out docs/benchmarks.md --plots docs/bench [--instructions instr.json] run.json...
+Benchmarks named hardening/<resource>/<workload>/{default,hardened} go to a
+"Hardening cost" table instead (ratio hardened/default per repetition).
+Runs given with --preloaded NAME=run.json come from a separate process in
+which NAME replaced malloc (LD_PRELOAD): their new_delete contender is shown
+as "NAME (LD_PRELOAD, via new_delete)" with its ratio against the floor of
+that same process. The label and counters each benchmark sets in its
+untimed validation pass carry misaligned blocks and the memory footprint.
+
+usage: report.py --out docs/benchmarks.md --plots docs/bench [--instructions instr.json]
+                 [--preloaded jemalloc=run.json ...] [--readme README.md] run.json...
 (bench/run keeps its last runs in build-bench/results/, so the report can be remade without re-running.)
 """
 import argparse
@@ -16,10 +25,20 @@ import collections
 import datetime
 import json
 import os
+import re
 import statistics
 import subprocess
 
 FLOOR = "floor"
+HARDENING = "hardening"
+# Counters the validation pass sets; shown in their own columns, not listed.
+VALIDATION_COUNTERS = {"checked", "misaligned", "mem_footprint", "mem_requested"}
+README_START = "<!-- bench:headline:start -->"
+README_END = "<!-- bench:headline:end -->"
+
+
+def preloaded_name(name):
+    return f"{name} (LD_PRELOAD, via new_delete)"
 
 # DESIGN.md targets: (description, group, contender, comparator, limit).
 # comparator: "floor", "best_peer", a contender name, or "scaling" (group is
@@ -59,34 +78,93 @@ def is_ours(contender):
     return contender.startswith("strata")
 
 
-def load(paths):
-    """Returns groups: {group: {contender: {repetition: ns}}} and counters and context."""
-    groups = collections.OrderedDict()
-    counters = collections.defaultdict(dict)
-    context = {}
-    for path in paths:
+class Results:
+    """Everything read from the runs."""
+
+    def __init__(self):
+        self.groups = collections.OrderedDict()  # {group: {contender: {repetition: ns}}}
+        self.counters = collections.defaultdict(dict)  # {(group, contender): {name: value}}
+        self.labels = {}  # {(group, contender): {key: value}} from "key=value;key=value"
+        self.own_floor = {}  # {(group, contender): {repetition: ns}} for contenders of another process
+        self.hardening = collections.OrderedDict()  # {(resource, workload): {variant: {repetition: ns}}}
+        self.context = {}
+        self.preloaded = []  # display names of contenders from preloaded runs
+        self.loads = []  # 1-minute load average at the start of each main run
+
+    def load_note(self):
+        """The load the runs saw, and a warning when other work shared the CPUs."""
+        if not self.loads:
+            return ""
+        low, high = min(self.loads), max(self.loads)
+        shown = f"{low:.1f}" if round(low, 1) == round(high, 1) else f"{low:.1f}–{high:.1f}"
+        note = f"1-minute load average {shown} when the runs started"
+        cpus = self.context.get("num_cpus")
+        if cpus and high >= cpus:
+            note += (f", on {cpus} CPUs: other work was running, so absolute times are inflated and "
+                     "thread-scaling figures mean little")
+        return note
+
+
+def load(paths, preloaded=()):
+    """Reads Google Benchmark JSON runs; preloaded is a list of (name, path)."""
+    results = Results()
+    for path, preload in [(p, None) for p in paths] + [(p, n) for n, p in preloaded]:
         with open(path) as f:
             data = json.load(f)
-        context = data.get("context", context)
+        if preload is None:
+            results.context = data.get("context", results.context)
+            if data.get("context", {}).get("load_avg"):
+                results.loads.append(data["context"]["load_avg"][0])
+        floors = {}  # of this preloaded process
+        rows = []
         for b in data["benchmarks"]:
             if b.get("run_type") != "iteration" or b.get("error_occurred"):
                 continue
             parts = b["run_name"].split("/")
             if len(parts) < 3:
                 raise SystemExit(f"report.py: {b['run_name']} is not named <workload>/<shape>/<contender>")
+            scale = {"ns": 1, "us": 1e3, "ms": 1e6, "s": 1e9}[b["time_unit"]]
+            ns = b["real_time"] * scale
+            repetition = b.get("repetition_index", 0)
             threads = [p for p in parts[3:] if p.startswith("threads:")]
+            if parts[0] == HARDENING:
+                # hardening/<resource>/<workload>/{default,hardened}[/threads:N][/real_time]...
+                named = [p for p in parts if not re.match(r"(threads|iterations|repeats|min_time):|real_time$", p)]
+                if len(named) < 4 or named[-1] not in ("default", "hardened"):
+                    raise SystemExit(f"report.py: {b['run_name']} is not named "
+                                     "hardening/<resource>/<workload>/{default,hardened}")
+                if preload is None:
+                    key = (named[1], "/".join(named[2:-1] + threads))
+                    results.hardening.setdefault(key, {}).setdefault(named[-1], {})[repetition] = ns
+                continue
             group = "/".join(parts[:2] + threads)
             contender = parts[2]
-            scale = {"ns": 1, "us": 1e3, "ms": 1e6, "s": 1e9}[b["time_unit"]]
-            groups.setdefault(group, {}).setdefault(contender, {})[b.get("repetition_index", 0)] = (
-                b["real_time"] * scale)
+            if preload is not None:
+                if contender == FLOOR:
+                    floors.setdefault(group, {})[repetition] = ns
+                if contender != "new_delete":
+                    continue
+                contender = preloaded_name(preload)
+            rows.append((group, contender, repetition, ns, b))
+        for group, contender, repetition, ns, b in rows:
+            results.groups.setdefault(group, {}).setdefault(contender, {})[repetition] = ns
+            if preload is not None:
+                if contender not in results.preloaded:
+                    results.preloaded.append(contender)
+                if group in floors:
+                    results.own_floor[(group, contender)] = floors[group]
             known = {"name", "family_index", "per_family_instance_index", "run_name", "run_type", "repetitions",
                      "repetition_index", "threads", "iterations", "real_time", "cpu_time", "time_unit",
                      "items_per_second", "bytes_per_second", "label", "aggregate_name", "aggregate_unit"}
             for key, value in b.items():
                 if key not in known and isinstance(value, (int, float)):
-                    counters[(group, contender)][key] = value
-    return groups, counters, context
+                    if key in ("mem_footprint", "mem_requested"):
+                        results.counters[(group, contender)].setdefault(key + "_all", []).append(value)
+                    results.counters[(group, contender)][key] = value
+            for item in filter(None, b.get("label", "").split(";")):
+                key, _, value = item.partition("=")
+                results.labels.setdefault((group, contender), {})[key] = value
+    return results
 
 
 def median(values):
@@ -99,8 +177,9 @@ def ratio(group, a, b):
     return median([group[a][r] / group[b][r] for r in common]) if common else None
 
 
-def best_peer(group):
-    peers = [c for c in group if c != FLOOR and not is_ours(c)]
+def best_peer(group, excluded=()):
+    """The fastest peer measured in the same process (excluded: contenders of other processes)."""
+    peers = [c for c in group if c != FLOOR and not is_ours(c) and c not in excluded]
     return min(peers, key=lambda c: median(list(group[c].values()))) if peers else None
 
 
@@ -114,11 +193,14 @@ def fmt_ratio(r):
     return "–" if r is None else f"{r:.2f}"
 
 
-def evaluate(groups, counters):
+def evaluate(results):
+    """Rows (description, measured, verdict, comparator, shown) for every DESIGN.md target."""
+    groups, counters = results.groups, results.counters
     rows = []
     for description, group_name, contender, comparator, limit in TARGETS:
         group = groups.get(group_name)
         measured = None
+        other = None
         if comparator.startswith("counter:"):
             measured = counters.get((group_name, contender), {}).get(comparator.split(":", 1)[1])
         elif group is not None and contender in group:
@@ -127,7 +209,7 @@ def evaluate(groups, counters):
                 if contender in two:
                     measured = median(list(group[contender].values())) / median(list(two[contender].values()))
             else:
-                other = best_peer(group) if comparator == "best_peer" else comparator
+                other = best_peer(group, results.preloaded) if comparator == "best_peer" else comparator
                 if other in group:
                     measured = ratio(group, contender, other)
         if measured is None:
@@ -136,7 +218,70 @@ def evaluate(groups, counters):
             verdict = "met" if measured >= limit else "**not met**"
         else:
             verdict = "met" if measured <= limit else "**not met**"
-        rows.append((description, measured, verdict, comparator))
+        rows.append((description, measured, verdict, comparator, shown_measure(measured, comparator, limit, other)))
+    return rows
+
+
+def shown_measure(measured, comparator, limit, other=None):
+    if measured is None:
+        return "–"
+    # one more digit when two would hide which side of the limit the figure is on
+    digits = 2 if f"{measured:.2f}" != f"{limit:.2f}" or measured == limit else 3
+    if comparator == "scaling":
+        return f"{measured:.{digits}f}× the 1-thread throughput"
+    if comparator.startswith("counter:"):
+        return f"{measured:.4f}"
+    if comparator == "best_peer":
+        return f"{measured:.{digits}f}× best peer ({other})"
+    return f"{measured:.{digits}f}× {comparator}"
+
+
+def floor_ratio(results, group_name, contender):
+    """contender / floor per repetition; a contender of another process uses that process's floor."""
+    group = results.groups[group_name]
+    own = results.own_floor.get((group_name, contender))
+    if own is not None:
+        return ratio({"a": group[contender], "b": own}, "a", "b")
+    if contender in results.preloaded or FLOOR not in group:
+        return None
+    return ratio(group, contender, FLOOR)
+
+
+def memory_overhead(results, group_name, contender):
+    """(median of footprint/requested - 1, method) or None."""
+    values = results.counters.get((group_name, contender), {})
+    footprints = values.get("mem_footprint_all")
+    requested = values.get("mem_requested_all")
+    if not footprints or not requested:
+        return None
+    method = results.labels.get((group_name, contender), {}).get("memory", "?")
+    return median([f / r - 1 for f, r in zip(footprints, requested) if r > 0]), method
+
+
+def misaligned(results, group_name, contender):
+    """A description of the misaligned blocks a contender returned, or None."""
+    count = results.counters.get((group_name, contender), {}).get("misaligned", 0)
+    if not count:
+        return None
+    checked = results.counters[(group_name, contender)].get("checked", 0)
+    first = results.labels.get((group_name, contender), {}).get("misaligned", "")
+    match = re.fullmatch(r"(\d+|\?)B/align(\d+)@(\d+)", first)
+    size = "a block" if match and match.group(1) == "?" else f"{match.group(1)} B" if match else ""
+    example = (f"; first: {size} aligned to {match.group(2)} came back at an address ≡ "
+               f"{match.group(3)} mod {match.group(2)}") if match else ""
+    of = f" of {int(checked):,} checked" if checked else ""
+    return f"{int(count):,}{of} blocks misaligned{example}"
+
+
+def hardening_rows(results):
+    """(resource, workload, default median, hardened median, median of per-repetition ratios, min, max)."""
+    rows = []
+    for (resource, workload), variants in results.hardening.items():
+        default, hardened = variants.get("default", {}), variants.get("hardened", {})
+        common = sorted(set(default) & set(hardened))
+        ratios = [hardened[r] / default[r] for r in common]
+        rows.append((resource, workload, median(list(default.values())), median(list(hardened.values())),
+                     median(ratios), min(ratios) if ratios else None, max(ratios) if ratios else None))
     return rows
 
 
@@ -168,7 +313,8 @@ plot $data using 2:0:(0):2:($0-0.3):($0+0.3):ytic(1) with boxxyerror
     return name
 
 
-def write(out, groups, counters, context, instructions, plots_dir, commands):
+def write(out, results, instructions, plots_dir, commands):
+    groups, counters, context = results.groups, results.counters, results.context
     lines = []
     emit = lines.append
     when = context.get("date", datetime.datetime.now().isoformat())[:10]
@@ -177,56 +323,165 @@ def write(out, groups, counters, context, instructions, plots_dir, commands):
     emit("compares contenders measured in the same process run, repetition by repetition (random")
     emit("interleaving), because these machines are shared and noisy. \"floor\" is the bare structure (chunk")
     emit("stack, bump pointer, free list) behind the same `std::pmr::memory_resource` virtual call, built so it")
-    emit("cannot be devirtualized; \"best peer\" is the fastest other allocator in the run. Peers are loaded")
-    emit("with `dlopen(RTLD_LOCAL)` so none replaces malloc for the process (jemalloc cannot be loaded that")
-    emit("way and is absent); `scripts/bootstrap --bench` installs them.\n")
+    emit("cannot be devirtualized; \"best peer\" is the fastest other allocator in the same process run.")
+    emit("Peers are loaded with `dlopen(RTLD_LOCAL)` so none replaces malloc for the process, except")
+    emit("foonathan-memory and Boost, which are linked (they replace nothing); `scripts/bootstrap --bench`")
+    emit("installs them.\n")
+    emit("jemalloc cannot be loaded with `dlopen` (it needs static TLS), so `bench/run` runs the benchmarks a")
+    emit("second time with jemalloc in `LD_PRELOAD`, where `new_delete` reaches jemalloc through")
+    emit("`operator new`; those rows are marked † and named \"jemalloc (LD_PRELOAD, via new_delete)\". A ratio")
+    emit("across two processes is weaker than one within a run, so a † row's × floor is against the floor")
+    emit("measured in that same preloaded process, it has no × best peer, and it never counts as the best")
+    emit("peer of a DESIGN.md target.\n")
+    emit("Every block a contender returns in the untimed validation pass before (or after) the timed loop is")
+    emit("written over its whole size and checked for the requested alignment. A contender that returns a")
+    emit("misaligned block is still measured, and marked ⚠ with a note saying which size and alignment")
+    emit("came back misaligned.\n")
+    emit("Memory: in the same untimed pass, at the workload's peak (a batch live, the mixed live set after")
+    emit("one pass of the sequence, the end of a request), the contender's footprint is compared with the")
+    emit("bytes the workload has requested: overhead = footprint / requested − 1. How the footprint is read")
+    emit("(column \"method\"):\n")
+    emit("- *stats*: the strata resource's own `bytes_reserved` (everything it took from upstream);")
+    emit("- *carved*: bytes carved from a pre-reserved region (the floors; `arena`, whose region is reserved")
+    emit("  whole at construction, counts the region less what was never carved, so free blocks held in")
+    emit("  thread caches count as used);")
+    emit("- *upstream*: a counting upstream (or block allocator) under the resource — std pools and")
+    emit("  monotonic resources, boost::pool, foonathan-memory; *buffer + upstream* adds the caller's buffer;")
+    emit("- *usable size*: for malloc-style peers, which share the process and keep no per-workload count,")
+    emit("  the sum over the live blocks of their usable size (plus glibc's 8-byte chunk header). It shows")
+    emit("  size-class rounding and headers but not page-level fragmentation, allocator metadata or memory")
+    emit("  kept in caches, so it is a lower bound; process-wide figures (RSS, `mallinfo2`, mimalloc's")
+    emit("  commit) were not used because they read near zero once an allocator reuses memory it kept from")
+    emit("  an earlier benchmark in the same process.\n")
+    emit("Workloads without a live set (allocate+free pairs, threads, word counts) have no memory figure.")
+    emit("A resource that reserves its capacity up front shows it all: `slab` (4,096 slots) and foonathan's")
+    emit("`memory_pool` (a first block of 4,096 nodes) with a batch of 1,000 blocks live; the DESIGN.md slab")
+    emit("overhead targets are per slot (the `overhead` counter: bytes reserved / capacity in bytes).\n")
+    load = results.load_note()
     emit(f"Machine: {context.get('num_cpus', '?')} CPUs at {context.get('mhz_per_cpu', '?')} MHz "
-         f"(host `{context.get('host_name', '?')}`), measured {when}.\n")
+         f"(host `{context.get('host_name', '?')}`), measured {when}" + (f"; {load}" if load else "") + ".\n")
     emit("Reproduce:\n\n```sh\n" + "\n".join(commands) + "\n```\n")
     emit("## DESIGN.md targets\n")
     emit("| target | measured | verdict |")
     emit("|---|---|---|")
-    for description, measured, verdict, comparator in evaluate(groups, counters):
-        if measured is None:
-            shown = "–"
-        elif comparator == "scaling":
-            shown = f"{measured:.2f}× the 1-thread throughput"
-        elif comparator.startswith("counter:"):
-            shown = f"{measured:.4f}"
-        else:
-            shown = f"{measured:.2f}× {'best peer' if comparator == 'best_peer' else comparator}"
+    for description, measured, verdict, comparator, shown in evaluate(results):
         emit(f"| {description} | {shown} | {verdict} |")
     emit("")
+    hardening = hardening_rows(results)
+    if hardening:
+        emit("## Hardening cost\n")
+        emit("Each resource with hardening off (`default`) and on (`hardened`) on the same workload, in the")
+        emit("same process run; the ratio is hardened / default per repetition, median (min–max).\n")
+        emit("| resource | workload | default median | hardened median | hardened / default |")
+        emit("|---|---|---|---|---|")
+        for resource, workload, default, hardened, r, low, high in hardening:
+            spread = f" ({low:.2f}–{high:.2f})" if low is not None and high is not None and low != high else ""
+            emit(f"| {resource} | {workload} | {fmt_time(default)} | {fmt_time(hardened)} | {fmt_ratio(r)}{spread} |")
+        emit("")
     emit("## Results\n")
     for group_name, group in groups.items():
         emit(f"### {group_name}\n")
         picture = plot(group_name, group, plots_dir)
         if picture:
             emit(f"![{group_name}](bench/{picture})\n")
-        peer = best_peer(group)
+        peer = best_peer(group, results.preloaded)
         has_instr = any((group_name, c) in instructions for c in group)
+        has_memory = any(memory_overhead(results, group_name, c) for c in group)
         header = "| contender | median | min–max | × floor | × best peer |"
+        if has_memory:
+            header += " memory overhead | method |"
         if has_instr:
             header += " instructions/op |"
         emit(header)
         emit("|---" * (header.count("|") - 1) + "|")
+        notes = []
         for c in sorted(group, key=lambda c: median(list(group[c].values()))):
             values = list(group[c].values())
-            row = (f"| {c} | {fmt_time(median(values))} | {fmt_time(min(values))}–{fmt_time(max(values))} | "
-                   f"{fmt_ratio(ratio(group, c, FLOOR) if FLOOR in group else None)} | "
-                   f"{fmt_ratio(ratio(group, c, peer) if peer else None)} |")
+            name = c
+            if c in results.preloaded:
+                name += " †"
+            problem = misaligned(results, group_name, c)
+            if problem:
+                name += " ⚠ misaligned"
+                notes.append(f"- ⚠ {c}: {problem}.")
+            other_process = c in results.preloaded
+            row = (f"| {name} | {fmt_time(median(values))} | {fmt_time(min(values))}–{fmt_time(max(values))} | "
+                   f"{fmt_ratio(floor_ratio(results, group_name, c))} | "
+                   f"{fmt_ratio(ratio(group, c, peer) if peer and not other_process else None)} |")
+            if has_memory:
+                memory = memory_overhead(results, group_name, c)
+                row += f" {memory[0] * 100:+.1f} % | {memory[1]} |" if memory else " – | – |"
             if has_instr:
                 count = instructions.get((group_name, c))
                 row += f" {count:.1f} |" if count is not None else " – |"
             emit(row)
-        extra = {c: counters.get((group_name, c)) for c in group if counters.get((group_name, c))}
-        if extra:
+        if any(c in results.preloaded for c in group):
+            notes.append("- † measured in a separate process with the allocator in `LD_PRELOAD`; "
+                         + ("× floor is against that process's floor." if FLOOR in group else
+                            "no floor in this workload, so no ratio across the two processes."))
+        extra = {}
+        for c in group:
+            values = {k: v for k, v in counters.get((group_name, c), {}).items()
+                      if k not in VALIDATION_COUNTERS and not k.endswith("_all")}
+            if values:
+                extra[c] = values
+        if notes or extra:
             emit("")
+            lines.extend(notes)
             for c, values in extra.items():
                 emit(f"- {c}: " + ", ".join(f"{k} = {v:.4g}" for k, v in sorted(values.items())))
         emit("")
     with open(out, "w") as f:
         f.write("\n".join(lines))
+
+
+# DESIGN.md resources in the README headline, and the first workload shown for each.
+HEADLINE = [("chunk_provider", "chunk_pair/64KiB_align16", "strata"),
+            ("monotonic_arena", "per_request/2000x16-256B", "strata"),
+            ("slab", "slab_pair/64B", "strata_slab"),
+            ("extendable_slab", "slab_pair/64B", "strata_extendable_slab"),
+            ("arena", "mixed/8-512B_live10000", "strata")]
+
+
+def headline(results):
+    """The README's headline section (between the markers), from the same figures as the report."""
+    context = results.context
+    when = context.get("date", datetime.datetime.now().isoformat())[:10]
+    lines = [README_START,
+             "<!-- generated by bench/report.py (bench/run); edits between these markers are overwritten -->",
+             f"Headline numbers, measured {when} on {context.get('num_cpus', '?')} CPUs by `bench/run`: every",
+             "ratio is within one process run, \"floor\" being the bare structure behind the same virtual call.",
+             "[docs/benchmarks.md](docs/benchmarks.md) has every workload, peer and DESIGN.md target."
+             + (f" {results.load_note()[0].upper()}{results.load_note()[1:]}." if results.loads else ""), "",
+             "| resource | headline | DESIGN.md target | measured | verdict |", "|---|---|---|---|---|"]
+    rows = evaluate(results)
+    for resource, group_name, contender in HEADLINE:
+        group = results.groups.get(group_name, {})
+        values = list(group.get(contender, {}).values())
+        shown = f"{group_name}: {fmt_time(median(values))}" if values else "not measured"
+        first = True
+        for description, measured, verdict, comparator, measure in rows:
+            if not description.startswith(resource + ":"):
+                continue
+            lines.append(f"| {'`' + resource + '`' if first else ''} | {shown if first else ''} | "
+                         f"{description.split(': ', 1)[1]} | {measure} | {verdict} |")
+            first = False
+    lines.append(README_END)
+    return "\n".join(lines)
+
+
+def update_readme(path, results):
+    """Replaces the text between the headline markers; touches nothing else."""
+    with open(path) as f:
+        text = f.read()
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        print(f"report.py: no {README_START} ... {README_END} markers in {path}; left unchanged")
+        return
+    updated = text[:start] + headline(results) + text[end + len(README_END):]
+    if updated != text:
+        with open(path, "w") as f:
+            f.write(updated)
 
 
 def main():
@@ -235,9 +490,18 @@ def main():
     parser.add_argument("--plots", default="")
     parser.add_argument("--instructions", default="")
     parser.add_argument("--command", action="append", default=[])
+    parser.add_argument("--preloaded", action="append", default=[], metavar="NAME=RUN.json",
+                        help="a run in which NAME replaced malloc through LD_PRELOAD")
+    parser.add_argument("--readme", default="", help="README whose headline section to refresh")
     parser.add_argument("runs", nargs="+")
     args = parser.parse_args()
-    groups, counters, context = load(args.runs)
+    preloaded = []
+    for item in args.preloaded:
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise SystemExit(f"report.py: --preloaded {item} is not NAME=RUN.json")
+        preloaded.append((name, path))
+    results = load(args.runs, preloaded)
     instructions = {}
     if args.instructions and os.path.exists(args.instructions):
         with open(args.instructions) as f:
@@ -245,7 +509,9 @@ def main():
                 instructions[(entry["group"], entry["contender"])] = entry["per_op"]
     if args.plots:
         os.makedirs(args.plots, exist_ok=True)
-    write(args.out, groups, counters, context, instructions, args.plots, args.command or ["bench/run"])
+    write(args.out, results, instructions, args.plots, args.command or ["bench/run"])
+    if args.readme:
+        update_readme(args.readme, results)
 
 
 if __name__ == "__main__":

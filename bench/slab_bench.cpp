@@ -3,7 +3,11 @@
 // peers: a fixed 64 B allocate+touch+free pair; batches of 1,000 blocks freed
 // in LIFO, FIFO and random order; and the pair on 1 and 2 threads sharing one
 // extendable_slab. Memory overhead (bytes_reserved / (slots x 64)) is reported
-// as the counter `overhead` on the strata batch benchmarks.
+// as the counter `overhead` on the strata batch benchmarks; every contender's
+// footprint with a batch live goes to the memory column of the report.
+// foonathan-memory's memory_pool runs behind pmr (foonathan_pool) and called
+// directly (foonathan_pool_direct) when meson found it; mimalloc is called
+// directly too (mimalloc_direct: mi_malloc gives 16-byte alignment).
 //
 //   build-release/bench/slab_bench --benchmark_repetitions=5
 //       --benchmark_enable_random_interleaving=true --benchmark_format=json > out.json
@@ -26,6 +30,7 @@
 #include <strata/page_resource.hpp>
 #include <strata/slab.hpp>
 
+#include "support/foonathan.hpp"
 #include "support/peers.hpp"
 
 namespace {
@@ -35,6 +40,26 @@ using strata::bench::opaque;
 constexpr std::size_t block = 64;
 constexpr std::size_t alignment = 16;
 constexpr std::size_t batch = 1000;
+
+/// boost::pool's UserAllocator over operator new that counts the bytes the
+/// pool holds (a header keeps each block's size; one thread only).
+struct counting_user_allocator {
+  using size_type = std::size_t;
+  using difference_type = std::ptrdiff_t;
+  static inline std::size_t outstanding = 0;
+  static char* malloc(size_type bytes) {
+    auto* p = static_cast<char*>(::operator new(bytes + header, std::nothrow));
+    if (p == nullptr) return nullptr;
+    *reinterpret_cast<size_type*>(p) = bytes;
+    outstanding += bytes;
+    return p + header;
+  }
+  static void free(char* p) {
+    outstanding -= *reinterpret_cast<size_type*>(p - header);
+    ::operator delete(p - header);
+  }
+  static constexpr std::size_t header = alignof(std::max_align_t);
+};
 
 /// boost::pool (one block size, no thread safety) behind the pmr virtual call.
 class boost_pool_resource final : public std::pmr::memory_resource {
@@ -49,28 +74,39 @@ class boost_pool_resource final : public std::pmr::memory_resource {
   }
   void do_deallocate(void* p, std::size_t, std::size_t) override { pool_.free(p); }
   bool do_is_equal(const memory_resource& other) const noexcept override { return this == &other; }
-  boost::pool<> pool_;
+  boost::pool<counting_user_allocator> pool_;
 };
 
-// One allocate+touch+free pair per iteration.
-void pair_loop(benchmark::State& state, std::pmr::memory_resource* r) {
-  void* check = r->allocate(block, alignment);  // validation, outside the timed loop
-  const bool ok = strata::bench::aligned(state, check, alignment);
-  r->deallocate(check, block, alignment);
-  if (!ok) return;
+// One allocate+touch+free pair per iteration, after one checked block.
+template <class Allocate, class Deallocate>
+void pair_loop(benchmark::State& state, Allocate allocate, Deallocate deallocate) {
+  strata::bench::validation checks;
+  void* check = allocate();  // validation, outside the timed loop
+  checks.block(check, block, alignment);
+  deallocate(check);
   for (auto _ : state) {
-    void* p = r->allocate(block, alignment);
+    void* p = allocate();
     static_cast<char*>(p)[0] = 1;
     benchmark::DoNotOptimize(p);
-    r->deallocate(p, block, alignment);
+    deallocate(p);
   }
+  checks.finish(state);
   state.SetItemsProcessed(state.iterations());
+}
+
+void pair_pmr(benchmark::State& state, std::pmr::memory_resource* r) {
+  pair_loop(
+      state, [r] { return r->allocate(block, alignment); },
+      [r](void* p) { r->deallocate(p, block, alignment); });
 }
 
 enum class order { lifo, fifo, random };
 
 // Allocates and touches `batch` blocks, then frees them in the given order.
-void batch_loop(benchmark::State& state, std::pmr::memory_resource* r, order how) {
+// Afterwards, untimed: one more batch, every block checked, and the memory
+// footprint read with the whole batch live.
+void batch_loop(benchmark::State& state, std::pmr::memory_resource* r, order how,
+                const strata::bench::meter& memory) {
   std::vector<void*> blocks(batch);
   std::vector<std::size_t> free_order(batch);
   std::iota(free_order.begin(), free_order.end(), std::size_t{0});
@@ -84,11 +120,14 @@ void batch_loop(benchmark::State& state, std::pmr::memory_resource* r, order how
     benchmark::DoNotOptimize(blocks.data());
     for (std::size_t i : free_order) r->deallocate(blocks[i], block, alignment);
   }
-  for (void*& p : blocks) {  // alignment check of every block, outside the timed loop
+  strata::bench::validation checks;
+  for (void*& p : blocks) {
     p = r->allocate(block, alignment);
-    strata::bench::aligned(state, p, alignment);
+    checks.block(p, block, alignment);
   }
-  for (void* p : blocks) r->deallocate(p, block, alignment);
+  memory.sample(checks, batch * block, blocks);
+  for (std::size_t i : free_order) r->deallocate(blocks[i], block, alignment);
+  checks.finish(state);
   state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(batch));
 }
 
@@ -104,44 +143,56 @@ strata::extendable_slab& shared_slab() {
 
 constexpr strata::slab::options slab_options{.slot_size = block, .slot_alignment = alignment, .capacity = 4096};
 
-// Runs body(resource) for every contender of a workload.
+strata::bench::meter stats_meter(const strata::resource& r) {
+  return {"stats", [&r] { return r.stats().bytes_reserved; }};
+}
+
+// Runs body(state, resource, meter) for every contender of a workload.
 template <class Body>
 void register_contenders(const std::string& workload, Body body, bool report_overhead = false) {
-  strata::bench::add(workload + "/floor", [=](benchmark::State& s) {
-    strata::bench::bare_free_list floor{block};
-    body(s, opaque(&floor));
+  namespace sb = strata::bench;
+  sb::add(workload + "/floor", [=](benchmark::State& s) {
+    sb::bare_free_list floor{block};
+    body(s, opaque(&floor), sb::meter{"carved", [&floor] { return floor.carved(); }});
   });
-  strata::bench::add(workload + "/strata_slab", [=](benchmark::State& s) {
+  sb::add(workload + "/strata_slab", [=](benchmark::State& s) {
     strata::slab slab{slab_options, &chunks()};
-    body(s, opaque(&slab));
+    body(s, opaque(&slab), stats_meter(slab));
     if (report_overhead) {
       s.counters["overhead"] = static_cast<double>(slab.stats().bytes_reserved) /
                                static_cast<double>(slab.capacity() * block);
     }
   });
-  strata::bench::add(workload + "/strata_extendable_slab", [=](benchmark::State& s) {
+  sb::add(workload + "/strata_extendable_slab", [=](benchmark::State& s) {
     strata::extendable_slab slab{{.slot_size = block}, &chunks()};
-    body(s, opaque(&slab));
+    body(s, opaque(&slab), stats_meter(slab));
     if (report_overhead) {
       s.counters["overhead"] = static_cast<double>(slab.stats().bytes_reserved) /
                                static_cast<double>(slab.segment_count() * slab.get_options().slots_per_segment * block);
     }
   });
-  strata::bench::add(workload + "/boost_pool", [=](benchmark::State& s) {
+  sb::add(workload + "/boost_pool", [=](benchmark::State& s) {
     boost_pool_resource pool{block};
-    body(s, opaque(&pool));
+    body(s, opaque(&pool), sb::meter{"upstream", [] { return counting_user_allocator::outstanding; }});
   });
-  strata::bench::add(workload + "/std_unsync_pool", [=](benchmark::State& s) {
-    std::pmr::unsynchronized_pool_resource pool{std::pmr::new_delete_resource()};
-    body(s, opaque(&pool));
+  sb::add(workload + "/std_unsync_pool", [=](benchmark::State& s) {
+    sb::counting_upstream upstream;
+    std::pmr::unsynchronized_pool_resource pool{&upstream};
+    body(s, opaque(&pool), upstream.peak_meter());
   });
-  strata::bench::add(workload + "/std_sync_pool", [=](benchmark::State& s) {
-    std::pmr::synchronized_pool_resource pool{std::pmr::new_delete_resource()};
-    body(s, opaque(&pool));
+  sb::add(workload + "/std_sync_pool", [=](benchmark::State& s) {
+    sb::counting_upstream upstream;
+    std::pmr::synchronized_pool_resource pool{&upstream};
+    body(s, opaque(&pool), upstream.peak_meter());
   });
-  for (const strata::bench::peer& p : strata::bench::peers()) {
-    strata::bench::add(workload + "/" + p.name,
-                                 [=](benchmark::State& s) { body(s, p.resource); });
+#if STRATA_BENCH_FOONATHAN
+  sb::add(workload + "/foonathan_pool", [=](benchmark::State& s) {
+    sb::foonathan::pool_resource pool{block};
+    body(s, opaque(&pool), sb::foonathan::heap_meter());
+  });
+#endif
+  for (const sb::peer& p : sb::peers()) {
+    sb::add(workload + "/" + p.name, [=](benchmark::State& s) { body(s, p.resource, p.memory); });
   }
 }
 
@@ -149,21 +200,40 @@ void register_contenders(const std::string& workload, Body body, bool report_ove
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
-  register_contenders("slab_pair/64B", [](benchmark::State& s, std::pmr::memory_resource* r) { pair_loop(s, r); });
+  register_contenders("slab_pair/64B",
+                      [](benchmark::State& s, std::pmr::memory_resource* r, const auto&) { pair_pmr(s, r); });
+  if (strata::bench::mi_direct().malloc != nullptr) {  // DESIGN.md lists it among this workload's peers
+    strata::bench::add("slab_pair/64B/mimalloc_direct", [](benchmark::State& s) {
+      const auto& f = strata::bench::mi_direct();
+      pair_loop(
+          s, [&f] { return f.malloc(block); }, [&f](void* p) { f.free(p); });
+    });
+  }
+#if STRATA_BENCH_FOONATHAN
+  // foonathan's pool called directly (no pmr, no virtual call), as mimalloc_direct is elsewhere.
+  strata::bench::add("slab_pair/64B/foonathan_pool_direct", [](benchmark::State& s) {
+    strata::bench::foonathan::pool pool{block, strata::bench::foonathan::pool::min_block_size(block, 4096)};
+    pair_loop(
+        s, [&pool] { return pool.allocate_node(); }, [&pool](void* p) { pool.deallocate_node(p); });
+  });
+#endif
   const std::pair<const char*, order> orders[] = {
       {"lifo", order::lifo}, {"fifo", order::fifo}, {"random", order::random}};
   for (const auto& [name, how] : orders) {
     register_contenders(
         std::string("slab_batch/64B_") + name,
-        [how = how](benchmark::State& s, std::pmr::memory_resource* r) { batch_loop(s, r, how); }, true);
+        [how = how](benchmark::State& s, std::pmr::memory_resource* r, const strata::bench::meter& m) {
+          batch_loop(s, r, how, m);
+        },
+        true);
   }
   // Scaling: each thread runs its own pairs on one shared extendable_slab.
   for (int threads : {1, 2}) {
     strata::bench::add("slab_pair_threads/64B/strata_extendable_slab", [](benchmark::State& s) {
-      pair_loop(s, opaque(&shared_slab()));
+      pair_pmr(s, opaque(&shared_slab()));
     })->Threads(threads)->UseRealTime();
     strata::bench::add("slab_pair_threads/64B/new_delete", [](benchmark::State& s) {
-      pair_loop(s, std::pmr::new_delete_resource());
+      pair_pmr(s, std::pmr::new_delete_resource());
     })->Threads(threads)->UseRealTime();
   }
   benchmark::RunSpecifiedBenchmarks();

@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""Checks bench/report.py on small synthetic Google Benchmark runs: the
+hardening-cost table (present only when hardening/... benchmarks are), the
+LD_PRELOAD contender and its same-process floor, misaligned contenders kept
+and flagged, the memory column, and the README headline markers.
+
+usage: python3 bench/report_test.py   (no build needed; meson registers it as a test)
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+REPORT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "report.py")
+
+
+def bench(name, ns, repetition=0, label="", **counters):
+    entry = {"name": name, "run_name": name, "run_type": "iteration", "repetitions": 3,
+             "repetition_index": repetition, "threads": 1, "iterations": 1000, "real_time": ns, "cpu_time": ns,
+             "time_unit": "ns"}
+    if label:
+        entry["label"] = label
+    entry.update(counters)
+    return entry
+
+
+def run_file(directory, name, benchmarks):
+    path = os.path.join(directory, name)
+    with open(path, "w") as f:
+        json.dump({"context": {"date": "2026-12-01T06:00:00+00:00", "num_cpus": 2, "mhz_per_cpu": 2596,
+                               "host_name": "test", "load_avg": [3.5, 2.0, 1.0]}, "benchmarks": benchmarks}, f)
+    return path
+
+
+class ReportTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.dir = self.tmp.name
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def report(self, runs, *extra):
+        out = os.path.join(self.dir, "out.md")
+        subprocess.run([sys.executable, REPORT, "--out", out, *extra, *runs], check=True, capture_output=True)
+        with open(out) as f:
+            return f.read()
+
+    def main_run(self, with_hardening):
+        rows = []
+        for rep, scale in enumerate([1.0, 1.5, 1.2]):  # noise common to one repetition cancels in ratios
+            rows += [bench("slab_pair/64B/floor", 4 * scale, rep),
+                     bench("slab_pair/64B/strata_slab", 4.4 * scale, rep),
+                     bench("slab_pair/64B/new_delete", 14 * scale, rep),
+                     bench("slab_pair/64B/std_sync_pool", 30 * scale, rep,
+                           label="misaligned=23B/align16@8", checked=100, misaligned=7),
+                     bench("slab_batch/64B_lifo/strata_slab", 4000 * scale, rep, label="memory=stats",
+                           checked=1000, misaligned=0, mem_footprint=65536, mem_requested=64000, overhead=1.0)]
+            if with_hardening:
+                rows += [bench("hardening/slab/pair_64B/default", 5 * scale, rep),
+                         bench("hardening/slab/pair_64B/hardened", 6 * scale, rep),
+                         bench("hardening/arena/mixed_8-512B/default", 10 * scale, rep),
+                         bench("hardening/arena/mixed_8-512B/hardened", [13, 12, 14][rep] * scale, rep),
+                         bench("hardening/arena/pair/default/real_time/threads:2", 8 * scale, rep),
+                         bench("hardening/arena/pair/hardened/real_time/threads:2", 8 * scale, rep)]
+        return run_file(self.dir, "slab_bench.json", rows)
+
+    def test_hardening_table_when_present(self):
+        text = self.report([self.main_run(True)])
+        self.assertIn("## Hardening cost", text)
+        self.assertIn("| slab | pair_64B | 6.00 ns | 7.20 ns | 1.20 |", text)
+        # ratios per repetition 1.3, 1.2, 1.4: median 1.30, spread shown
+        self.assertIn("| arena | mixed_8-512B | 12.00 ns | 16.80 ns | 1.30 (1.20–1.40) |", text)
+        self.assertIn("| arena | pair/threads:2 | 9.60 ns | 9.60 ns | 1.00 |", text)
+        self.assertNotIn("### hardening", text)  # not mistaken for a workload
+
+    def test_load_is_reported(self):
+        self.assertIn("1-minute load average 3.5 when the runs started, on 2 CPUs: other work was running",
+                      self.report([self.main_run(False)]))
+
+    def test_no_hardening_table_when_absent(self):
+        self.assertNotIn("Hardening cost", self.report([self.main_run(False)]))
+
+    def test_misaligned_contender_is_measured_and_flagged(self):
+        text = self.report([self.main_run(False)])
+        self.assertIn("| std_sync_pool ⚠ misaligned | 36.00 ns |", text)
+        self.assertIn("7 of 100 checked blocks misaligned; first: 23 B aligned to 16 came back at an address ≡ 8 "
+                      "mod 16", text)
+
+    def test_memory_column(self):
+        text = self.report([self.main_run(False)])
+        self.assertIn("| memory overhead | method |", text)
+        self.assertIn("+2.4 % | stats |", text)
+
+    def test_preloaded_contender_uses_its_own_floor(self):
+        preloaded = run_file(self.dir, "slab_bench.jemalloc.json", [
+            bench("slab_pair/64B/floor", 8, 0), bench("slab_pair/64B/new_delete", 10, 0),
+            bench("slab_pair/64B/floor", 8, 1), bench("slab_pair/64B/new_delete", 12, 1)])
+        text = self.report([self.main_run(False)], "--preloaded", "jemalloc=" + preloaded)
+        row = next(l for l in text.splitlines() if l.startswith("| jemalloc (LD_PRELOAD, via new_delete) †"))
+        self.assertEqual(row.split("|")[4].strip(), "1.38")  # median of 10/8 and 12/8, not against the main floor
+        self.assertEqual(row.split("|")[5].strip(), "–")  # no cross-process best-peer ratio
+        # the best peer stays a same-process one: strata_slab is 4.4/14 of new_delete
+        self.assertIn("| slab: 64 B pair faster than every peer | 0.31× best peer (new_delete) | met |", text)
+
+    def test_readme_headline_between_markers_only(self):
+        readme = os.path.join(self.dir, "README.md")
+        with open(readme, "w") as f:
+            f.write("before\n<!-- bench:headline:start -->\nold\n<!-- bench:headline:end -->\nafter\n")
+        self.report([self.main_run(False)], "--readme", readme)
+        with open(readme) as f:
+            text = f.read()
+        self.assertTrue(text.startswith("before\n<!-- bench:headline:start -->\n"))
+        self.assertTrue(text.endswith("<!-- bench:headline:end -->\nafter\n"))
+        self.assertNotIn("old", text)
+        self.assertIn("| `slab` | slab_pair/64B: 5.28 ns | 64 B pair ≤ 1.15× floor | 1.10× floor | met |", text)
+        self.assertIn("| `chunk_provider` | not measured |", text)
+
+    def test_readme_without_markers_is_left_alone(self):
+        readme = os.path.join(self.dir, "README.md")
+        with open(readme, "w") as f:
+            f.write("no markers\n")
+        self.report([self.main_run(False)], "--readme", readme)
+        with open(readme) as f:
+            self.assertEqual(f.read(), "no markers\n")
+
+
+if __name__ == "__main__":
+    unittest.main()
