@@ -27,6 +27,8 @@
 
 #include "strata/arena.hpp"
 
+#include "thread_cache_registry.hpp"
+
 #include <algorithm>
 #include <memory>
 #include <new>
@@ -36,29 +38,6 @@ namespace strata {
 namespace {
 
 constexpr std::string_view resource_name = "arena";
-
-// Which arenas are alive, so a thread that exits can hand its caches to the
-// ones still there. Leaked on purpose: threads may exit after static
-// destruction has begun.
-struct arena_registry {
-  std::mutex mutex;
-  std::unordered_map<std::uint64_t, arena*> live;  // by id
-};
-
-arena_registry& registry() {
-  static arena_registry* const instance = new arena_registry;
-  return *instance;
-}
-
-std::atomic<std::uint64_t> next_arena_id{1};
-
-// The caches this thread has attached, handed back at thread exit. Touched
-// only on slow paths; the fast path reads detail::current_arena_cache.
-struct thread_attachments {
-  std::vector<std::pair<std::uint64_t, detail::arena_thread_cache*>> caches;
-  ~thread_attachments();
-};
-thread_local thread_attachments attachments;
 
 // Free blocks are poisoned whole; the cold paths that walk or relink lists
 // open one link word at a time.
@@ -96,23 +75,17 @@ struct arena_access {
   static void detach(arena& a, detail::arena_thread_cache* cache) noexcept { a.detach(cache); }
 };
 
-thread_attachments::~thread_attachments() {
-  arena_registry& r = registry();
-  std::lock_guard lock(r.mutex);
-  for (const auto& [id, cache] : caches) {
-    const auto it = r.live.find(id);
-    if (it != r.live.end()) arena_access::detach(*it->second, cache);
-    // else the arena is gone and freed the cache itself
-  }
-  caches.clear();
-  detail::current_arena_cache = detail::arena_cache_slot{0, nullptr};
-  detail::thread_caches_closed = true;
-}
+// One registry of live arenas and their threads' caches (the lifetime scheme
+// of detail/thread_cache.hpp).
+namespace {
+using arena_registry = detail::thread_cache_registry<arena, detail::arena_thread_cache, arena_access>;
+arena_registry& registry() { return arena_registry::instance(); }
+}  // namespace
 
 // ------------------------------------------------------------ construction
 
 arena::arena(options opts, std::pmr::memory_resource* upstream)
-    : resource(resource_name, upstream), options_(opts), id_(next_arena_id.fetch_add(1)) {
+    : resource(resource_name, upstream), options_(opts), id_(arena_registry::new_id()) {
   detail::check_upstream(resource_name, upstream);
   if (options_.capacity < detail::arena_page || options_.capacity > SIZE_MAX / 2) {
     detail::throw_bad_option(resource_name, "capacity", "must be from 4096 to SIZE_MAX / 2");
@@ -139,59 +112,28 @@ arena::arena(options opts, std::pmr::memory_resource* upstream)
   void* region = detail::allocate_from_upstream(upstream, resource_name, capacity_, detail::arena_page);
   base_ = reinterpret_cast<std::uintptr_t>(region);
   detail::poison_memory(region, capacity_);  // nothing is handed out yet
-  arena_registry& r = registry();
-  std::lock_guard lock(r.mutex);
-  r.live.emplace(id_, this);
+  registry().enroll(id_, *this);
 }
 
 arena::~arena() {
-  {
-    arena_registry& r = registry();
-    std::lock_guard lock(r.mutex);
-    r.live.erase(id_);
-    // Threads still running keep a stale (id, cache) pair that no live
-    // arena's id matches, so they never touch the freed cache or the region.
-    for (detail::arena_thread_cache* cache : caches_) delete cache;
-    caches_.clear();
-  }
+  // First: no exiting thread reaches this arena (or its region) after this.
+  registry().withdraw(id_, caches_);
   void* region = reinterpret_cast<void*>(base_);
   detail::unpoison_memory(region, capacity_);
   upstream_resource()->deallocate(region, capacity_, detail::arena_page);
 }
 
 detail::arena_thread_cache& arena::attach() {
-  detail::arena_cache_slot& slot = detail::current_arena_cache;
-  if (slot.arena_id == id_) return *slot.cache;
-  if (detail::thread_caches_closed) {
-    // This thread's attachment list is gone (thread exit, static destruction):
-    // give it a cache only the arena owns. Its blocks stay in it until the
-    // arena dies (they are region memory, so nothing is lost).
-    arena_registry& r = registry();
-    std::lock_guard lock(r.mutex);
-    auto owned = std::make_unique<detail::arena_thread_cache>();
-    owned->arena_id = id_;
-    caches_.push_back(owned.get());
-    if (!options_.checked) slot = detail::arena_cache_slot{id_, owned.get()};
-    return *owned.release();
-  }
-  // This thread's own list needs no lock: an entry with this live arena's id
-  // points at a cache only this arena (alive: we are in it) or this thread frees.
-  for (const auto& [id, cache] : attachments.caches) {
-    if (id == id_) {
-      if (!options_.checked) slot = detail::arena_cache_slot{id_, cache};
-      return *cache;
-    }
-  }
-  arena_registry& r = registry();
-  std::lock_guard lock(r.mutex);
-  std::erase_if(attachments.caches, [&](const auto& entry) { return !r.live.contains(entry.first); });
-  auto owned = std::make_unique<detail::arena_thread_cache>();
-  owned->arena_id = id_;
-  attachments.caches.reserve(attachments.caches.size() + 1);
-  caches_.push_back(owned.get());
-  attachments.caches.emplace_back(id_, owned.get());  // cannot throw: reserved
   // Checked mode never arms the fast path: every call must see the side metadata.
-  if (!options_.checked) slot = detail::arena_cache_slot{id_, owned.get()};
+  const bool arm = !options_.checked;
+  if (detail::arena_thread_cache* cache = registry().attach(id_, caches_, arm)) return *cache;
+  // This thread's attachment list is gone (thread exit, static destruction):
+  // give it a cache only the arena owns. Its blocks stay in it until the
+  // arena dies (they are region memory, so nothing is lost).
+  std::lock_guard lock(registry().mutex());
+  auto owned = std::make_unique<detail::arena_thread_cache>();
+  caches_.push_back(owned.get());
+  if (arm) detail::current_thread_cache<detail::arena_thread_cache> = detail::arena_cache_slot{id_, owned.get()};
   return *owned.release();
 }
 
@@ -565,7 +507,7 @@ void arena::count_allocation(std::size_t bytes) {
     return;
   } catch (...) {
   }
-  std::lock_guard lock(registry().mutex);
+  std::lock_guard lock(registry().mutex());
   ++retired_allocations_;
   retired_bytes_in_use_ += bytes;
 }
@@ -576,7 +518,7 @@ void arena::count_deallocation(std::size_t bytes) noexcept {
     return;
   } catch (...) {
   }
-  std::lock_guard lock(registry().mutex);
+  std::lock_guard lock(registry().mutex());
   ++retired_deallocations_;
   retired_bytes_in_use_ -= bytes;
 }
@@ -593,7 +535,7 @@ resource_stats arena::do_stats() const noexcept {
   std::uint64_t in_use = 0;  // modulo 2^64: threads' figures may each be "negative"
   std::size_t peak = peak_.load(std::memory_order_relaxed);
   {
-    std::lock_guard lock(registry().mutex);
+    std::lock_guard lock(registry().mutex());
     for (const detail::arena_thread_cache* cache : caches_) {
       const detail::thread_counters& c = cache->counters;
       s.allocations += c.allocations.load(std::memory_order_relaxed);
@@ -620,7 +562,7 @@ resource_stats arena::do_stats() const noexcept {
 void arena::do_reset_peak() noexcept {
   // Best effort: a thread cache's peak has one writer, its thread, which may
   // overwrite this store with its own newer figure.
-  std::lock_guard lock(registry().mutex);
+  std::lock_guard lock(registry().mutex());
   for (detail::arena_thread_cache* cache : caches_) {
     detail::thread_counters& c = cache->counters;
     const auto in_use = static_cast<std::int64_t>(c.bytes_in_use.load(std::memory_order_relaxed));
@@ -634,7 +576,7 @@ arena::details_type arena::details() const {
   d.capacity = capacity_;
   d.classes.resize(detail::arena_class_count);
   {
-    std::lock_guard lock(registry().mutex);
+    std::lock_guard lock(registry().mutex());
     d.remote_frees = retired_remote_frees_;
     for (const detail::arena_thread_cache* cache : caches_) {
       d.remote_frees += remote_lower_bound(cache->counters);

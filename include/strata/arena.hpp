@@ -113,18 +113,11 @@ struct arena_bin {
 /// A thread's cache for one arena, owned by the arena and used lock-free by
 /// one thread. Counters are summed by stats() under the registry mutex.
 struct alignas(64) arena_thread_cache {  // its own cache lines: no false sharing between threads
-  std::uint64_t arena_id;
   thread_counters counters;
   std::array<arena_bin, arena_class_count> bins{};
 };
 
-/// The calling thread's most recently used arena cache. constinit and
-/// trivially destructible, so the fast path reads it without a TLS wrapper call.
-struct arena_cache_slot {
-  std::uint64_t arena_id;  // 0: none
-  arena_thread_cache* cache;
-};
-inline constinit thread_local arena_cache_slot current_arena_cache{0, nullptr};
+using arena_cache_slot = thread_cache_slot<arena_thread_cache>;  // the fast path's MRU slot
 
 }  // namespace detail
 
@@ -331,8 +324,8 @@ class arena final : public resource {
 
 // Pops a block from this thread's bin: no lock, no atomic read-modify-write.
 inline void* arena::do_allocate(std::size_t bytes, std::size_t alignment) {
-  const detail::arena_cache_slot slot = detail::current_arena_cache;  // one TLS read
-  if (slot.arena_id == id_) [[likely]] {
+  const detail::arena_cache_slot slot = detail::current_thread_cache<detail::arena_thread_cache>;  // one TLS read
+  if (slot.owner_id == id_) [[likely]] {
     unsigned cls = detail::arena_large;
     // The common request (up to 1 KiB, alignment 1..16) is one table load.
     if (bytes <= 1024 && alignment - 1 < 16 && (alignment & (alignment - 1)) == 0) [[likely]] {
@@ -358,8 +351,8 @@ inline void* arena::do_allocate(std::size_t bytes, std::size_t alignment) {
 // Pushes a block onto this thread's bin while it has room, whichever thread
 // allocated it: the bin hands batches back to the central pool when full.
 inline void arena::do_deallocate(void* p, std::size_t bytes, std::size_t alignment) {
-  const detail::arena_cache_slot slot = detail::current_arena_cache;  // one TLS read
-  if (slot.arena_id == id_ && detail::is_power_of_two(alignment) && owns(p)) [[likely]] {
+  const detail::arena_cache_slot slot = detail::current_thread_cache<detail::arena_thread_cache>;  // one TLS read
+  if (slot.owner_id == id_ && detail::is_power_of_two(alignment) && owns(p)) [[likely]] {
     const unsigned cls = detail::arena_class_for(bytes, alignment);
     if (cls != detail::arena_large) [[likely]] {
       detail::arena_bin& bin = slot.cache->bins[cls];

@@ -40,7 +40,8 @@ struct alignas(64) chunk_bin {
 
 /// A thread's cache for one chunk_provider, owned by the provider and used
 /// lock-free by one thread. Counters are summed by stats() (under the
-/// provider registry's mutex, which also keeps the cache alive).
+/// provider registry's mutex, which also keeps the cache alive). The calling
+/// thread's most recently used one is current_thread_cache<chunk_thread_cache>.
 struct chunk_thread_cache {
   std::array<chunk_bin, chunk_class_count> bins{};
   std::array<single_writer_counter, chunk_class_count> handed{};    // chunks handed out, per class
@@ -48,16 +49,8 @@ struct chunk_thread_cache {
   single_writer_counter bytes_allocated{0};    // caller's sizes, normal chunks
   single_writer_counter bytes_deallocated{0};
   single_writer_counter peak_bytes_in_use{0};  // of this thread's own view
-  std::uint64_t provider_id = 0;
 };
-
-/// The calling thread's most recently used chunk cache. constinit and
-/// trivially destructible, so the fast path reads it without a TLS wrapper call.
-struct chunk_cache_slot {
-  std::uint64_t provider_id;  // 0: none
-  chunk_thread_cache* cache;
-};
-inline constinit thread_local chunk_cache_slot current_chunk_cache{0, nullptr};
+using chunk_cache_slot = thread_cache_slot<chunk_thread_cache>;
 
 }  // namespace detail
 
@@ -209,8 +202,8 @@ class chunk_provider final : public resource {
     }
   }
   [[nodiscard]] detail::chunk_thread_cache* my_cache() const noexcept {
-    const detail::chunk_cache_slot slot = detail::current_chunk_cache;  // one TLS read
-    return slot.provider_id == id_ ? slot.cache : nullptr;
+    const detail::chunk_cache_slot slot = detail::current_thread_cache<detail::chunk_thread_cache>;  // one TLS read
+    return slot.owner_id == id_ ? slot.cache : nullptr;
   }
 
   // Everything below leaves the provider consistent and is cold.
@@ -315,8 +308,8 @@ class chunk_provider final : public resource {
 
 // Serves a chunk from this thread's cache: no lock, no atomic read-modify-write.
 inline void* chunk_provider::do_allocate(std::size_t bytes, std::size_t alignment) {
-  const detail::chunk_cache_slot slot = detail::current_chunk_cache;  // one TLS read
-  if (slot.provider_id == id_ && detail::is_power_of_two(alignment)) [[likely]] {
+  const detail::chunk_cache_slot slot = detail::current_thread_cache<detail::chunk_thread_cache>;  // one TLS read
+  if (slot.owner_id == id_ && detail::is_power_of_two(alignment)) [[likely]] {
     const unsigned cls = class_of(bytes, alignment);
     // Oversized classes, and classes above the floor (which must go slow to raise it), fail here.
     if (cls <= fast_ceiling_.load(std::memory_order_relaxed)) [[likely]] {
@@ -336,8 +329,8 @@ inline void* chunk_provider::do_allocate(std::size_t bytes, std::size_t alignmen
 
 // Keeps a chunk in this thread's cache when its bin has room.
 inline void chunk_provider::do_deallocate(void* p, std::size_t bytes, std::size_t alignment) {
-  const detail::chunk_cache_slot slot = detail::current_chunk_cache;  // one TLS read
-  if (slot.provider_id == id_ && detail::is_power_of_two(alignment)) [[likely]] {
+  const detail::chunk_cache_slot slot = detail::current_thread_cache<detail::chunk_thread_cache>;  // one TLS read
+  if (slot.owner_id == id_ && detail::is_power_of_two(alignment)) [[likely]] {
     const unsigned cls = class_of(bytes, alignment);
     detail::chunk_bin& bin = slot.cache->bins[cls];
     const std::uint32_t count = bin.count.load(std::memory_order_relaxed);
