@@ -22,8 +22,8 @@
 //   thread bin    -- one thread's arena_thread_cache; only that thread pushes and pops
 //   central pool  -- pools_[class], under its mutex: a stack of full batches, a loose list
 //
-// Lock order: registry mutex -> pool mutex. region_mutex_ and checked_mutex_
-// are taken alone. The upstream is called only by the constructor and destructor.
+// Lock order: registry mutex -> pool mutex -> hardened_mutex_ (link
+// validation). region_mutex_ is taken alone. The upstream is called only by the constructor and destructor.
 
 #include "strata/arena.hpp"
 
@@ -124,8 +124,8 @@ arena::~arena() {
 }
 
 detail::arena_thread_cache& arena::attach() {
-  // Checked mode never arms the fast path: every call must see the side metadata.
-  const bool arm = !options_.checked;
+  // Hardened mode never arms the fast path: every call must see the side metadata.
+  const bool arm = !options_.hardened;
   if (detail::arena_thread_cache* cache = registry().attach(id_, caches_, arm)) return *cache;
   // This thread's attachment list is gone (thread exit, static destruction):
   // give it a cache only the arena owns. Its blocks stay in it until the
@@ -169,7 +169,7 @@ void* arena::allocate_slow(std::size_t bytes, std::size_t alignment) {
   try {
     if (cls == detail::arena_large) {
       p = large_allocate(bytes, alignment);
-    } else if (options_.checked) {
+    } else if (options_.hardened) {
       p = take_blocks(cls, 1, bytes, alignment).head;
       detail::unpoison_memory(p, detail::arena_class_size(cls));
     } else {
@@ -185,9 +185,9 @@ void* arena::allocate_slow(std::size_t bytes, std::size_t alignment) {
       bin.head = *static_cast<void**>(p);
       bin.count.store(bin.count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
     }
-    if (options_.checked) {
+    if (options_.hardened) {
       try {
-        checked_record(p, bytes, alignment);
+        record_block(p, bytes, alignment);
       } catch (...) {
         // Lose nothing: the block goes back where it came from.
         if (cls == detail::arena_large) {
@@ -220,11 +220,27 @@ arena::block_list arena::take_blocks(unsigned cls, std::size_t want, std::size_t
       pool.batches = load_link(head, 1);
       --pool.batch_count;
       if (want >= batch) return block_list{head, nullptr, batch};
-      // Checked mode takes fewer: the rest of the batch becomes the (empty) loose list.
+      // Hardened mode takes fewer: the rest of the batch becomes the (empty) loose list.
       void* last = walk(head, want);
       pool.loose = load_link(last, 0);
       pool.loose_count = batch - want;
       store_link(last, 0, nullptr);
+      if (options_.hardened) {
+        // Hardened takes one block (want == 1, so last == head, validated
+        // when it became a head): check both links read from it before any
+        // is followed. A bad one cuts its list; those blocks stay unused
+        // until the arena dies (region memory: nothing leaks upstream).
+        if (!link_valid(pool.batches, cls, pool.batch_count == 0)) {
+          reject_link(pool.batches, cls);
+          pool.batches = nullptr;
+          pool.batch_count = 0;
+        }
+        if (!link_valid(pool.loose, cls, pool.loose_count == 0)) {
+          reject_link(pool.loose, cls);
+          pool.loose = nullptr;
+          pool.loose_count = 0;
+        }
+      }
       return block_list{head, nullptr, want};
     }
     if (pool.loose_count != 0) {
@@ -234,6 +250,11 @@ arena::block_list arena::take_blocks(unsigned cls, std::size_t want, std::size_t
       pool.loose = load_link(last, 0);
       pool.loose_count -= n;
       store_link(last, 0, nullptr);
+      if (options_.hardened && !link_valid(pool.loose, cls, pool.loose_count == 0)) {
+        reject_link(pool.loose, cls);  // as above: the rest of the list is cut off
+        pool.loose = nullptr;
+        pool.loose_count = 0;
+      }
       return block_list{head, nullptr, n};
     }
   }
@@ -424,7 +445,7 @@ void arena::deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) n
     reject(misuse_kind::unknown_pointer, p, bytes, alignment);
     return;
   }
-  if (options_.checked && !checked_release(p, bytes, alignment)) return;  // rejected there
+  if (options_.hardened && !release_block(p, bytes, alignment)) return;  // rejected there
   const unsigned cls = detail::arena_class_for(bytes, alignment);
   if (cls == detail::arena_large) {
     // Every large block is tracked, so a stranger or a second free is provable.
@@ -437,7 +458,7 @@ void arena::deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) n
     return;
   }
   detail::arena_thread_cache* cache = nullptr;
-  if (!options_.checked) {
+  if (!options_.hardened) {
     try {
       cache = &attach();
     } catch (...) {
@@ -470,19 +491,19 @@ void arena::deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) n
   cache->counters.on_deallocate(bytes);
 }
 
-// ---------------------------------------------------------- checked mode
+// ---------------------------------------------------------- hardened mode
 
-void arena::checked_record(void* p, std::size_t bytes, std::size_t alignment) {
-  std::lock_guard lock(checked_mutex_);
-  checked_[p] = checked_entry{bytes, alignment, true};
+void arena::record_block(void* p, std::size_t bytes, std::size_t alignment) {
+  std::lock_guard lock(hardened_mutex_);
+  handed_out_[p] = block_record{bytes, alignment, true};
 }
 
-bool arena::checked_release(void* p, std::size_t bytes, std::size_t alignment) noexcept {
+bool arena::release_block(void* p, std::size_t bytes, std::size_t alignment) noexcept {
   misuse_kind wrong{};
   {
-    std::lock_guard lock(checked_mutex_);
-    const auto it = checked_.find(p);
-    if (it == checked_.end()) {
+    std::lock_guard lock(hardened_mutex_);
+    const auto it = handed_out_.find(p);
+    if (it == handed_out_.end()) {
       wrong = misuse_kind::unknown_pointer;
     } else if (!it->second.live) {
       wrong = misuse_kind::double_free;
@@ -521,6 +542,21 @@ void arena::count_deallocation(std::size_t bytes) noexcept {
   std::lock_guard lock(registry().mutex());
   ++retired_deallocations_;
   retired_bytes_in_use_ -= bytes;
+}
+
+bool arena::link_valid(const void* next, unsigned cls, bool should_end) const noexcept {
+  if (next == nullptr || should_end) return next == nullptr && should_end;
+  if (!owns(next) || !detail::is_aligned(next, detail::arena_class_alignment(cls))) return false;
+  std::lock_guard lock(hardened_mutex_);
+  const auto it = handed_out_.find(next);
+  // Never handed out: a block of a fresh run, believed on its alignment.
+  return it == handed_out_.end() ||
+         (!it->second.live && detail::arena_class_for(it->second.bytes, it->second.alignment) == cls);
+}
+
+void arena::reject_link(const void* next, unsigned cls) noexcept {
+  reject(misuse_kind::unknown_pointer, const_cast<void*>(next), detail::arena_class_size(cls),
+         detail::arena_class_alignment(cls));
 }
 
 void arena::reject(misuse_kind kind, void* p, std::size_t bytes, std::size_t alignment) noexcept {

@@ -19,6 +19,7 @@
 #include <unordered_map>
 
 #include "strata/detail/assert.hpp"
+#include "strata/detail/free_list.hpp"
 #include "strata/detail/thread_cache.hpp"
 #include "thread_cache_registry.hpp"
 
@@ -77,6 +78,7 @@ chunk_provider::chunk_provider(options opts, std::pmr::memory_resource* upstream
   if (!(options_.budget_warning_fraction > 0.0 && options_.budget_warning_fraction <= 1.0)) {
     bad("budget_warning_fraction", "must be in (0, 1]");
   }
+  if (options_.hardened) codec_ = detail::link_codec{detail::make_link_secret(this)};
   min_class_ = static_cast<unsigned>(std::countr_zero(options_.min_chunk_size));
   max_class_ = static_cast<unsigned>(std::countr_zero(options_.max_chunk_size));
   set_floor(min_class_);
@@ -96,8 +98,10 @@ chunk_provider::~chunk_provider() {
 void chunk_provider::set_floor(unsigned cls) noexcept {
   floor_.store(cls, std::memory_order_relaxed);
   fast_ceiling_.store(options_.ratchet_floor ? cls : max_class_, std::memory_order_relaxed);
-  // Thread caches are off when the cached bytes are bounded, so the bound is exact.
-  const bool thread_caches = options_.max_cached_bytes == unlimited;
+  // Thread caches are off when the cached bytes are bounded, so the bound is
+  // exact, and when hardened, so every free chunk is in a shared pool where a
+  // second free of it is seen (a zero capacity sends every deallocate slow).
+  const bool thread_caches = options_.max_cached_bytes == unlimited && !options_.hardened;
   for (unsigned c = 0; c < detail::chunk_class_count; ++c) {
     const bool cached = thread_caches && c >= cls && c >= min_class_ && c <= max_class_;
     bin_capacity_[c].store(
@@ -296,7 +300,7 @@ bool chunk_provider::push_shared(void* chunk, unsigned cls, bool ignore_limit) n
   std::lock_guard lock(pool.mutex);
   set_pooled(chunk, true);
   detail::unpoison_memory(chunk, size);
-  *static_cast<void**>(chunk) = pool.head;
+  store_pool_link(chunk, pool.head);
   detail::poison_memory(static_cast<std::byte*>(chunk) + sizeof(void*), size - sizeof(void*));
   pool.head = chunk;
   ++pool.count;
@@ -315,11 +319,40 @@ void* chunk_provider::pop_shared(unsigned cls) noexcept {
   std::lock_guard lock(pool.mutex);
   void* chunk = pool.head;
   if (chunk == nullptr) return nullptr;
-  pool.head = *static_cast<void**>(chunk);
+  void* next = load_pool_link(chunk);
   --pool.count;
   set_pooled(chunk, false);
   shared_cached_bytes_.fetch_sub(class_size(cls), std::memory_order_relaxed);
+  if (options_.hardened && !pool_link_valid(next, cls, pool.count == 0)) {
+    // Cut the pool after chunk (validated when it became the head). The
+    // chunks behind the bad link stay held (in blocks_, marked pooled) and go
+    // back upstream at release() or destruction, never handed out wild.
+    reject(misuse_kind::unknown_pointer, next, class_size(cls), class_size(cls));
+    shared_cached_bytes_.fetch_sub(pool.count * class_size(cls), std::memory_order_relaxed);
+    pool.count = 0;
+    next = nullptr;
+  }
+  pool.head = next;
   return chunk;
+}
+
+void chunk_provider::store_pool_link(void* chunk, void* next) const noexcept {
+  *static_cast<std::uintptr_t*>(chunk) =
+      options_.hardened ? codec_.encode(chunk, next) : reinterpret_cast<std::uintptr_t>(next);
+}
+
+void* chunk_provider::load_pool_link(const void* chunk) const noexcept {
+  const std::uintptr_t word = *static_cast<const std::uintptr_t*>(chunk);
+  return options_.hardened ? codec_.decode(chunk, word) : reinterpret_cast<void*>(word);
+}
+
+bool chunk_provider::pool_link_valid(const void* next, unsigned cls, bool should_end) noexcept {
+  if (next == nullptr || should_end) return next == nullptr && should_end;
+  if (!detail::is_aligned(next, class_size(cls))) return false;
+  std::lock_guard lock(blocks_mutex_);
+  const auto at = block_position(next);
+  return at != blocks_.end() && at->first == next && at->second.pooled && !at->second.oversized &&
+         at->second.size == class_size(cls);
 }
 
 std::size_t chunk_provider::flush_thread_cache(detail::chunk_thread_cache& cache, unsigned below_class,
@@ -605,7 +638,7 @@ bool chunk_provider::invariants_hold() const noexcept {
   for (unsigned cls = min_class_; cls <= max_class_; ++cls) {
     std::lock_guard lock(pools_[cls].mutex);
     std::size_t length = 0;
-    for (void* chunk = pools_[cls].head; chunk != nullptr; chunk = *static_cast<void**>(chunk)) {
+    for (void* chunk = pools_[cls].head; chunk != nullptr; chunk = load_pool_link(chunk)) {
       if (!detail::is_aligned(chunk, class_size(cls))) return false;
       ++length;
     }

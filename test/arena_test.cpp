@@ -18,7 +18,7 @@
 //    as remote and handed back in batches; concurrent use never hands out a
 //    block twice.
 // 7. Misuse: foreign pointers and bad large frees are counted in every mode;
-//    checked mode also catches double free and size/alignment mismatch; none
+//    hardened mode also catches double free and size/alignment mismatch; none
 //    corrupts state.
 // 8. stats() is exact single-threaded; details() adds up.
 // 9. Invalid options and alignments give clear errors.
@@ -348,9 +348,9 @@ BOOST_AUTO_TEST_CASE(foreign_pointers_and_bad_large_frees_are_counted_not_obeyed
   BOOST_TEST(heap.stats().bytes_in_use == 0u);
 }
 
-BOOST_AUTO_TEST_CASE(checked_mode_detects_double_free_and_mismatches) {
+BOOST_AUTO_TEST_CASE(hardened_mode_detects_double_free_and_mismatches) {
   strata::test::misuse_recorder recorder;
-  strata::arena heap{{.capacity = 2 * mib, .checked = true}, strata::system_pages()};
+  strata::arena heap{{.capacity = 2 * mib, .hardened = true}, strata::system_pages()};
   void* p = heap.allocate(40, 8);
   void* q = heap.allocate(40, 8);
   heap.deallocate(p, 48, 8);   // same class, wrong size

@@ -158,9 +158,13 @@ class arena final : public resource {
     /// Bytes a thread cache keeps per class before handing a batch back; at
     /// least refill_bytes. A class keeps at least two batches.
     std::size_t cache_bytes_per_class = std::size_t{64} << 10;
-    /// Detects double free and size/alignment mismatch with side metadata,
-    /// at the cost of thread caches (every call takes a class lock).
-    bool checked = false;
+    /// Records every block handed out in side metadata, so that double free,
+    /// foreign pointer and size/alignment mismatch are detected (counted in
+    /// misuse_detected, never obeyed), and validates every free-list link
+    /// before following it. Thread caches are off: every call takes a class
+    /// lock and the metadata lock. (Named `checked` before.)
+    /// Defaults to strata::hardened_by_default (-Dhardening=true); see docs/hardening.md.
+    bool hardened = hardened_by_default;
   };
 
   /// Per-class figures in details().
@@ -232,10 +236,10 @@ class arena final : public resource {
 
   // Everything below is cold and leaves the arena consistent.
   // Serves what the fast path could not: attaches a cache, refills a bin from
-  // the central pool or the region, takes the large or checked path.
+  // the central pool or the region, takes the large or hardened path.
   STRATA_SLOW_PATH void* allocate_slow(std::size_t bytes, std::size_t alignment);
   // Frees what the fast path could not: a full bin (hands a batch to the
-  // central pool), large blocks, checked mode, other threads' first free, misuse.
+  // central pool), large blocks, hardened mode, other threads' first free, misuse.
   STRATA_SLOW_PATH void deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) noexcept;
   // Returns this thread's cache, creating and registering it if needed.
   detail::arena_thread_cache& attach();
@@ -258,10 +262,17 @@ class arena final : public resource {
   void* large_allocate(std::size_t bytes, std::size_t alignment);
   // Returns false (nothing changed) if p is not a live large block of bytes.
   bool large_deallocate(void* p, std::size_t bytes) noexcept;
-  // Records a handed-out block for checked mode. Throws std::bad_alloc.
-  void checked_record(void* p, std::size_t bytes, std::size_t alignment);
-  // Validates and forgets a block in checked mode; the misuse found, if any.
-  bool checked_release(void* p, std::size_t bytes, std::size_t alignment) noexcept;
+  // Records a handed-out block for hardened mode. Throws std::bad_alloc.
+  void record_block(void* p, std::size_t bytes, std::size_t alignment);
+  // Validates and forgets a block in hardened mode; the misuse found, if any.
+  bool release_block(void* p, std::size_t bytes, std::size_t alignment) noexcept;
+  // Hardened mode: whether a free-list link read from a free block of cls may
+  // be followed, given whether the list should end there. A link is believed
+  // only if it names a block of the region aligned for cls that is not handed
+  // out (and, if it ever was, was of cls). Takes hardened_mutex_.
+  bool link_valid(const void* next, unsigned cls, bool should_end) const noexcept;
+  // Counts and reports a link that failed link_valid.
+  void reject_link(const void* next, unsigned cls) noexcept;
   // Moves one thread cache's blocks to the central pools and its counters
   // into the retired totals. Requires the registry mutex.
   void detach(detail::arena_thread_cache* cache) noexcept;
@@ -275,7 +286,7 @@ class arena final : public resource {
   // One class's free blocks beyond the thread caches, all guarded by mutex.
   // Full batches (exactly batch_ blocks, handed back by a full bin) are
   // stacked through their head block's second word, so a refill takes one in
-  // O(1); partial lists (thread exit, checked mode) go to the loose list.
+  // O(1); partial lists (thread exit, hardened mode) go to the loose list.
   struct alignas(64) central_pool {  // apart from each other and from the read-only fields above
     mutable std::mutex mutex;
     void* batches = nullptr;    // top batch head; batches linked through word 1
@@ -283,7 +294,7 @@ class arena final : public resource {
     void* loose = nullptr;      // blocks linked through word 0
     std::size_t loose_count = 0;
   };
-  struct checked_entry {
+  struct block_record {
     std::size_t bytes;
     std::size_t alignment;
     bool live;
@@ -305,8 +316,8 @@ class arena final : public resource {
   std::size_t large_free_bytes_ = 0;
   std::size_t large_live_bytes_ = 0;
 
-  mutable std::mutex checked_mutex_;       // guards checked_ (checked mode only)
-  std::unordered_map<const void*, checked_entry> checked_;
+  mutable std::mutex hardened_mutex_;       // guards handed_out_ (hardened mode only)
+  std::unordered_map<const void*, block_record> handed_out_;
 
   // Guarded by the process-wide registry mutex (see the .cpp).
   std::vector<detail::arena_thread_cache*> caches_;  // attached thread caches, owned

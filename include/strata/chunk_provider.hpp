@@ -15,6 +15,7 @@
 
 #include "detail/align.hpp"
 #include "detail/assert.hpp"
+#include "detail/free_list.hpp"
 #include "detail/sanitizer.hpp"
 #include "detail/thread_cache.hpp"
 #include "resource.hpp"
@@ -110,6 +111,14 @@ class chunk_provider final : public resource {
     /// crossed succeeded, outside any lock. Exceptions it throws are ignored.
     /// Under concurrent crossings it is best effort (may be missed or repeated).
     std::function<void(const budget_event&)> on_budget_warning{};
+    /// Thread bins off, so every deallocate is checked against the chunks
+    /// held (foreign pointer, size/alignment mismatch) and the shared pools
+    /// (every free chunk is in one, so every double free is caught); shared
+    /// pool links are encoded and validated before they are followed. Each
+    /// detection is counted in misuse_detected and changes nothing.
+    /// Allocations then take a pool mutex. The default fast path is untouched.
+    /// Defaults to strata::hardened_by_default (-Dhardening=true); see docs/hardening.md.
+    bool hardened = hardened_by_default;
   };
 
   /// Per-class figures in details().
@@ -229,6 +238,13 @@ class chunk_provider final : public resource {
   // Calls on_budget_warning if usage is at or above the threshold and the
   // warning is armed. Exceptions from the callback are swallowed.
   void warn_if_crossed() noexcept;
+  // A shared pool's link in chunk's first word: encoded when hardened.
+  void store_pool_link(void* chunk, void* next) const noexcept;
+  [[nodiscard]] void* load_pool_link(const void* chunk) const noexcept;
+  // Hardened: whether a decoded pool link of cls may be followed, given
+  // whether the pool should end there: it must name a held, pooled chunk of
+  // cls. Requires the pool's mutex; takes blocks_mutex_.
+  bool pool_link_valid(const void* next, unsigned cls, bool should_end) noexcept;
   // Marks a held chunk as in (or out of) a shared pool, for double-free checks.
   void set_pooled(void* chunk, bool pooled) noexcept;
   void release_budget(std::size_t bytes) noexcept;
@@ -264,6 +280,7 @@ class chunk_provider final : public resource {
 
   options options_;
   std::uint64_t id_;                                  // unique per provider, never reused
+  detail::link_codec codec_;                          // shared pool links (hardened only)
   unsigned min_class_;                                // log2(min_chunk_size)
   unsigned max_class_;                                // log2(max_chunk_size)
   // Chunks a thread bin may hold per class: 0 outside [floor, max class] and

@@ -150,8 +150,10 @@ class extendable_slab final : public resource {
     /// Offset successive segments' first slot by multiples of the cache line.
     bool colouring = true;
     /// Encode free-list links, validate every pop and check every deallocate
-    /// (double free, slot boundary). Thread caches are off: every call takes the mutex.
-    bool hardened = false;
+    /// (double free, foreign pointer, slot boundary), each detection counted
+    /// in misuse_detected. Thread caches are off: every call takes the mutex.
+    /// Defaults to strata::hardened_by_default (-Dhardening=true); see docs/hardening.md.
+    bool hardened = hardened_by_default;
   };
 
   /// One segment's occupancy in details().
