@@ -378,6 +378,56 @@ BOOST_AUTO_TEST_CASE(hardened_mode_detects_double_free_and_mismatches) {
   BOOST_TEST(heap.stats().misuse_detected == 4u);
 }
 
+BOOST_AUTO_TEST_CASE(hardened_defaults_to_the_build_switch) {
+  BOOST_TEST(strata::arena::options{}.hardened == strata::hardened_by_default);
+}
+
+BOOST_AUTO_TEST_CASE(hardened_mode_detects_foreign_and_interior_pointers) {
+  strata::test::misuse_recorder recorder;
+  strata::arena heap{{.capacity = 2 * mib, .hardened = true}, strata::system_pages()};
+  void* a = heap.allocate(64, 8);
+  alignas(64) static std::byte outside[64];
+  heap.deallocate(outside, 64, 8);                        // outside the region
+  heap.deallocate(static_cast<std::byte*>(a) + 16, 48, 8);  // inside, never handed out
+  const auto reports = recorder.taken();
+  BOOST_TEST_REQUIRE(reports.size() == 2u);
+  for (const auto& r : reports) BOOST_TEST((r.kind == strata::misuse_kind::unknown_pointer));
+  BOOST_TEST(heap.stats().misuse_detected == 2u);
+  // The interior pointer did not enter a free list.
+  void* b = heap.allocate(48, 8);
+  BOOST_TEST(b != static_cast<void*>(static_cast<std::byte*>(a) + 16));
+  heap.deallocate(b, 48, 8);
+  heap.deallocate(a, 64, 8);
+  BOOST_TEST(heap.stats().bytes_in_use == 0u);
+  BOOST_TEST(heap.stats().misuse_detected == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(hardened_mode_catches_a_corrupted_free_list_link) {
+  strata::test::misuse_recorder recorder;
+  strata::arena heap{{.capacity = 2 * mib, .hardened = true}, strata::system_pages()};
+  void* a = heap.allocate(64, 8);
+  void* b = heap.allocate(64, 8);
+  void* c = heap.allocate(64, 8);
+  heap.deallocate(a, 64, 8);
+  heap.deallocate(b, 64, 8);  // the class's loose list: b -> a
+  // A use-after-free writes a pointer to live block c into b's link.
+  strata::detail::unpoison_memory(b, sizeof(void*));
+  std::memcpy(b, &c, sizeof(void*));
+  strata::detail::poison_memory(b, sizeof(void*));
+  BOOST_TEST(heap.allocate(64, 8) == b);  // b was validated when it was freed
+  const auto reports = recorder.taken();
+  BOOST_TEST_REQUIRE(reports.size() == 1u);
+  BOOST_TEST((reports[0].kind == strata::misuse_kind::unknown_pointer));
+  BOOST_TEST(reports[0].pointer == c);
+  BOOST_TEST(heap.stats().misuse_detected == 1u);
+  // The list was cut: neither live c nor a (behind the bad link) comes back.
+  void* d = heap.allocate(64, 8);
+  BOOST_TEST(d != c);
+  BOOST_TEST(d != a);
+  for (void* p : {b, c, d}) heap.deallocate(p, 64, 8);
+  BOOST_TEST(heap.stats().misuse_detected == 1u);
+}
+
 BOOST_AUTO_TEST_CASE(several_arenas_live_at_once_in_one_thread) {
   std::vector<std::unique_ptr<strata::arena>> heaps;
   for (int i = 0; i < 3; ++i) {
