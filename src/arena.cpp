@@ -170,7 +170,13 @@ void* arena::allocate_slow(std::size_t bytes, std::size_t alignment) {
     if (cls == detail::arena_large) {
       p = large_allocate(bytes, alignment);
     } else if (options_.hardened) {
-      p = take_blocks(cls, 1, bytes, alignment).head;
+      const block_list got = take_blocks(cls, 1, bytes, alignment);
+      p = got.head;
+      if (got.count > 1) {
+        // A run carved from a free extent (a whole page at least): the rest
+        // goes to the central pool, or it would stay unused until the arena dies.
+        give_blocks(cls, block_list{load_link(p, 0), got.tail, got.count - 1});
+      }
       detail::unpoison_memory(p, detail::arena_class_size(cls));
     } else {
       detail::arena_bin& bin = attach().bins[cls];

@@ -428,6 +428,28 @@ BOOST_AUTO_TEST_CASE(hardened_mode_catches_a_corrupted_free_list_link) {
   BOOST_TEST(heap.stats().misuse_detected == 1u);
 }
 
+// Regression: hardened mode took one block of a run carved from a free large
+// extent and dropped the rest, so the region filled a page per small block.
+BOOST_AUTO_TEST_CASE(hardened_mode_uses_all_of_a_run_carved_from_a_free_extent) {
+  strata::arena heap{{.capacity = 1 * mib, .hardened = true}, strata::system_pages()};
+  void* first = heap.allocate(300 * kib, 8);
+  void* second = heap.allocate(300 * kib, 8);
+  heap.deallocate(first, 300 * kib, 8);  // a free extent away from the never-carved end
+  std::vector<void*> blocks;
+  try {
+    for (;;) blocks.push_back(heap.allocate(64, 8));
+  } catch (const std::bad_alloc&) {
+  }
+  // 1 MiB less the live large block holds 11,584 blocks of 64 B; one block
+  // per page of the free extent would give 6,784 + 75.
+  BOOST_TEST(blocks.size() >= 11000u);
+  BOOST_TEST(std::set<void*>(blocks.begin(), blocks.end()).size() == blocks.size());
+  for (void* p : blocks) heap.deallocate(p, 64, 8);
+  heap.deallocate(second, 300 * kib, 8);
+  BOOST_TEST(heap.stats().bytes_in_use == 0u);
+  BOOST_TEST(heap.stats().misuse_detected == 0u);
+}
+
 BOOST_AUTO_TEST_CASE(several_arenas_live_at_once_in_one_thread) {
   std::vector<std::unique_ptr<strata::arena>> heaps;
   for (int i = 0; i < 3; ++i) {
