@@ -78,7 +78,9 @@ strata::chunk_provider& chunks() {
   return provider;
 }
 
-const char* mode_name(bool hardened) { return hardened ? "hardened" : "default"; }
+const char* mode_name(bool hardened) {
+  return hardened ? "hardened" : "default";
+}
 
 // Registers body(state, resource) as hardening/<resource>/<workload>/<mode>
 // for both modes; make(hardened) builds a fresh resource inside the benchmark.
@@ -102,7 +104,8 @@ int main(int argc, char** argv) {
 
   const auto make_slab = [](bool hardened) {
     return std::make_unique<strata::slab>(
-        strata::slab::options{.slot_size = block, .slot_alignment = alignment, .capacity = 4096, .hardened = hardened},
+        strata::slab::options{
+            .slot_size = block, .slot_alignment = alignment, .capacity = 4096, .hardened = hardened},
         &chunks());
   };
   const auto make_extendable_slab = [](bool hardened) {

@@ -43,7 +43,9 @@ class thread_cache_registry {
   [[nodiscard]] std::mutex& mutex() noexcept { return mutex_; }
 
   /// A fresh id, never reused in the process (0 is never handed out).
-  [[nodiscard]] static std::uint64_t new_id() noexcept { return next_id_.fetch_add(1, std::memory_order_relaxed); }
+  [[nodiscard]] static std::uint64_t new_id() noexcept {
+    return next_id_.fetch_add(1, std::memory_order_relaxed);
+  }
 
   /// Makes the resource visible to exiting threads. Call last in its
   /// constructor, once nothing else can throw.
@@ -88,7 +90,7 @@ class thread_cache_registry {
     auto owned = std::make_unique<Cache>();
     mine.caches.reserve(mine.caches.size() + 1);
     caches.reserve(caches.size() + 1);
-    caches.push_back(owned.get());             // cannot throw: reserved
+    caches.push_back(owned.get());              // cannot throw: reserved
     mine.caches.emplace_back(id, owned.get());  // cannot throw: reserved
     if (arm) slot = thread_cache_slot<Cache>{id, owned.get()};
     return owned.release();
