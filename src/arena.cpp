@@ -39,29 +39,6 @@ namespace {
 
 constexpr std::string_view resource_name = "arena";
 
-// Free blocks are poisoned whole; the cold paths that walk or relink lists
-// open one link word at a time.
-void* load_link(void* block, unsigned word) noexcept {
-  void** link = static_cast<void**>(block) + word;
-  detail::unpoison_memory(link, sizeof(void*));
-  void* value = *link;
-  detail::poison_memory(link, sizeof(void*));
-  return value;
-}
-
-void store_link(void* block, unsigned word, void* value) noexcept {
-  void** link = static_cast<void**>(block) + word;
-  detail::unpoison_memory(link, sizeof(void*));
-  *link = value;
-  detail::poison_memory(link, sizeof(void*));
-}
-
-// Returns the last block of a list of count blocks starting at head.
-void* walk(void* head, std::size_t count) noexcept {
-  for (std::size_t i = 1; i < count; ++i) head = load_link(head, 0);
-  return head;
-}
-
 std::uint64_t remote_lower_bound(const detail::thread_counters& c) noexcept {
   const std::uint64_t allocated = c.allocations.load(std::memory_order_relaxed);
   const std::uint64_t freed = c.deallocations.load(std::memory_order_relaxed);
@@ -112,6 +89,7 @@ arena::arena(options opts, std::pmr::memory_resource* upstream)
   void* region = detail::allocate_from_upstream(upstream, resource_name, capacity_, detail::arena_page);
   base_ = reinterpret_cast<std::uintptr_t>(region);
   detail::poison_memory(region, capacity_);  // nothing is handed out yet
+  if (options_.hardened) codec_ = detail::link_codec{detail::make_link_secret(this)};
   registry().enroll(id_, *this);
 }
 
@@ -175,7 +153,7 @@ void* arena::allocate_slow(std::size_t bytes, std::size_t alignment) {
       if (got.count > 1) {
         // A run carved from a free extent (a whole page at least): the rest
         // goes to the central pool, or it would stay unused until the arena dies.
-        give_blocks(cls, block_list{load_link(p, 0), got.tail, got.count - 1});
+        give_blocks(cls, block_list{link_get(p, 0), got.tail, got.count - 1});
       }
       detail::unpoison_memory(p, detail::arena_class_size(cls));
     } else {
@@ -200,7 +178,7 @@ void* arena::allocate_slow(std::size_t bytes, std::size_t alignment) {
           large_deallocate(p, bytes);
         } else {
           detail::poison_memory(p, detail::arena_class_size(cls));
-          *static_cast<void**>(p) = nullptr;
+          link_set(p, 0, nullptr);
           give_blocks(cls, block_list{p, p, 1});
         }
         throw;
@@ -216,6 +194,36 @@ void* arena::allocate_slow(std::size_t bytes, std::size_t alignment) {
   return p;
 }
 
+// Free blocks are poisoned whole; the cold paths that walk or relink lists
+// open one link word at a time. Hardened mode stores every link of the
+// central pool encoded (detail/free_list.hpp: the word's own address takes
+// part), so a use-after-free that writes a plausible pointer into a free
+// block does not decode to it; the thread bins (never used when hardened)
+// and the inline fast paths keep plain links.
+std::uintptr_t arena::link_word(const void* at, const void* value) const noexcept {
+  return options_.hardened ? codec_.encode(at, value) : reinterpret_cast<std::uintptr_t>(value);
+}
+
+void* arena::link_get(void* block, unsigned word) const noexcept {
+  auto* link = static_cast<std::uintptr_t*>(block) + word;
+  detail::unpoison_memory(link, sizeof(void*));
+  const std::uintptr_t value = *link;
+  detail::poison_memory(link, sizeof(void*));
+  return options_.hardened ? codec_.decode(link, value) : reinterpret_cast<void*>(value);
+}
+
+void arena::link_set(void* block, unsigned word, void* value) const noexcept {
+  auto* link = static_cast<std::uintptr_t*>(block) + word;
+  detail::unpoison_memory(link, sizeof(void*));
+  *link = link_word(link, value);
+  detail::poison_memory(link, sizeof(void*));
+}
+
+void* arena::walk(void* head, std::size_t count) const noexcept {
+  for (std::size_t i = 1; i < count; ++i) head = link_get(head, 0);
+  return head;
+}
+
 arena::block_list arena::take_blocks(unsigned cls, std::size_t want, std::size_t bytes, std::size_t alignment) {
   const std::size_t batch = batch_[cls];
   {
@@ -223,14 +231,14 @@ arena::block_list arena::take_blocks(unsigned cls, std::size_t want, std::size_t
     std::lock_guard lock(pool.mutex);
     if (pool.batches != nullptr && (want == batch || pool.loose_count == 0)) {
       void* head = pool.batches;
-      pool.batches = load_link(head, 1);
+      pool.batches = link_get(head, 1);
       --pool.batch_count;
       if (want >= batch) return block_list{head, nullptr, batch};
       // Hardened mode takes fewer: the rest of the batch becomes the (empty) loose list.
       void* last = walk(head, want);
-      pool.loose = load_link(last, 0);
+      pool.loose = link_get(last, 0);
       pool.loose_count = batch - want;
-      store_link(last, 0, nullptr);
+      link_set(last, 0, nullptr);
       if (options_.hardened) {
         // Hardened takes one block (want == 1, so last == head, validated
         // when it became a head): check both links read from it before any
@@ -253,9 +261,9 @@ arena::block_list arena::take_blocks(unsigned cls, std::size_t want, std::size_t
       const std::size_t n = std::min(want, pool.loose_count);
       void* head = pool.loose;
       void* last = walk(head, n);
-      pool.loose = load_link(last, 0);
+      pool.loose = link_get(last, 0);
       pool.loose_count -= n;
-      store_link(last, 0, nullptr);
+      link_set(last, 0, nullptr);
       if (options_.hardened && !link_valid(pool.loose, cls, pool.loose_count == 0)) {
         reject_link(pool.loose, cls);  // as above: the rest of the list is cut off
         pool.loose = nullptr;
@@ -275,11 +283,11 @@ void arena::give_blocks(unsigned cls, block_list list) noexcept {
   central_pool& pool = pools_[cls];
   std::lock_guard lock(pool.mutex);
   if (list.count == batch_[cls]) {
-    store_link(list.head, 1, pool.batches);
+    link_set(list.head, 1, pool.batches);
     pool.batches = list.head;
     ++pool.batch_count;
   } else {
-    store_link(list.tail, 0, pool.loose);
+    link_set(list.tail, 0, pool.loose);
     pool.loose = list.head;
     pool.loose_count += list.count;
   }
@@ -315,10 +323,10 @@ arena::block_list arena::carve_run(unsigned cls, std::size_t want) {
   auto* first = reinterpret_cast<std::byte*>(base_ + offset);
   detail::unpoison_memory(first, count * size);
   for (std::size_t i = 0; i + 1 < count; ++i) {
-    *reinterpret_cast<void**>(first + i * size) = first + (i + 1) * size;
+    *reinterpret_cast<std::uintptr_t*>(first + i * size) = link_word(first + i * size, first + (i + 1) * size);
   }
   std::byte* last = first + (count - 1) * size;
-  *reinterpret_cast<void**>(last) = nullptr;
+  *reinterpret_cast<std::uintptr_t*>(last) = link_word(last, nullptr);
   detail::poison_memory(first, count * size);
   return block_list{first, last, count};
 }
@@ -472,8 +480,8 @@ void arena::deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) n
     }
   }
   if (cache == nullptr) {
-    *static_cast<void**>(p) = nullptr;
     detail::poison_memory(p, detail::arena_class_size(cls));
+    link_set(p, 0, nullptr);  // encoded when hardened: this block goes to the central pool
     give_blocks(cls, block_list{p, p, 1});
     count_deallocation(bytes);
     return;
@@ -488,8 +496,8 @@ void arena::deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) n
     // a thread that frees what others allocated hands them back in bulk.
     const std::uint32_t batch = batch_[cls];
     void* last = walk(p, batch);
-    bin.head = load_link(last, 0);
-    store_link(last, 0, nullptr);  // every list ends in nullptr: a bin made of it stops there
+    bin.head = link_get(last, 0);
+    link_set(last, 0, nullptr);  // every list ends in nullptr: a bin made of it stops there
     count -= batch;
     give_blocks(cls, block_list{p, last, batch});
   }

@@ -14,6 +14,7 @@
 
 #include "detail/align.hpp"
 #include "detail/assert.hpp"
+#include "detail/free_list.hpp"
 #include "detail/sanitizer.hpp"
 #include "detail/thread_cache.hpp"
 #include "resource.hpp"
@@ -160,8 +161,8 @@ class arena final : public resource {
     std::size_t cache_bytes_per_class = std::size_t{64} << 10;
     /// Records every block handed out in side metadata, so that double free,
     /// foreign pointer and size/alignment mismatch are detected (counted in
-    /// misuse_detected, never obeyed), and validates every free-list link
-    /// before following it. Thread caches are off: every call takes a class
+    /// misuse_detected, never obeyed), and encodes every free-list link and
+    /// validates it before following it. Thread caches are off: every call takes a class
     /// lock and the metadata lock. (Named `checked` before.)
     /// Defaults to strata::hardened_by_default (-Dhardening=true); see docs/hardening.md.
     bool hardened = hardened_by_default;
@@ -247,6 +248,13 @@ class arena final : public resource {
   // word 0 (tail not set): the central pool first, then a fresh run.
   // Throws: allocation_failure (capacity) when neither has any.
   block_list take_blocks(unsigned cls, std::size_t want, std::size_t bytes, std::size_t alignment);
+  // Central-pool links (word 0: next block; word 1 of a batch head: next
+  // batch), encoded when hardened. Free blocks stay poisoned around them.
+  [[nodiscard]] std::uintptr_t link_word(const void* at, const void* value) const noexcept;
+  [[nodiscard]] void* link_get(void* block, unsigned word) const noexcept;
+  void link_set(void* block, unsigned word, void* value) const noexcept;
+  // The last block of a list of count blocks starting at head.
+  [[nodiscard]] void* walk(void* head, std::size_t count) const noexcept;
   // Hands a poisoned list with its tail set to the central pool of cls.
   void give_blocks(unsigned cls, block_list list) noexcept;
   // Carves a run of up to want blocks of cls from the never-carved end or a
@@ -302,6 +310,7 @@ class arena final : public resource {
 
   options options_;
   std::uint64_t id_;                       // unique per arena, never reused
+  detail::link_codec codec_;               // central-pool links (hardened only)
   std::uintptr_t base_;                    // region start
   std::size_t capacity_;                   // region bytes (a multiple of arena_page)
   // Per class: blocks a refill takes, and blocks a bin holds before handing a batch back.
