@@ -22,10 +22,12 @@
 //   thread bin    -- one thread's arena_thread_cache; only that thread pushes and pops
 //   central pool  -- pools_[class], under its mutex: a stack of full batches, a loose list
 //
-// Lock order: registry mutex -> pool mutex. region_mutex_ and checked_mutex_
-// are taken alone. The upstream is called only by the constructor and destructor.
+// Lock order: registry mutex -> pool mutex -> hardened_mutex_ (link
+// validation). region_mutex_ is taken alone. The upstream is called only by the constructor and destructor.
 
 #include "strata/arena.hpp"
+
+#include "thread_cache_registry.hpp"
 
 #include <algorithm>
 #include <memory>
@@ -36,52 +38,6 @@ namespace strata {
 namespace {
 
 constexpr std::string_view resource_name = "arena";
-
-// Which arenas are alive, so a thread that exits can hand its caches to the
-// ones still there. Leaked on purpose: threads may exit after static
-// destruction has begun.
-struct arena_registry {
-  std::mutex mutex;
-  std::unordered_map<std::uint64_t, arena*> live;  // by id
-};
-
-arena_registry& registry() {
-  static arena_registry* const instance = new arena_registry;
-  return *instance;
-}
-
-std::atomic<std::uint64_t> next_arena_id{1};
-
-// The caches this thread has attached, handed back at thread exit. Touched
-// only on slow paths; the fast path reads detail::current_arena_cache.
-struct thread_attachments {
-  std::vector<std::pair<std::uint64_t, detail::arena_thread_cache*>> caches;
-  ~thread_attachments();
-};
-thread_local thread_attachments attachments;
-
-// Free blocks are poisoned whole; the cold paths that walk or relink lists
-// open one link word at a time.
-void* load_link(void* block, unsigned word) noexcept {
-  void** link = static_cast<void**>(block) + word;
-  detail::unpoison_memory(link, sizeof(void*));
-  void* value = *link;
-  detail::poison_memory(link, sizeof(void*));
-  return value;
-}
-
-void store_link(void* block, unsigned word, void* value) noexcept {
-  void** link = static_cast<void**>(block) + word;
-  detail::unpoison_memory(link, sizeof(void*));
-  *link = value;
-  detail::poison_memory(link, sizeof(void*));
-}
-
-// Returns the last block of a list of count blocks starting at head.
-void* walk(void* head, std::size_t count) noexcept {
-  for (std::size_t i = 1; i < count; ++i) head = load_link(head, 0);
-  return head;
-}
 
 std::uint64_t remote_lower_bound(const detail::thread_counters& c) noexcept {
   const std::uint64_t allocated = c.allocations.load(std::memory_order_relaxed);
@@ -96,23 +52,17 @@ struct arena_access {
   static void detach(arena& a, detail::arena_thread_cache* cache) noexcept { a.detach(cache); }
 };
 
-thread_attachments::~thread_attachments() {
-  arena_registry& r = registry();
-  std::lock_guard lock(r.mutex);
-  for (const auto& [id, cache] : caches) {
-    const auto it = r.live.find(id);
-    if (it != r.live.end()) arena_access::detach(*it->second, cache);
-    // else the arena is gone and freed the cache itself
-  }
-  caches.clear();
-  detail::current_arena_cache = detail::arena_cache_slot{0, nullptr};
-  detail::thread_caches_closed = true;
-}
+// One registry of live arenas and their threads' caches (the lifetime scheme
+// of detail/thread_cache.hpp).
+namespace {
+using arena_registry = detail::thread_cache_registry<arena, detail::arena_thread_cache, arena_access>;
+arena_registry& registry() { return arena_registry::instance(); }
+}  // namespace
 
 // ------------------------------------------------------------ construction
 
 arena::arena(options opts, std::pmr::memory_resource* upstream)
-    : resource(resource_name, upstream), options_(opts), id_(next_arena_id.fetch_add(1)) {
+    : resource(resource_name, upstream), options_(opts), id_(arena_registry::new_id()) {
   detail::check_upstream(resource_name, upstream);
   if (options_.capacity < detail::arena_page || options_.capacity > SIZE_MAX / 2) {
     detail::throw_bad_option(resource_name, "capacity", "must be from 4096 to SIZE_MAX / 2");
@@ -139,59 +89,29 @@ arena::arena(options opts, std::pmr::memory_resource* upstream)
   void* region = detail::allocate_from_upstream(upstream, resource_name, capacity_, detail::arena_page);
   base_ = reinterpret_cast<std::uintptr_t>(region);
   detail::poison_memory(region, capacity_);  // nothing is handed out yet
-  arena_registry& r = registry();
-  std::lock_guard lock(r.mutex);
-  r.live.emplace(id_, this);
+  if (options_.hardened) codec_ = detail::link_codec{detail::make_link_secret(this)};
+  registry().enroll(id_, *this);
 }
 
 arena::~arena() {
-  {
-    arena_registry& r = registry();
-    std::lock_guard lock(r.mutex);
-    r.live.erase(id_);
-    // Threads still running keep a stale (id, cache) pair that no live
-    // arena's id matches, so they never touch the freed cache or the region.
-    for (detail::arena_thread_cache* cache : caches_) delete cache;
-    caches_.clear();
-  }
+  // First: no exiting thread reaches this arena (or its region) after this.
+  registry().withdraw(id_, caches_);
   void* region = reinterpret_cast<void*>(base_);
   detail::unpoison_memory(region, capacity_);
   upstream_resource()->deallocate(region, capacity_, detail::arena_page);
 }
 
 detail::arena_thread_cache& arena::attach() {
-  detail::arena_cache_slot& slot = detail::current_arena_cache;
-  if (slot.arena_id == id_) return *slot.cache;
-  if (detail::thread_caches_closed) {
-    // This thread's attachment list is gone (thread exit, static destruction):
-    // give it a cache only the arena owns. Its blocks stay in it until the
-    // arena dies (they are region memory, so nothing is lost).
-    arena_registry& r = registry();
-    std::lock_guard lock(r.mutex);
-    auto owned = std::make_unique<detail::arena_thread_cache>();
-    owned->arena_id = id_;
-    caches_.push_back(owned.get());
-    if (!options_.checked) slot = detail::arena_cache_slot{id_, owned.get()};
-    return *owned.release();
-  }
-  // This thread's own list needs no lock: an entry with this live arena's id
-  // points at a cache only this arena (alive: we are in it) or this thread frees.
-  for (const auto& [id, cache] : attachments.caches) {
-    if (id == id_) {
-      if (!options_.checked) slot = detail::arena_cache_slot{id_, cache};
-      return *cache;
-    }
-  }
-  arena_registry& r = registry();
-  std::lock_guard lock(r.mutex);
-  std::erase_if(attachments.caches, [&](const auto& entry) { return !r.live.contains(entry.first); });
+  // Hardened mode never arms the fast path: every call must see the side metadata.
+  const bool arm = !options_.hardened;
+  if (detail::arena_thread_cache* cache = registry().attach(id_, caches_, arm)) return *cache;
+  // This thread's attachment list is gone (thread exit, static destruction):
+  // give it a cache only the arena owns. Its blocks stay in it until the
+  // arena dies (they are region memory, so nothing is lost).
+  std::lock_guard lock(registry().mutex());
   auto owned = std::make_unique<detail::arena_thread_cache>();
-  owned->arena_id = id_;
-  attachments.caches.reserve(attachments.caches.size() + 1);
   caches_.push_back(owned.get());
-  attachments.caches.emplace_back(id_, owned.get());  // cannot throw: reserved
-  // Checked mode never arms the fast path: every call must see the side metadata.
-  if (!options_.checked) slot = detail::arena_cache_slot{id_, owned.get()};
+  if (arm) detail::current_thread_cache<detail::arena_thread_cache> = detail::arena_cache_slot{id_, owned.get()};
   return *owned.release();
 }
 
@@ -227,8 +147,14 @@ void* arena::allocate_slow(std::size_t bytes, std::size_t alignment) {
   try {
     if (cls == detail::arena_large) {
       p = large_allocate(bytes, alignment);
-    } else if (options_.checked) {
-      p = take_blocks(cls, 1, bytes, alignment).head;
+    } else if (options_.hardened) {
+      const block_list got = take_blocks(cls, 1, bytes, alignment);
+      p = got.head;
+      if (got.count > 1) {
+        // A run carved from a free extent (a whole page at least): the rest
+        // goes to the central pool, or it would stay unused until the arena dies.
+        give_blocks(cls, block_list{link_get(p, 0), got.tail, got.count - 1});
+      }
       detail::unpoison_memory(p, detail::arena_class_size(cls));
     } else {
       detail::arena_bin& bin = attach().bins[cls];
@@ -243,16 +169,16 @@ void* arena::allocate_slow(std::size_t bytes, std::size_t alignment) {
       bin.head = *static_cast<void**>(p);
       bin.count.store(bin.count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
     }
-    if (options_.checked) {
+    if (options_.hardened) {
       try {
-        checked_record(p, bytes, alignment);
+        record_block(p, bytes, alignment);
       } catch (...) {
         // Lose nothing: the block goes back where it came from.
         if (cls == detail::arena_large) {
           large_deallocate(p, bytes);
         } else {
           detail::poison_memory(p, detail::arena_class_size(cls));
-          *static_cast<void**>(p) = nullptr;
+          link_set(p, 0, nullptr);
           give_blocks(cls, block_list{p, p, 1});
         }
         throw;
@@ -268,6 +194,36 @@ void* arena::allocate_slow(std::size_t bytes, std::size_t alignment) {
   return p;
 }
 
+// Free blocks are poisoned whole; the cold paths that walk or relink lists
+// open one link word at a time. Hardened mode stores every link of the
+// central pool encoded (detail/free_list.hpp: the word's own address takes
+// part), so a use-after-free that writes a plausible pointer into a free
+// block does not decode to it; the thread bins (never used when hardened)
+// and the inline fast paths keep plain links.
+std::uintptr_t arena::link_word(const void* at, const void* value) const noexcept {
+  return options_.hardened ? codec_.encode(at, value) : reinterpret_cast<std::uintptr_t>(value);
+}
+
+void* arena::link_get(void* block, unsigned word) const noexcept {
+  auto* link = static_cast<std::uintptr_t*>(block) + word;
+  detail::unpoison_memory(link, sizeof(void*));
+  const std::uintptr_t value = *link;
+  detail::poison_memory(link, sizeof(void*));
+  return options_.hardened ? codec_.decode(link, value) : reinterpret_cast<void*>(value);
+}
+
+void arena::link_set(void* block, unsigned word, void* value) const noexcept {
+  auto* link = static_cast<std::uintptr_t*>(block) + word;
+  detail::unpoison_memory(link, sizeof(void*));
+  *link = link_word(link, value);
+  detail::poison_memory(link, sizeof(void*));
+}
+
+void* arena::walk(void* head, std::size_t count) const noexcept {
+  for (std::size_t i = 1; i < count; ++i) head = link_get(head, 0);
+  return head;
+}
+
 arena::block_list arena::take_blocks(unsigned cls, std::size_t want, std::size_t bytes, std::size_t alignment) {
   const std::size_t batch = batch_[cls];
   {
@@ -275,23 +231,44 @@ arena::block_list arena::take_blocks(unsigned cls, std::size_t want, std::size_t
     std::lock_guard lock(pool.mutex);
     if (pool.batches != nullptr && (want == batch || pool.loose_count == 0)) {
       void* head = pool.batches;
-      pool.batches = load_link(head, 1);
+      pool.batches = link_get(head, 1);
       --pool.batch_count;
       if (want >= batch) return block_list{head, nullptr, batch};
-      // Checked mode takes fewer: the rest of the batch becomes the (empty) loose list.
+      // Hardened mode takes fewer: the rest of the batch becomes the (empty) loose list.
       void* last = walk(head, want);
-      pool.loose = load_link(last, 0);
+      pool.loose = link_get(last, 0);
       pool.loose_count = batch - want;
-      store_link(last, 0, nullptr);
+      link_set(last, 0, nullptr);
+      if (options_.hardened) {
+        // Hardened takes one block (want == 1, so last == head, validated
+        // when it became a head): check both links read from it before any
+        // is followed. A bad one cuts its list; those blocks stay unused
+        // until the arena dies (region memory: nothing leaks upstream).
+        if (!link_valid(pool.batches, cls, pool.batch_count == 0)) {
+          reject_link(pool.batches, cls);
+          pool.batches = nullptr;
+          pool.batch_count = 0;
+        }
+        if (!link_valid(pool.loose, cls, pool.loose_count == 0)) {
+          reject_link(pool.loose, cls);
+          pool.loose = nullptr;
+          pool.loose_count = 0;
+        }
+      }
       return block_list{head, nullptr, want};
     }
     if (pool.loose_count != 0) {
       const std::size_t n = std::min(want, pool.loose_count);
       void* head = pool.loose;
       void* last = walk(head, n);
-      pool.loose = load_link(last, 0);
+      pool.loose = link_get(last, 0);
       pool.loose_count -= n;
-      store_link(last, 0, nullptr);
+      link_set(last, 0, nullptr);
+      if (options_.hardened && !link_valid(pool.loose, cls, pool.loose_count == 0)) {
+        reject_link(pool.loose, cls);  // as above: the rest of the list is cut off
+        pool.loose = nullptr;
+        pool.loose_count = 0;
+      }
       return block_list{head, nullptr, n};
     }
   }
@@ -306,11 +283,11 @@ void arena::give_blocks(unsigned cls, block_list list) noexcept {
   central_pool& pool = pools_[cls];
   std::lock_guard lock(pool.mutex);
   if (list.count == batch_[cls]) {
-    store_link(list.head, 1, pool.batches);
+    link_set(list.head, 1, pool.batches);
     pool.batches = list.head;
     ++pool.batch_count;
   } else {
-    store_link(list.tail, 0, pool.loose);
+    link_set(list.tail, 0, pool.loose);
     pool.loose = list.head;
     pool.loose_count += list.count;
   }
@@ -346,10 +323,10 @@ arena::block_list arena::carve_run(unsigned cls, std::size_t want) {
   auto* first = reinterpret_cast<std::byte*>(base_ + offset);
   detail::unpoison_memory(first, count * size);
   for (std::size_t i = 0; i + 1 < count; ++i) {
-    *reinterpret_cast<void**>(first + i * size) = first + (i + 1) * size;
+    *reinterpret_cast<std::uintptr_t*>(first + i * size) = link_word(first + i * size, first + (i + 1) * size);
   }
   std::byte* last = first + (count - 1) * size;
-  *reinterpret_cast<void**>(last) = nullptr;
+  *reinterpret_cast<std::uintptr_t*>(last) = link_word(last, nullptr);
   detail::poison_memory(first, count * size);
   return block_list{first, last, count};
 }
@@ -482,7 +459,7 @@ void arena::deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) n
     reject(misuse_kind::unknown_pointer, p, bytes, alignment);
     return;
   }
-  if (options_.checked && !checked_release(p, bytes, alignment)) return;  // rejected there
+  if (options_.hardened && !release_block(p, bytes, alignment)) return;  // rejected there
   const unsigned cls = detail::arena_class_for(bytes, alignment);
   if (cls == detail::arena_large) {
     // Every large block is tracked, so a stranger or a second free is provable.
@@ -495,7 +472,7 @@ void arena::deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) n
     return;
   }
   detail::arena_thread_cache* cache = nullptr;
-  if (!options_.checked) {
+  if (!options_.hardened) {
     try {
       cache = &attach();
     } catch (...) {
@@ -503,8 +480,8 @@ void arena::deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) n
     }
   }
   if (cache == nullptr) {
-    *static_cast<void**>(p) = nullptr;
     detail::poison_memory(p, detail::arena_class_size(cls));
+    link_set(p, 0, nullptr);  // encoded when hardened: this block goes to the central pool
     give_blocks(cls, block_list{p, p, 1});
     count_deallocation(bytes);
     return;
@@ -519,8 +496,8 @@ void arena::deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) n
     // a thread that frees what others allocated hands them back in bulk.
     const std::uint32_t batch = batch_[cls];
     void* last = walk(p, batch);
-    bin.head = load_link(last, 0);
-    store_link(last, 0, nullptr);  // every list ends in nullptr: a bin made of it stops there
+    bin.head = link_get(last, 0);
+    link_set(last, 0, nullptr);  // every list ends in nullptr: a bin made of it stops there
     count -= batch;
     give_blocks(cls, block_list{p, last, batch});
   }
@@ -528,19 +505,19 @@ void arena::deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) n
   cache->counters.on_deallocate(bytes);
 }
 
-// ---------------------------------------------------------- checked mode
+// ---------------------------------------------------------- hardened mode
 
-void arena::checked_record(void* p, std::size_t bytes, std::size_t alignment) {
-  std::lock_guard lock(checked_mutex_);
-  checked_[p] = checked_entry{bytes, alignment, true};
+void arena::record_block(void* p, std::size_t bytes, std::size_t alignment) {
+  std::lock_guard lock(hardened_mutex_);
+  handed_out_[p] = block_record{bytes, alignment, true};
 }
 
-bool arena::checked_release(void* p, std::size_t bytes, std::size_t alignment) noexcept {
+bool arena::release_block(void* p, std::size_t bytes, std::size_t alignment) noexcept {
   misuse_kind wrong{};
   {
-    std::lock_guard lock(checked_mutex_);
-    const auto it = checked_.find(p);
-    if (it == checked_.end()) {
+    std::lock_guard lock(hardened_mutex_);
+    const auto it = handed_out_.find(p);
+    if (it == handed_out_.end()) {
       wrong = misuse_kind::unknown_pointer;
     } else if (!it->second.live) {
       wrong = misuse_kind::double_free;
@@ -565,7 +542,7 @@ void arena::count_allocation(std::size_t bytes) {
     return;
   } catch (...) {
   }
-  std::lock_guard lock(registry().mutex);
+  std::lock_guard lock(registry().mutex());
   ++retired_allocations_;
   retired_bytes_in_use_ += bytes;
 }
@@ -576,9 +553,24 @@ void arena::count_deallocation(std::size_t bytes) noexcept {
     return;
   } catch (...) {
   }
-  std::lock_guard lock(registry().mutex);
+  std::lock_guard lock(registry().mutex());
   ++retired_deallocations_;
   retired_bytes_in_use_ -= bytes;
+}
+
+bool arena::link_valid(const void* next, unsigned cls, bool should_end) const noexcept {
+  if (next == nullptr || should_end) return next == nullptr && should_end;
+  if (!owns(next) || !detail::is_aligned(next, detail::arena_class_alignment(cls))) return false;
+  std::lock_guard lock(hardened_mutex_);
+  const auto it = handed_out_.find(next);
+  // Never handed out: a block of a fresh run, believed on its alignment.
+  return it == handed_out_.end() ||
+         (!it->second.live && detail::arena_class_for(it->second.bytes, it->second.alignment) == cls);
+}
+
+void arena::reject_link(const void* next, unsigned cls) noexcept {
+  reject(misuse_kind::unknown_pointer, const_cast<void*>(next), detail::arena_class_size(cls),
+         detail::arena_class_alignment(cls));
 }
 
 void arena::reject(misuse_kind kind, void* p, std::size_t bytes, std::size_t alignment) noexcept {
@@ -593,7 +585,7 @@ resource_stats arena::do_stats() const noexcept {
   std::uint64_t in_use = 0;  // modulo 2^64: threads' figures may each be "negative"
   std::size_t peak = peak_.load(std::memory_order_relaxed);
   {
-    std::lock_guard lock(registry().mutex);
+    std::lock_guard lock(registry().mutex());
     for (const detail::arena_thread_cache* cache : caches_) {
       const detail::thread_counters& c = cache->counters;
       s.allocations += c.allocations.load(std::memory_order_relaxed);
@@ -620,7 +612,7 @@ resource_stats arena::do_stats() const noexcept {
 void arena::do_reset_peak() noexcept {
   // Best effort: a thread cache's peak has one writer, its thread, which may
   // overwrite this store with its own newer figure.
-  std::lock_guard lock(registry().mutex);
+  std::lock_guard lock(registry().mutex());
   for (detail::arena_thread_cache* cache : caches_) {
     detail::thread_counters& c = cache->counters;
     const auto in_use = static_cast<std::int64_t>(c.bytes_in_use.load(std::memory_order_relaxed));
@@ -634,7 +626,7 @@ arena::details_type arena::details() const {
   d.capacity = capacity_;
   d.classes.resize(detail::arena_class_count);
   {
-    std::lock_guard lock(registry().mutex);
+    std::lock_guard lock(registry().mutex());
     d.remote_frees = retired_remote_frees_;
     for (const detail::arena_thread_cache* cache : caches_) {
       d.remote_frees += remote_lower_bound(cache->counters);

@@ -19,36 +19,15 @@
 #include <unordered_map>
 
 #include "strata/detail/assert.hpp"
+#include "strata/detail/free_list.hpp"
 #include "strata/detail/thread_cache.hpp"
+#include "thread_cache_registry.hpp"
 
 namespace strata {
 
 namespace {
 
 constexpr std::string_view resource_name = "chunk_provider";
-
-// Which providers are alive, so a thread that exits can flush its caches into
-// the ones still there. Leaked on purpose: threads may exit after static
-// destruction has begun.
-struct provider_registry {
-  std::mutex mutex;
-  std::unordered_map<std::uint64_t, chunk_provider*> live;  // by id
-};
-
-provider_registry& registry() {
-  static provider_registry* const instance = new provider_registry;
-  return *instance;
-}
-
-std::atomic<std::uint64_t> next_provider_id{1};
-
-// The caches this thread has attached, flushed at thread exit. Touched only
-// on slow paths; the fast path reads detail::current_chunk_cache.
-struct thread_attachments {
-  std::vector<std::pair<std::uint64_t, detail::chunk_thread_cache*>> caches;
-  ~thread_attachments();
-};
-thread_local thread_attachments attachments;
 
 std::size_t class_size(unsigned cls) noexcept { return std::size_t{1} << cls; }
 
@@ -74,23 +53,17 @@ struct chunk_provider_access {
   }
 };
 
-thread_attachments::~thread_attachments() {
-  provider_registry& r = registry();
-  std::lock_guard lock(r.mutex);
-  for (const auto& [id, cache] : caches) {
-    const auto it = r.live.find(id);
-    if (it != r.live.end()) chunk_provider_access::detach(*it->second, cache);
-    // else the provider is gone and freed the cache itself
-  }
-  caches.clear();
-  detail::current_chunk_cache = detail::chunk_cache_slot{0, nullptr};
-  detail::thread_caches_closed = true;  // later frees on this thread take the cache-less path
-}
+// One registry of live providers and their threads' caches (the lifetime
+// scheme of detail/thread_cache.hpp).
+namespace {
+using provider_registry = detail::thread_cache_registry<chunk_provider, detail::chunk_thread_cache, chunk_provider_access>;
+provider_registry& registry() { return provider_registry::instance(); }
+}  // namespace
 
 // ------------------------------------------------------------ construction
 
 chunk_provider::chunk_provider(options opts, std::pmr::memory_resource* upstream)
-    : resource(resource_name, upstream), options_(std::move(opts)), id_(next_provider_id.fetch_add(1)) {
+    : resource(resource_name, upstream), options_(std::move(opts)), id_(provider_registry::new_id()) {
   detail::check_upstream(resource_name, upstream);
   const auto bad = [](std::string_view field, std::string_view problem) {
     detail::throw_bad_option(resource_name, field, problem);
@@ -105,6 +78,7 @@ chunk_provider::chunk_provider(options opts, std::pmr::memory_resource* upstream
   if (!(options_.budget_warning_fraction > 0.0 && options_.budget_warning_fraction <= 1.0)) {
     bad("budget_warning_fraction", "must be in (0, 1]");
   }
+  if (options_.hardened) codec_ = detail::link_codec{detail::make_link_secret(this)};
   min_class_ = static_cast<unsigned>(std::countr_zero(options_.min_chunk_size));
   max_class_ = static_cast<unsigned>(std::countr_zero(options_.max_chunk_size));
   set_floor(min_class_);
@@ -113,29 +87,21 @@ chunk_provider::chunk_provider(options opts, std::pmr::memory_resource* upstream
   warning_threshold_ = options_.byte_budget == unlimited || threshold >= static_cast<double>(options_.byte_budget)
                            ? options_.byte_budget
                            : static_cast<std::size_t>(threshold);
-  provider_registry& r = registry();
-  std::lock_guard lock(r.mutex);
-  r.live.emplace(id_, this);
+  registry().enroll(id_, *this);
 }
 
 chunk_provider::~chunk_provider() {
-  {
-    provider_registry& r = registry();
-    std::lock_guard lock(r.mutex);
-    r.live.erase(id_);
-    // Threads still running keep a stale (id, cache) pair that no live
-    // provider's id matches, so they never touch the freed cache.
-    for (detail::chunk_thread_cache* cache : caches_) delete cache;
-    caches_.clear();
-  }
+  registry().withdraw(id_, caches_);  // first: no exiting thread reaches us after this
   release();
 }
 
 void chunk_provider::set_floor(unsigned cls) noexcept {
   floor_.store(cls, std::memory_order_relaxed);
   fast_ceiling_.store(options_.ratchet_floor ? cls : max_class_, std::memory_order_relaxed);
-  // Thread caches are off when the cached bytes are bounded, so the bound is exact.
-  const bool thread_caches = options_.max_cached_bytes == unlimited;
+  // Thread caches are off when the cached bytes are bounded, so the bound is
+  // exact, and when hardened, so every free chunk is in a shared pool where a
+  // second free of it is seen (a zero capacity sends every deallocate slow).
+  const bool thread_caches = options_.max_cached_bytes == unlimited && !options_.hardened;
   for (unsigned c = 0; c < detail::chunk_class_count; ++c) {
     const bool cached = thread_caches && c >= cls && c >= min_class_ && c <= max_class_;
     bin_capacity_[c].store(
@@ -175,7 +141,7 @@ void* chunk_provider::allocate_slow(std::size_t bytes, std::size_t alignment) {
     note_handed(*cache, cls, bytes);
   } else {
     // A thread without a cache (exiting, or out of memory for one): count centrally.
-    std::lock_guard lock(registry().mutex);
+    std::lock_guard lock(registry().mutex());
     ++retired_classes_[cls].handed;
     retired_bytes_allocated_ += bytes;
   }
@@ -186,30 +152,8 @@ void* chunk_provider::allocate_slow(std::size_t bytes, std::size_t alignment) {
 }
 
 detail::chunk_thread_cache* chunk_provider::attach() noexcept {
-  detail::chunk_cache_slot& slot = detail::current_chunk_cache;
-  if (slot.provider_id == id_) return slot.cache;
-  if (detail::thread_caches_closed) return nullptr;
-  // The thread's own list needs no lock: a thread switching between providers
-  // stays off the registry mutex. Entries of dead providers never match (ids
-  // are never reused).
-  for (const auto& [id, cache] : attachments.caches) {
-    if (id == id_) {
-      slot = detail::chunk_cache_slot{id_, cache};
-      return cache;
-    }
-  }
   try {
-    provider_registry& r = registry();
-    std::lock_guard lock(r.mutex);
-    std::erase_if(attachments.caches, [&](const auto& entry) { return !r.live.contains(entry.first); });
-    auto owned = std::make_unique<detail::chunk_thread_cache>();
-    owned->provider_id = id_;
-    attachments.caches.reserve(attachments.caches.size() + 1);
-    caches_.reserve(caches_.size() + 1);
-    caches_.push_back(owned.get());
-    attachments.caches.emplace_back(id_, owned.get());
-    slot = detail::chunk_cache_slot{id_, owned.release()};
-    return slot.cache;
+    return registry().attach(id_, caches_, true);
   } catch (const std::bad_alloc&) {
     return nullptr;  // no cache: this thread takes the cache-less path
   }
@@ -330,7 +274,7 @@ void chunk_provider::note_returned(detail::chunk_thread_cache* cache, unsigned c
     return;
   }
   // A thread without a cache: count on the provider.
-  std::lock_guard lock(registry().mutex);
+  std::lock_guard lock(registry().mutex());
   ++retired_classes_[cls].returned;
   retired_bytes_deallocated_ += bytes;
 }
@@ -356,7 +300,7 @@ bool chunk_provider::push_shared(void* chunk, unsigned cls, bool ignore_limit) n
   std::lock_guard lock(pool.mutex);
   set_pooled(chunk, true);
   detail::unpoison_memory(chunk, size);
-  *static_cast<void**>(chunk) = pool.head;
+  store_pool_link(chunk, pool.head);
   detail::poison_memory(static_cast<std::byte*>(chunk) + sizeof(void*), size - sizeof(void*));
   pool.head = chunk;
   ++pool.count;
@@ -375,11 +319,40 @@ void* chunk_provider::pop_shared(unsigned cls) noexcept {
   std::lock_guard lock(pool.mutex);
   void* chunk = pool.head;
   if (chunk == nullptr) return nullptr;
-  pool.head = *static_cast<void**>(chunk);
+  void* next = load_pool_link(chunk);
   --pool.count;
   set_pooled(chunk, false);
   shared_cached_bytes_.fetch_sub(class_size(cls), std::memory_order_relaxed);
+  if (options_.hardened && !pool_link_valid(next, cls, pool.count == 0)) {
+    // Cut the pool after chunk (validated when it became the head). The
+    // chunks behind the bad link stay held (in blocks_, marked pooled) and go
+    // back upstream at release() or destruction, never handed out wild.
+    reject(misuse_kind::unknown_pointer, next, class_size(cls), class_size(cls));
+    shared_cached_bytes_.fetch_sub(pool.count * class_size(cls), std::memory_order_relaxed);
+    pool.count = 0;
+    next = nullptr;
+  }
+  pool.head = next;
   return chunk;
+}
+
+void chunk_provider::store_pool_link(void* chunk, void* next) const noexcept {
+  *static_cast<std::uintptr_t*>(chunk) =
+      options_.hardened ? codec_.encode(chunk, next) : reinterpret_cast<std::uintptr_t>(next);
+}
+
+void* chunk_provider::load_pool_link(const void* chunk) const noexcept {
+  const std::uintptr_t word = *static_cast<const std::uintptr_t*>(chunk);
+  return options_.hardened ? codec_.decode(chunk, word) : reinterpret_cast<void*>(word);
+}
+
+bool chunk_provider::pool_link_valid(const void* next, unsigned cls, bool should_end) noexcept {
+  if (next == nullptr || should_end) return next == nullptr && should_end;
+  if (!detail::is_aligned(next, class_size(cls))) return false;
+  std::lock_guard lock(blocks_mutex_);
+  const auto at = block_position(next);
+  return at != blocks_.end() && at->first == next && at->second.pooled && !at->second.oversized &&
+         at->second.size == class_size(cls);
 }
 
 std::size_t chunk_provider::flush_thread_cache(detail::chunk_thread_cache& cache, unsigned below_class,
@@ -518,7 +491,7 @@ void chunk_provider::trim(std::size_t keep_bytes) noexcept {
 void chunk_provider::release() noexcept {
   std::vector<std::pair<void*, upstream_block>> blocks;
   {
-    std::lock_guard registry_lock(registry().mutex);
+    std::lock_guard registry_lock(registry().mutex());
     // What callers still hold is dropped from the books, per class and in bytes.
     std::uint64_t allocated = retired_bytes_allocated_;
     std::uint64_t deallocated = retired_bytes_deallocated_;
@@ -572,7 +545,7 @@ resource_stats chunk_provider::do_stats() const noexcept {
   std::uint64_t deallocated_bytes = 0;
   std::size_t peak = peak_.load(std::memory_order_relaxed);
   {
-    std::lock_guard lock(registry().mutex);
+    std::lock_guard lock(registry().mutex());
     for (const detail::chunk_thread_cache* cache : caches_) {
       for (unsigned cls = min_class_; cls <= max_class_; ++cls) {
         s.allocations += cache->handed[cls].load(std::memory_order_relaxed);
@@ -608,7 +581,7 @@ resource_stats chunk_provider::do_stats() const noexcept {
 void chunk_provider::do_reset_peak() noexcept {
   // Best effort: a thread cache's peak has one writer, its thread, which may
   // overwrite this store with its own newer figure.
-  std::lock_guard lock(registry().mutex);
+  std::lock_guard lock(registry().mutex());
   for (detail::chunk_thread_cache* cache : caches_) {
     cache->peak_bytes_in_use.store(cache->bytes_allocated.load(std::memory_order_relaxed) -
                                        cache->bytes_deallocated.load(std::memory_order_relaxed),
@@ -624,7 +597,7 @@ chunk_provider::details_type chunk_provider::details() const {
   std::vector<std::size_t> cached(max_class_ + 1);
   std::array<std::uint64_t, detail::chunk_class_count> released{};
   {
-    std::lock_guard lock(registry().mutex);
+    std::lock_guard lock(registry().mutex());
     released = released_classes_;
     for (unsigned cls = min_class_; cls <= max_class_; ++cls) {
       handed[cls] = retired_classes_[cls].handed;
@@ -665,7 +638,7 @@ bool chunk_provider::invariants_hold() const noexcept {
   for (unsigned cls = min_class_; cls <= max_class_; ++cls) {
     std::lock_guard lock(pools_[cls].mutex);
     std::size_t length = 0;
-    for (void* chunk = pools_[cls].head; chunk != nullptr; chunk = *static_cast<void**>(chunk)) {
+    for (void* chunk = pools_[cls].head; chunk != nullptr; chunk = load_pool_link(chunk)) {
       if (!detail::is_aligned(chunk, class_size(cls))) return false;
       ++length;
     }

@@ -29,6 +29,7 @@
 #include "strata/extendable_slab.hpp"
 
 #include "strata/detail/thread_cache.hpp"
+#include "thread_cache_registry.hpp"
 
 #include <algorithm>
 #include <bit>
@@ -66,29 +67,6 @@ constexpr std::size_t cache_line = 64;
 constexpr std::size_t default_segment_bytes = std::size_t{64} << 10;
 constexpr std::size_t default_colours = 8;       // cache lines of slack the automatic geometry keeps
 constexpr unsigned initial_table_bits = 6;
-
-// Which slabs are alive, so a thread that exits can flush its caches into the
-// ones still there. Leaked on purpose: threads may exit after static
-// destruction has begun. (The same design as chunk_provider's.)
-struct slab_registry {
-  std::mutex mutex;
-  std::unordered_map<std::uint64_t, extendable_slab*> live;  // by id
-};
-
-slab_registry& registry() {
-  static slab_registry* const instance = new slab_registry;
-  return *instance;
-}
-
-std::atomic<std::uint64_t> next_slab_id{1};
-
-// The caches this thread has attached, flushed at thread exit. Touched only
-// on slow paths; the fast path reads detail::current_xslab_cache.
-struct thread_attachments {
-  std::vector<std::pair<std::uint64_t, detail::xslab_thread_cache*>> caches;
-  ~thread_attachments();
-};
-thread_local thread_attachments attachments;
 
 // Header arithmetic on sizes far below SIZE_MAX: no overflow check needed.
 constexpr std::size_t round_up_to(std::size_t value, std::size_t alignment) noexcept {
@@ -456,23 +434,17 @@ struct extendable_slab_access {
   }
 };
 
-thread_attachments::~thread_attachments() {
-  slab_registry& r = registry();
-  std::lock_guard lock(r.mutex);
-  for (const auto& [id, cache] : caches) {
-    const auto it = r.live.find(id);
-    if (it != r.live.end()) extendable_slab_access::detach(*it->second, cache);
-    // else the slab is gone and freed the cache itself
-  }
-  caches.clear();
-  detail::current_xslab_cache = detail::xslab_cache_slot{0, nullptr};
-  detail::thread_caches_closed = true;
-}
+// One registry of live slabs and their threads' caches (the lifetime scheme
+// of detail/thread_cache.hpp).
+namespace {
+using slab_registry = detail::thread_cache_registry<extendable_slab, detail::xslab_thread_cache, extendable_slab_access>;
+slab_registry& registry() { return slab_registry::instance(); }
+}  // namespace
 
 // ------------------------------------------------------------ construction
 
 extendable_slab::extendable_slab(options opts, std::pmr::memory_resource* upstream)
-    : resource(resource_name, upstream), options_(opts), id_(next_slab_id.fetch_add(1)) {
+    : resource(resource_name, upstream), options_(opts), id_(slab_registry::new_id()) {
   detail::check_upstream(resource_name, upstream);
   const auto bad = [](std::string_view field, std::string_view problem) {
     detail::throw_bad_option(resource_name, field, problem);
@@ -514,21 +486,11 @@ extendable_slab::extendable_slab(options opts, std::pmr::memory_resource* upstre
 
   tables_.push_back(std::make_unique<detail::segment_table>(initial_table_bits));
   table_word_.store(tables_.back()->word(), std::memory_order_release);
-  slab_registry& r = registry();
-  std::lock_guard lock(r.mutex);
-  r.live.emplace(id_, this);
+  registry().enroll(id_, *this);
 }
 
 extendable_slab::~extendable_slab() {
-  {
-    slab_registry& r = registry();
-    std::lock_guard lock(r.mutex);
-    r.live.erase(id_);
-    // Threads still running keep a stale (id, cache) pair that no live
-    // slab's id matches, so they never touch the freed cache.
-    for (detail::xslab_thread_cache* cache : caches_) delete cache;
-    caches_.clear();
-  }
+  registry().withdraw(id_, caches_);  // first: no exiting thread reaches us after this
   const std::size_t bytes = segment_bytes();
   for (detail::xslab_segment* seg : segments_) {
     detail::unpoison_memory(seg, bytes);
@@ -543,28 +505,9 @@ extendable_slab::~extendable_slab() {
 }
 
 detail::xslab_thread_cache* extendable_slab::attach() noexcept {
-  detail::xslab_cache_slot& slot = detail::current_xslab_cache;
-  if (slot.slab_id == id_) return slot.cache;
-  // After this thread's exit hooks ran its attachment list may be gone: work without a cache.
-  if (cache_capacity_ == 0 || detail::thread_caches_closed) return nullptr;
-  slab_registry& r = registry();
-  std::lock_guard lock(r.mutex);
-  for (const auto& [id, cache] : attachments.caches) {
-    if (id == id_) {
-      slot = detail::xslab_cache_slot{id_, cache};
-      return cache;
-    }
-  }
+  if (cache_capacity_ == 0) return nullptr;  // caches off (by option, or hardened)
   try {
-    std::erase_if(attachments.caches, [&](const auto& entry) { return !r.live.contains(entry.first); });
-    auto owned = std::make_unique<detail::xslab_thread_cache>();
-    owned->slab_id = id_;
-    attachments.caches.reserve(attachments.caches.size() + 1);
-    caches_.reserve(caches_.size() + 1);
-    caches_.push_back(owned.get());
-    attachments.caches.emplace_back(id_, owned.get());
-    slot = detail::xslab_cache_slot{id_, owned.release()};
-    return slot.cache;
+    return registry().attach(id_, caches_, true);
   } catch (...) {
     return nullptr;  // this thread works without a cache, through the mutex
   }
@@ -721,8 +664,8 @@ void extendable_slab::trim() noexcept {
   std::vector<detail::xslab_segment*> reclaimed;
   {
     std::lock_guard lock(mutex_);
-    if (detail::current_xslab_cache.slab_id == id_) {
-      xslab_impl::flush(*this, *detail::current_xslab_cache.cache, SIZE_MAX);
+    if (detail::current_thread_cache<detail::xslab_thread_cache>.owner_id == id_) {
+      xslab_impl::flush(*this, *detail::current_thread_cache<detail::xslab_thread_cache>.cache, SIZE_MAX);
     }
     try {
       reclaimed.reserve(empty_count_);
@@ -743,7 +686,7 @@ resource_stats extendable_slab::do_stats() const noexcept {
   std::uint64_t deallocated_bytes = 0;
   std::size_t peak = std::max(peak_.load(std::memory_order_relaxed), s.peak_bytes_in_use);
   {
-    std::lock_guard lock(registry().mutex);
+    std::lock_guard lock(registry().mutex());
     for (const detail::xslab_thread_cache* cache : caches_) {
       s.allocations += cache->allocations();
       s.deallocations += cache->deallocations();
@@ -764,7 +707,7 @@ resource_stats extendable_slab::do_stats() const noexcept {
 void extendable_slab::do_reset_peak() noexcept {
   // Best effort: a thread cache's peak has one writer, its thread, which may
   // overwrite this store with its own newer figure.
-  std::lock_guard lock(registry().mutex);
+  std::lock_guard lock(registry().mutex());
   for (detail::xslab_thread_cache* cache : caches_) {
     cache->peak_bytes_in_use.store(cache->bytes_allocated.load(std::memory_order_relaxed) -
                                        cache->bytes_deallocated.load(std::memory_order_relaxed),
@@ -780,7 +723,7 @@ extendable_slab::details_type extendable_slab::details() const {
   d.slots_per_segment = options_.slots_per_segment;
   d.stride = stride_;
   {
-    std::lock_guard lock(registry().mutex);
+    std::lock_guard lock(registry().mutex());
     for (const detail::xslab_thread_cache* cache : caches_) d.cached_slots += cache->size();
     d.threads_attached = caches_.size();
   }

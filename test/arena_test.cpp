@@ -18,7 +18,7 @@
 //    as remote and handed back in batches; concurrent use never hands out a
 //    block twice.
 // 7. Misuse: foreign pointers and bad large frees are counted in every mode;
-//    checked mode also catches double free and size/alignment mismatch; none
+//    hardened mode also catches double free and size/alignment mismatch; none
 //    corrupts state.
 // 8. stats() is exact single-threaded; details() adds up.
 // 9. Invalid options and alignments give clear errors.
@@ -348,9 +348,9 @@ BOOST_AUTO_TEST_CASE(foreign_pointers_and_bad_large_frees_are_counted_not_obeyed
   BOOST_TEST(heap.stats().bytes_in_use == 0u);
 }
 
-BOOST_AUTO_TEST_CASE(checked_mode_detects_double_free_and_mismatches) {
+BOOST_AUTO_TEST_CASE(hardened_mode_detects_double_free_and_mismatches) {
   strata::test::misuse_recorder recorder;
-  strata::arena heap{{.capacity = 2 * mib, .checked = true}, strata::system_pages()};
+  strata::arena heap{{.capacity = 2 * mib, .hardened = true}, strata::system_pages()};
   void* p = heap.allocate(40, 8);
   void* q = heap.allocate(40, 8);
   heap.deallocate(p, 48, 8);   // same class, wrong size
@@ -376,6 +376,99 @@ BOOST_AUTO_TEST_CASE(checked_mode_detects_double_free_and_mismatches) {
   for (void* r : {r1, r2, q}) heap.deallocate(r, 40, 8);
   BOOST_TEST(heap.stats().bytes_in_use == 0u);
   BOOST_TEST(heap.stats().misuse_detected == 4u);
+}
+
+BOOST_AUTO_TEST_CASE(hardened_defaults_to_the_build_switch) {
+  BOOST_TEST(strata::arena::options{}.hardened == strata::hardened_by_default);
+}
+
+BOOST_AUTO_TEST_CASE(hardened_mode_detects_foreign_and_interior_pointers) {
+  strata::test::misuse_recorder recorder;
+  strata::arena heap{{.capacity = 2 * mib, .hardened = true}, strata::system_pages()};
+  void* a = heap.allocate(64, 8);
+  alignas(64) static std::byte outside[64];
+  heap.deallocate(outside, 64, 8);                        // outside the region
+  heap.deallocate(static_cast<std::byte*>(a) + 16, 48, 8);  // inside, never handed out
+  const auto reports = recorder.taken();
+  BOOST_TEST_REQUIRE(reports.size() == 2u);
+  for (const auto& r : reports) BOOST_TEST((r.kind == strata::misuse_kind::unknown_pointer));
+  BOOST_TEST(heap.stats().misuse_detected == 2u);
+  // The interior pointer did not enter a free list.
+  void* b = heap.allocate(48, 8);
+  BOOST_TEST(b != static_cast<void*>(static_cast<std::byte*>(a) + 16));
+  heap.deallocate(b, 48, 8);
+  heap.deallocate(a, 64, 8);
+  BOOST_TEST(heap.stats().bytes_in_use == 0u);
+  BOOST_TEST(heap.stats().misuse_detected == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(hardened_links_are_encoded_in_the_block) {
+  strata::arena heap{{.capacity = 2 * mib, .hardened = true}, strata::system_pages()};
+  void* a = heap.allocate(64, 8);
+  void* b = heap.allocate(64, 8);
+  heap.deallocate(a, 64, 8);
+  heap.deallocate(b, 64, 8);  // the class's loose list: b -> a
+  strata::detail::unpoison_memory(b, sizeof(void*));
+  std::uintptr_t stored = 0;
+  std::memcpy(&stored, b, sizeof stored);
+  strata::detail::poison_memory(b, sizeof(void*));
+  BOOST_TEST(stored != reinterpret_cast<std::uintptr_t>(a));  // not the plain next pointer
+  // And the list still works: both come back, distinct.
+  void* x = heap.allocate(64, 8);
+  void* y = heap.allocate(64, 8);
+  BOOST_TEST(x == b);
+  BOOST_TEST(y == a);
+  heap.deallocate(x, 64, 8);
+  heap.deallocate(y, 64, 8);
+  BOOST_TEST(heap.stats().misuse_detected == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(hardened_mode_catches_a_corrupted_free_list_link) {
+  strata::test::misuse_recorder recorder;
+  strata::arena heap{{.capacity = 2 * mib, .hardened = true}, strata::system_pages()};
+  void* a = heap.allocate(64, 8);
+  void* b = heap.allocate(64, 8);
+  void* c = heap.allocate(64, 8);
+  heap.deallocate(a, 64, 8);
+  heap.deallocate(b, 64, 8);  // the class's loose list: b -> a
+  // A use-after-free writes a pointer to live block c into b's link.
+  strata::detail::unpoison_memory(b, sizeof(void*));
+  std::memcpy(b, &c, sizeof(void*));
+  strata::detail::poison_memory(b, sizeof(void*));
+  BOOST_TEST(heap.allocate(64, 8) == b);  // b was validated when it was freed
+  const auto reports = recorder.taken();
+  BOOST_TEST_REQUIRE(reports.size() == 1u);
+  BOOST_TEST((reports[0].kind == strata::misuse_kind::unknown_pointer));
+  BOOST_TEST(reports[0].pointer != c);  // the plain pointer decodes to something else
+  BOOST_TEST(heap.stats().misuse_detected == 1u);
+  // The list was cut: neither live c nor a (behind the bad link) comes back.
+  void* d = heap.allocate(64, 8);
+  BOOST_TEST(d != c);
+  BOOST_TEST(d != a);
+  for (void* p : {b, c, d}) heap.deallocate(p, 64, 8);
+  BOOST_TEST(heap.stats().misuse_detected == 1u);
+}
+
+// Regression: hardened mode took one block of a run carved from a free large
+// extent and dropped the rest, so the region filled a page per small block.
+BOOST_AUTO_TEST_CASE(hardened_mode_uses_all_of_a_run_carved_from_a_free_extent) {
+  strata::arena heap{{.capacity = 1 * mib, .hardened = true}, strata::system_pages()};
+  void* first = heap.allocate(300 * kib, 8);
+  void* second = heap.allocate(300 * kib, 8);
+  heap.deallocate(first, 300 * kib, 8);  // a free extent away from the never-carved end
+  std::vector<void*> blocks;
+  try {
+    for (;;) blocks.push_back(heap.allocate(64, 8));
+  } catch (const std::bad_alloc&) {
+  }
+  // 1 MiB less the live large block holds 11,584 blocks of 64 B; one block
+  // per page of the free extent would give 6,784 + 75.
+  BOOST_TEST(blocks.size() >= 11000u);
+  BOOST_TEST(std::set<void*>(blocks.begin(), blocks.end()).size() == blocks.size());
+  for (void* p : blocks) heap.deallocate(p, 64, 8);
+  heap.deallocate(second, 300 * kib, 8);
+  BOOST_TEST(heap.stats().bytes_in_use == 0u);
+  BOOST_TEST(heap.stats().misuse_detected == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(several_arenas_live_at_once_in_one_thread) {
@@ -431,7 +524,8 @@ BOOST_AUTO_TEST_CASE(invalid_options_and_alignments_are_rejected) {
 }
 
 BOOST_AUTO_TEST_CASE(a_thread_hands_its_cache_to_the_central_pool_at_exit, *boost::unit_test::label("threaded")) {
-  strata::arena heap{{.capacity = 4 * mib}, strata::system_pages()};
+  // Thread caches exist only when not hardened (-Dhardening=true makes that the default).
+  strata::arena heap{{.capacity = 4 * mib, .hardened = false}, strata::system_pages()};
   std::thread([&] {
     std::vector<void*> blocks;
     for (int i = 0; i < 100; ++i) blocks.push_back(heap.allocate(200, 8));

@@ -301,6 +301,68 @@ BOOST_AUTO_TEST_CASE(a_double_free_into_the_shared_pool_is_caught) {
   BOOST_TEST(upstream.bytes_outstanding() == 0u);
 }
 
+BOOST_AUTO_TEST_CASE(hardened_defaults_to_the_build_switch) {
+  BOOST_TEST(strata::chunk_provider::options{}.hardened == strata::hardened_by_default);
+}
+
+// With thread bins on (the default), a second free on the same thread lands
+// in the bin unchecked; hardened turns the bins off so every free is checked.
+BOOST_AUTO_TEST_CASE(hardened_catches_double_free_and_foreign_pointers_with_default_cache_options) {
+  strata::test::misuse_recorder recorder;
+  strata::test::counting_resource upstream;
+  strata::chunk_provider chunks{{.hardened = true}, &upstream};
+  void* a = chunks.allocate(8 * kib, 8);
+  chunks.deallocate(a, 8 * kib, 8);
+  chunks.deallocate(a, 8 * kib, 8);  // double free
+  alignas(8192) static std::byte foreign[8192];
+  chunks.deallocate(foreign, 8 * kib, 8);  // never handed out
+  BOOST_TEST(chunks.stats().misuse_detected == 2u);
+  const auto reports = recorder.taken();
+  BOOST_TEST_REQUIRE(reports.size() == 2u);
+  BOOST_TEST((reports[0].kind == strata::misuse_kind::double_free));
+  BOOST_TEST((reports[1].kind == strata::misuse_kind::unknown_pointer));
+  void* b = chunks.allocate(8 * kib, 8);
+  void* c = chunks.allocate(8 * kib, 8);
+  BOOST_TEST(b != c);  // a was pooled once
+  BOOST_TEST(b != static_cast<void*>(foreign));
+  BOOST_TEST(c != static_cast<void*>(foreign));
+  chunks.deallocate(b, 8 * kib, 8);
+  chunks.deallocate(c, 8 * kib, 8);
+  BOOST_TEST(chunks.stats().bytes_in_use == 0u);
+  chunks.trim();
+  BOOST_TEST(upstream.bytes_outstanding() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(hardened_pool_links_are_encoded_and_a_corrupted_one_is_caught) {
+  strata::test::misuse_recorder recorder;
+  strata::test::counting_resource upstream;
+  strata::chunk_provider chunks{{.hardened = true}, &upstream};
+  void* a = chunks.allocate(8 * kib, 8);
+  void* b = chunks.allocate(8 * kib, 8);
+  void* c = chunks.allocate(8 * kib, 8);
+  chunks.deallocate(a, 8 * kib, 8);
+  chunks.deallocate(b, 8 * kib, 8);  // the shared pool: b -> a
+  std::uintptr_t stored = 0;
+  std::memcpy(&stored, b, sizeof stored);
+  BOOST_TEST(stored != reinterpret_cast<std::uintptr_t>(a));  // not the plain next pointer
+  // A use-after-free writes a plain pointer to live chunk c into b.
+  std::memcpy(b, &c, sizeof(void*));
+  BOOST_TEST(chunks.allocate(8 * kib, 8) == b);  // b was checked when it was freed
+  const auto reports = recorder.taken();
+  BOOST_TEST_REQUIRE(reports.size() == 1u);
+  BOOST_TEST((reports[0].kind == strata::misuse_kind::unknown_pointer));
+  BOOST_TEST(chunks.stats().misuse_detected == 1u);
+  // The pool was cut after b: neither c (live) nor a (behind the bad link) is handed out.
+  void* d = chunks.allocate(8 * kib, 8);
+  BOOST_TEST(d != c);
+  BOOST_TEST(d != a);
+  for (void* p : {b, c, d}) chunks.deallocate(p, 8 * kib, 8);
+  BOOST_TEST(chunks.stats().misuse_detected == 1u);
+  BOOST_TEST(chunks.stats().bytes_in_use == 0u);
+  chunks.release();  // a, cut off the pool, is still held and goes back here
+  BOOST_TEST(upstream.bytes_outstanding() == 0u);
+}
+
 // Regression: an oversized free with the wrong alignment was forwarded as given.
 BOOST_AUTO_TEST_CASE(an_oversized_free_with_the_wrong_alignment_is_refused) {
   strata::test::misuse_recorder recorder;

@@ -257,6 +257,32 @@ BOOST_AUTO_TEST_CASE(hardened_mode_catches_a_corrupted_link_and_a_double_free) {
   BOOST_TEST(s.stats().misuse_detected == 2u);
 }
 
+BOOST_AUTO_TEST_CASE(hardened_defaults_to_the_build_switch) {
+  BOOST_TEST(strata::extendable_slab::options{}.hardened == strata::hardened_by_default);
+}
+
+BOOST_AUTO_TEST_CASE(hardened_mode_catches_foreign_and_interior_pointers) {
+  strata::test::misuse_recorder recorder;
+  strata::test::counting_resource upstream;
+  strata::extendable_slab s{{.slot_size = 32, .slots_per_segment = 8, .hardened = true}, &upstream};
+  void* a = s.allocate(32, 8);
+  alignas(64) std::byte not_ours[64]{};
+  s.deallocate(not_ours, 32, 8);                        // no segment of ours
+  s.deallocate(static_cast<std::byte*>(a) + 8, 32, 8);  // inside a segment, off a slot boundary
+  BOOST_TEST(s.stats().misuse_detected == 2u);
+  const auto reports = recorder.taken();
+  BOOST_TEST_REQUIRE(reports.size() == 2u);
+  for (const auto& r : reports) BOOST_TEST((r.kind == strata::misuse_kind::unknown_pointer));
+  void* b = s.allocate(32, 8);
+  void* c = s.allocate(32, 8);
+  BOOST_TEST(b != c);
+  BOOST_TEST(b != static_cast<void*>(static_cast<std::byte*>(a) + 8));
+  BOOST_TEST(c != static_cast<void*>(static_cast<std::byte*>(a) + 8));
+  for (void* p : {a, b, c}) s.deallocate(p, 32, 8);
+  BOOST_TEST(s.stats().bytes_in_use == 0u);
+  BOOST_TEST(s.stats().misuse_detected == 2u);
+}
+
 BOOST_AUTO_TEST_CASE(pmr_containers_run_on_it_and_overhead_is_within_three_percent) {
   strata::test::counting_resource upstream;
   strata::extendable_slab s{{.slot_size = 64}, &upstream};

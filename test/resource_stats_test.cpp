@@ -141,4 +141,15 @@ BOOST_AUTO_TEST_CASE(poisoning_marks_kept_memory_under_asan, *boost::unit_test::
 #endif
 }
 
+// The build's hardening switch (meson -Dhardening=true defines STRATA_HARDENED
+// for the library and every user of the dependency) is what the constant says;
+// each resource's options default to the constant (tested in its own suite).
+BOOST_AUTO_TEST_CASE(hardened_by_default_follows_the_build_switch) {
+#ifdef STRATA_HARDENED
+  BOOST_TEST(strata::hardened_by_default);
+#else
+  BOOST_TEST(!strata::hardened_by_default);
+#endif
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -231,6 +231,36 @@ BOOST_AUTO_TEST_CASE(hardened_links_are_encoded_in_the_slot) {
   strata::detail::poison_memory(b, sizeof(void*));
 }
 
+BOOST_AUTO_TEST_CASE(hardened_defaults_to_the_build_switch) {
+  BOOST_TEST(strata::slab::options{}.hardened == strata::hardened_by_default);
+  BOOST_TEST(strata::slab::options::for_type<double>(4).hardened == strata::hardened_by_default);
+}
+
+BOOST_AUTO_TEST_CASE(hardened_mode_catches_foreign_and_interior_pointers) {
+  strata::test::misuse_recorder recorder;
+  strata::test::counting_resource upstream;
+  strata::slab s{{.slot_size = 32, .capacity = 8, .hardened = true}, &upstream};
+  void* a = s.allocate(32, 8);
+  void* b = s.allocate(32, 8);
+  alignas(64) std::byte not_ours[64]{};
+  s.deallocate(not_ours, 32, 8);                              // outside the region
+  s.deallocate(static_cast<std::byte*>(a) + 8, 32, 8);        // inside, off a slot boundary
+  s.deallocate(static_cast<std::byte*>(b) + 4 * 32, 32, 8);   // on a boundary, never carved
+  BOOST_TEST(s.stats().misuse_detected == 3u);
+  const auto reports = recorder.taken();
+  BOOST_TEST_REQUIRE(reports.size() == 3u);
+  for (const auto& r : reports) BOOST_TEST((r.kind == strata::misuse_kind::unknown_pointer));
+  // None of them entered the free list: the next two slots are fresh and distinct.
+  void* c = s.allocate(32, 8);
+  void* d = s.allocate(32, 8);
+  BOOST_TEST(c != d);
+  for (void* p : {a, b, c, d}) BOOST_TEST(s.contains(p));
+  BOOST_TEST(c != static_cast<void*>(static_cast<std::byte*>(a) + 8));
+  for (void* p : {a, b, c, d}) s.deallocate(p, 32, 8);
+  BOOST_TEST(s.stats().bytes_in_use == 0u);
+  BOOST_TEST(s.stats().misuse_detected == 3u);
+}
+
 BOOST_AUTO_TEST_CASE(checked_deallocate_catches_a_double_free) {
   strata::test::misuse_recorder recorder;
   strata::test::counting_resource upstream;

@@ -14,6 +14,7 @@
 
 #include "detail/align.hpp"
 #include "detail/assert.hpp"
+#include "detail/free_list.hpp"
 #include "detail/sanitizer.hpp"
 #include "detail/thread_cache.hpp"
 #include "resource.hpp"
@@ -113,18 +114,11 @@ struct arena_bin {
 /// A thread's cache for one arena, owned by the arena and used lock-free by
 /// one thread. Counters are summed by stats() under the registry mutex.
 struct alignas(64) arena_thread_cache {  // its own cache lines: no false sharing between threads
-  std::uint64_t arena_id;
   thread_counters counters;
   std::array<arena_bin, arena_class_count> bins{};
 };
 
-/// The calling thread's most recently used arena cache. constinit and
-/// trivially destructible, so the fast path reads it without a TLS wrapper call.
-struct arena_cache_slot {
-  std::uint64_t arena_id;  // 0: none
-  arena_thread_cache* cache;
-};
-inline constinit thread_local arena_cache_slot current_arena_cache{0, nullptr};
+using arena_cache_slot = thread_cache_slot<arena_thread_cache>;  // the fast path's MRU slot
 
 }  // namespace detail
 
@@ -165,9 +159,13 @@ class arena final : public resource {
     /// Bytes a thread cache keeps per class before handing a batch back; at
     /// least refill_bytes. A class keeps at least two batches.
     std::size_t cache_bytes_per_class = std::size_t{64} << 10;
-    /// Detects double free and size/alignment mismatch with side metadata,
-    /// at the cost of thread caches (every call takes a class lock).
-    bool checked = false;
+    /// Records every block handed out in side metadata, so that double free,
+    /// foreign pointer and size/alignment mismatch are detected (counted in
+    /// misuse_detected, never obeyed), and encodes every free-list link and
+    /// validates it before following it. Thread caches are off: every call takes a class
+    /// lock and the metadata lock. (Named `checked` before.)
+    /// Defaults to strata::hardened_by_default (-Dhardening=true); see docs/hardening.md.
+    bool hardened = hardened_by_default;
   };
 
   /// Per-class figures in details().
@@ -239,10 +237,10 @@ class arena final : public resource {
 
   // Everything below is cold and leaves the arena consistent.
   // Serves what the fast path could not: attaches a cache, refills a bin from
-  // the central pool or the region, takes the large or checked path.
+  // the central pool or the region, takes the large or hardened path.
   STRATA_SLOW_PATH void* allocate_slow(std::size_t bytes, std::size_t alignment);
   // Frees what the fast path could not: a full bin (hands a batch to the
-  // central pool), large blocks, checked mode, other threads' first free, misuse.
+  // central pool), large blocks, hardened mode, other threads' first free, misuse.
   STRATA_SLOW_PATH void deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) noexcept;
   // Returns this thread's cache, creating and registering it if needed.
   detail::arena_thread_cache& attach();
@@ -250,6 +248,13 @@ class arena final : public resource {
   // word 0 (tail not set): the central pool first, then a fresh run.
   // Throws: allocation_failure (capacity) when neither has any.
   block_list take_blocks(unsigned cls, std::size_t want, std::size_t bytes, std::size_t alignment);
+  // Central-pool links (word 0: next block; word 1 of a batch head: next
+  // batch), encoded when hardened. Free blocks stay poisoned around them.
+  [[nodiscard]] std::uintptr_t link_word(const void* at, const void* value) const noexcept;
+  [[nodiscard]] void* link_get(void* block, unsigned word) const noexcept;
+  void link_set(void* block, unsigned word, void* value) const noexcept;
+  // The last block of a list of count blocks starting at head.
+  [[nodiscard]] void* walk(void* head, std::size_t count) const noexcept;
   // Hands a poisoned list with its tail set to the central pool of cls.
   void give_blocks(unsigned cls, block_list list) noexcept;
   // Carves a run of up to want blocks of cls from the never-carved end or a
@@ -265,10 +270,17 @@ class arena final : public resource {
   void* large_allocate(std::size_t bytes, std::size_t alignment);
   // Returns false (nothing changed) if p is not a live large block of bytes.
   bool large_deallocate(void* p, std::size_t bytes) noexcept;
-  // Records a handed-out block for checked mode. Throws std::bad_alloc.
-  void checked_record(void* p, std::size_t bytes, std::size_t alignment);
-  // Validates and forgets a block in checked mode; the misuse found, if any.
-  bool checked_release(void* p, std::size_t bytes, std::size_t alignment) noexcept;
+  // Records a handed-out block for hardened mode. Throws std::bad_alloc.
+  void record_block(void* p, std::size_t bytes, std::size_t alignment);
+  // Validates and forgets a block in hardened mode; the misuse found, if any.
+  bool release_block(void* p, std::size_t bytes, std::size_t alignment) noexcept;
+  // Hardened mode: whether a free-list link read from a free block of cls may
+  // be followed, given whether the list should end there. A link is believed
+  // only if it names a block of the region aligned for cls that is not handed
+  // out (and, if it ever was, was of cls). Takes hardened_mutex_.
+  bool link_valid(const void* next, unsigned cls, bool should_end) const noexcept;
+  // Counts and reports a link that failed link_valid.
+  void reject_link(const void* next, unsigned cls) noexcept;
   // Moves one thread cache's blocks to the central pools and its counters
   // into the retired totals. Requires the registry mutex.
   void detach(detail::arena_thread_cache* cache) noexcept;
@@ -282,7 +294,7 @@ class arena final : public resource {
   // One class's free blocks beyond the thread caches, all guarded by mutex.
   // Full batches (exactly batch_ blocks, handed back by a full bin) are
   // stacked through their head block's second word, so a refill takes one in
-  // O(1); partial lists (thread exit, checked mode) go to the loose list.
+  // O(1); partial lists (thread exit, hardened mode) go to the loose list.
   struct alignas(64) central_pool {  // apart from each other and from the read-only fields above
     mutable std::mutex mutex;
     void* batches = nullptr;    // top batch head; batches linked through word 1
@@ -290,7 +302,7 @@ class arena final : public resource {
     void* loose = nullptr;      // blocks linked through word 0
     std::size_t loose_count = 0;
   };
-  struct checked_entry {
+  struct block_record {
     std::size_t bytes;
     std::size_t alignment;
     bool live;
@@ -298,6 +310,7 @@ class arena final : public resource {
 
   options options_;
   std::uint64_t id_;                       // unique per arena, never reused
+  detail::link_codec codec_;               // central-pool links (hardened only)
   std::uintptr_t base_;                    // region start
   std::size_t capacity_;                   // region bytes (a multiple of arena_page)
   // Per class: blocks a refill takes, and blocks a bin holds before handing a batch back.
@@ -312,8 +325,8 @@ class arena final : public resource {
   std::size_t large_free_bytes_ = 0;
   std::size_t large_live_bytes_ = 0;
 
-  mutable std::mutex checked_mutex_;       // guards checked_ (checked mode only)
-  std::unordered_map<const void*, checked_entry> checked_;
+  mutable std::mutex hardened_mutex_;       // guards handed_out_ (hardened mode only)
+  std::unordered_map<const void*, block_record> handed_out_;
 
   // Guarded by the process-wide registry mutex (see the .cpp).
   std::vector<detail::arena_thread_cache*> caches_;  // attached thread caches, owned
@@ -331,8 +344,8 @@ class arena final : public resource {
 
 // Pops a block from this thread's bin: no lock, no atomic read-modify-write.
 inline void* arena::do_allocate(std::size_t bytes, std::size_t alignment) {
-  const detail::arena_cache_slot slot = detail::current_arena_cache;  // one TLS read
-  if (slot.arena_id == id_) [[likely]] {
+  const detail::arena_cache_slot slot = detail::current_thread_cache<detail::arena_thread_cache>;  // one TLS read
+  if (slot.owner_id == id_) [[likely]] {
     unsigned cls = detail::arena_large;
     // The common request (up to 1 KiB, alignment 1..16) is one table load.
     if (bytes <= 1024 && alignment - 1 < 16 && (alignment & (alignment - 1)) == 0) [[likely]] {
@@ -358,8 +371,8 @@ inline void* arena::do_allocate(std::size_t bytes, std::size_t alignment) {
 // Pushes a block onto this thread's bin while it has room, whichever thread
 // allocated it: the bin hands batches back to the central pool when full.
 inline void arena::do_deallocate(void* p, std::size_t bytes, std::size_t alignment) {
-  const detail::arena_cache_slot slot = detail::current_arena_cache;  // one TLS read
-  if (slot.arena_id == id_ && detail::is_power_of_two(alignment) && owns(p)) [[likely]] {
+  const detail::arena_cache_slot slot = detail::current_thread_cache<detail::arena_thread_cache>;  // one TLS read
+  if (slot.owner_id == id_ && detail::is_power_of_two(alignment) && owns(p)) [[likely]] {
     const unsigned cls = detail::arena_class_for(bytes, alignment);
     if (cls != detail::arena_large) [[likely]] {
       detail::arena_bin& bin = slot.cache->bins[cls];

@@ -15,6 +15,7 @@
 
 #include "detail/align.hpp"
 #include "detail/assert.hpp"
+#include "detail/free_list.hpp"
 #include "detail/sanitizer.hpp"
 #include "detail/thread_cache.hpp"
 #include "resource.hpp"
@@ -40,7 +41,8 @@ struct alignas(64) chunk_bin {
 
 /// A thread's cache for one chunk_provider, owned by the provider and used
 /// lock-free by one thread. Counters are summed by stats() (under the
-/// provider registry's mutex, which also keeps the cache alive).
+/// provider registry's mutex, which also keeps the cache alive). The calling
+/// thread's most recently used one is current_thread_cache<chunk_thread_cache>.
 struct chunk_thread_cache {
   std::array<chunk_bin, chunk_class_count> bins{};
   std::array<single_writer_counter, chunk_class_count> handed{};    // chunks handed out, per class
@@ -48,16 +50,8 @@ struct chunk_thread_cache {
   single_writer_counter bytes_allocated{0};    // caller's sizes, normal chunks
   single_writer_counter bytes_deallocated{0};
   single_writer_counter peak_bytes_in_use{0};  // of this thread's own view
-  std::uint64_t provider_id = 0;
 };
-
-/// The calling thread's most recently used chunk cache. constinit and
-/// trivially destructible, so the fast path reads it without a TLS wrapper call.
-struct chunk_cache_slot {
-  std::uint64_t provider_id;  // 0: none
-  chunk_thread_cache* cache;
-};
-inline constinit thread_local chunk_cache_slot current_chunk_cache{0, nullptr};
+using chunk_cache_slot = thread_cache_slot<chunk_thread_cache>;
 
 }  // namespace detail
 
@@ -117,6 +111,14 @@ class chunk_provider final : public resource {
     /// crossed succeeded, outside any lock. Exceptions it throws are ignored.
     /// Under concurrent crossings it is best effort (may be missed or repeated).
     std::function<void(const budget_event&)> on_budget_warning{};
+    /// Thread bins off, so every deallocate is checked against the chunks
+    /// held (foreign pointer, size/alignment mismatch) and the shared pools
+    /// (every free chunk is in one, so every double free is caught); shared
+    /// pool links are encoded and validated before they are followed. Each
+    /// detection is counted in misuse_detected and changes nothing.
+    /// Allocations then take a pool mutex. The default fast path is untouched.
+    /// Defaults to strata::hardened_by_default (-Dhardening=true); see docs/hardening.md.
+    bool hardened = hardened_by_default;
   };
 
   /// Per-class figures in details().
@@ -209,8 +211,8 @@ class chunk_provider final : public resource {
     }
   }
   [[nodiscard]] detail::chunk_thread_cache* my_cache() const noexcept {
-    const detail::chunk_cache_slot slot = detail::current_chunk_cache;  // one TLS read
-    return slot.provider_id == id_ ? slot.cache : nullptr;
+    const detail::chunk_cache_slot slot = detail::current_thread_cache<detail::chunk_thread_cache>;  // one TLS read
+    return slot.owner_id == id_ ? slot.cache : nullptr;
   }
 
   // Everything below leaves the provider consistent and is cold.
@@ -236,6 +238,13 @@ class chunk_provider final : public resource {
   // Calls on_budget_warning if usage is at or above the threshold and the
   // warning is armed. Exceptions from the callback are swallowed.
   void warn_if_crossed() noexcept;
+  // A shared pool's link in chunk's first word: encoded when hardened.
+  void store_pool_link(void* chunk, void* next) const noexcept;
+  [[nodiscard]] void* load_pool_link(const void* chunk) const noexcept;
+  // Hardened: whether a decoded pool link of cls may be followed, given
+  // whether the pool should end there: it must name a held, pooled chunk of
+  // cls. Requires the pool's mutex; takes blocks_mutex_.
+  bool pool_link_valid(const void* next, unsigned cls, bool should_end) noexcept;
   // Marks a held chunk as in (or out of) a shared pool, for double-free checks.
   void set_pooled(void* chunk, bool pooled) noexcept;
   void release_budget(std::size_t bytes) noexcept;
@@ -271,6 +280,7 @@ class chunk_provider final : public resource {
 
   options options_;
   std::uint64_t id_;                                  // unique per provider, never reused
+  detail::link_codec codec_;                          // shared pool links (hardened only)
   unsigned min_class_;                                // log2(min_chunk_size)
   unsigned max_class_;                                // log2(max_chunk_size)
   // Chunks a thread bin may hold per class: 0 outside [floor, max class] and
@@ -315,8 +325,8 @@ class chunk_provider final : public resource {
 
 // Serves a chunk from this thread's cache: no lock, no atomic read-modify-write.
 inline void* chunk_provider::do_allocate(std::size_t bytes, std::size_t alignment) {
-  const detail::chunk_cache_slot slot = detail::current_chunk_cache;  // one TLS read
-  if (slot.provider_id == id_ && detail::is_power_of_two(alignment)) [[likely]] {
+  const detail::chunk_cache_slot slot = detail::current_thread_cache<detail::chunk_thread_cache>;  // one TLS read
+  if (slot.owner_id == id_ && detail::is_power_of_two(alignment)) [[likely]] {
     const unsigned cls = class_of(bytes, alignment);
     // Oversized classes, and classes above the floor (which must go slow to raise it), fail here.
     if (cls <= fast_ceiling_.load(std::memory_order_relaxed)) [[likely]] {
@@ -336,8 +346,8 @@ inline void* chunk_provider::do_allocate(std::size_t bytes, std::size_t alignmen
 
 // Keeps a chunk in this thread's cache when its bin has room.
 inline void chunk_provider::do_deallocate(void* p, std::size_t bytes, std::size_t alignment) {
-  const detail::chunk_cache_slot slot = detail::current_chunk_cache;  // one TLS read
-  if (slot.provider_id == id_ && detail::is_power_of_two(alignment)) [[likely]] {
+  const detail::chunk_cache_slot slot = detail::current_thread_cache<detail::chunk_thread_cache>;  // one TLS read
+  if (slot.owner_id == id_ && detail::is_power_of_two(alignment)) [[likely]] {
     const unsigned cls = class_of(bytes, alignment);
     detail::chunk_bin& bin = slot.cache->bins[cls];
     const std::uint32_t count = bin.count.load(std::memory_order_relaxed);

@@ -31,7 +31,6 @@ namespace detail {
 /// chain through memory on both allocate and deallocate. stats() sums them
 /// under the registry mutex.
 struct alignas(64) xslab_thread_cache {
-  std::uint64_t slab_id;
   void* head = nullptr;                  // free slots (plain links; caches are off in hardened mode)
   single_writer_counter pushed{0};               // slots put on head: deallocations and refills
   single_writer_counter popped{0};               // slots taken off head: allocations and flushes
@@ -55,13 +54,7 @@ struct alignas(64) xslab_thread_cache {
   }
 };
 
-/// The calling thread's most recently used slab cache; constinit and
-/// trivially destructible, so the fast path reads it without a TLS wrapper call.
-struct xslab_cache_slot {
-  std::uint64_t slab_id;  // 0: none
-  xslab_thread_cache* cache;
-};
-inline constinit thread_local xslab_cache_slot current_xslab_cache{0, nullptr};
+using xslab_cache_slot = thread_cache_slot<xslab_thread_cache>;  // the fast path's MRU slot
 
 /// The set of segment addresses a slab holds, as an open-addressed table that
 /// the deallocate fast path reads without a lock. Written only under the
@@ -157,8 +150,10 @@ class extendable_slab final : public resource {
     /// Offset successive segments' first slot by multiples of the cache line.
     bool colouring = true;
     /// Encode free-list links, validate every pop and check every deallocate
-    /// (double free, slot boundary). Thread caches are off: every call takes the mutex.
-    bool hardened = false;
+    /// (double free, foreign pointer, slot boundary), each detection counted
+    /// in misuse_detected. Thread caches are off: every call takes the mutex.
+    /// Defaults to strata::hardened_by_default (-Dhardening=true); see docs/hardening.md.
+    bool hardened = hardened_by_default;
   };
 
   /// One segment's occupancy in details().
@@ -329,8 +324,8 @@ class extendable_slab final : public resource {
 // Pops this thread's magazine: no lock, no atomic read-modify-write (the
 // count and counters are single-writer atomics so stats() may read them).
 inline void* extendable_slab::do_allocate(std::size_t bytes, std::size_t alignment) {
-  const detail::xslab_cache_slot slot = detail::current_xslab_cache;  // one TLS read
-  if (slot.slab_id == id_ && bytes <= options_.slot_size && alignment <= options_.slot_alignment &&
+  const detail::xslab_cache_slot slot = detail::current_thread_cache<detail::xslab_thread_cache>;  // one TLS read
+  if (slot.owner_id == id_ && bytes <= options_.slot_size && alignment <= options_.slot_alignment &&
       detail::is_power_of_two(alignment)) [[likely]] {
     detail::xslab_thread_cache& cache = *slot.cache;
     void* p = cache.head;
@@ -348,8 +343,8 @@ inline void* extendable_slab::do_allocate(std::size_t bytes, std::size_t alignme
 // Pushes a slot of one of our segments onto this thread's magazine, whichever
 // thread allocated it. Hardened mode never attaches caches, so it always goes slow.
 inline void extendable_slab::do_deallocate(void* p, std::size_t bytes, std::size_t alignment) {
-  const detail::xslab_cache_slot slot = detail::current_xslab_cache;  // one TLS read
-  if (slot.slab_id == id_) [[likely]] {
+  const detail::xslab_cache_slot slot = detail::current_thread_cache<detail::xslab_thread_cache>;  // one TLS read
+  if (slot.owner_id == id_) [[likely]] {
     detail::xslab_thread_cache& cache = *slot.cache;
     if (in_some_segment(cache, p) && cache.size() < cache_capacity_) [[likely]] {
       *static_cast<void**>(p) = cache.head;

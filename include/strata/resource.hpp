@@ -16,6 +16,22 @@
 
 namespace strata {
 
+// ---------------------------------------------------------------- hardening
+
+/// The default of the `hardened` option of every resource that frees single
+/// blocks (slab, extendable_slab, arena, chunk_provider): true when the
+/// library and its users are built with STRATA_HARDENED defined (meson
+/// `-Dhardening=true` defines it for both, through the dependency), false
+/// otherwise. One switch, so a whole program is hardened without touching
+/// each resource's options; a resource can still opt in or out by setting
+/// the field. docs/hardening.md says what each resource then checks and what
+/// it costs.
+#ifdef STRATA_HARDENED
+inline constexpr bool hardened_by_default = true;
+#else
+inline constexpr bool hardened_by_default = false;
+#endif
+
 // ------------------------------------------------------------------ resource
 
 /// Base of every strata resource: a std::pmr::memory_resource that knows its

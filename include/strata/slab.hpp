@@ -53,8 +53,10 @@ class slab final : public resource {
     /// What happens when every slot is handed out.
     exhaustion on_exhaustion = exhaustion::forward_upstream;
     /// Encode free-list links, validate every pop and check every deallocate
-    /// (double free, slot boundary). Builds without NDEBUG always check deallocate.
-    bool hardened = false;
+    /// (double free, foreign pointer, slot boundary), each detection counted
+    /// in misuse_detected. Builds without NDEBUG always check deallocate.
+    /// Defaults to strata::hardened_by_default (-Dhardening=true); see docs/hardening.md.
+    bool hardened = hardened_by_default;
 
     /// Returns options for slots that hold one T each.
     template <class T>

@@ -5,8 +5,10 @@
 #include <cstdint>
 
 // Pieces of the per-thread cache machinery that a thread-safe resource with a
-// lock-free fast path needs (first written for chunk_provider, generalized
-// here for arena). Not part of the public API.
+// lock-free fast path needs: the parts its inline fast paths read. The slow
+// parts (the registry of live resources, attaching, the thread-exit hook) are
+// one template in src/thread_cache_registry.hpp, used by chunk_provider,
+// extendable_slab and arena. Not part of the public API.
 //
 // The lifetime scheme every user follows:
 // - each resource has an id that is never reused, and registers itself in a
@@ -30,6 +32,20 @@ namespace strata::detail {
 /// later, or from static destructors on the main thread, take a path that
 /// does not (each resource documents which).
 inline constinit thread_local bool thread_caches_closed = false;
+
+/// The calling thread's most recently used cache of one kind (Cache is the
+/// resource's per-thread cache type): the id of the resource it belongs to and
+/// the cache. constinit and trivially destructible, so a fast path reads it
+/// without a TLS wrapper call: one TLS read and an id compare decide whether
+/// the cache may be used. Only the owning thread reads or writes it. Ids are
+/// never reused, so a slot naming a dead resource is never followed.
+template <class Cache>
+struct thread_cache_slot {
+  std::uint64_t owner_id;  // 0: none (ids start at 1)
+  Cache* cache;
+};
+template <class Cache>
+inline constinit thread_local thread_cache_slot<Cache> current_thread_cache{0, nullptr};
 
 /// A counter with a single writer (its thread): the writer updates it with a
 /// relaxed load and store, never a read-modify-write, and other threads may
