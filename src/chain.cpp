@@ -19,6 +19,8 @@ std::string_view link_name(const std::pmr::memory_resource* r) noexcept {
   return "memory_resource";
 }
 
-std::string_view chain_link::name() const noexcept { return link_name(resource); }
+std::string_view chain_link::name() const noexcept {
+  return link_name(resource);
+}
 
 }  // namespace strata

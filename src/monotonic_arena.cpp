@@ -64,8 +64,7 @@ constexpr std::size_t min_first_chunk_size = 128;
 constexpr std::size_t max_growth_factor = 1024;
 // No object exceeds PTRDIFF_MAX bytes. Refusing bump sizes above this, less
 // a chunk's overhead, keeps every size computation below from wrapping.
-constexpr std::size_t largest_bump =
-    static_cast<std::size_t>(PTRDIFF_MAX) - footer_size - chunk_alignment;
+constexpr std::size_t largest_bump = static_cast<std::size_t>(PTRDIFF_MAX) - footer_size - chunk_alignment;
 
 static_assert(footer_size % chunk_alignment == 0, "chunk sizes and footers must keep chunk_alignment");
 static_assert(alignof(detail::arena_chunk) <= chunk_alignment);
@@ -363,11 +362,10 @@ std::size_t monotonic_arena::end_request() noexcept {
   const std::size_t typical = percentile_footprint();
   // Remember the need: the next request's first fresh chunk holds all of
   // this one (adaptive: of the typical one), so it needs one chunk.
-  next_chunk_size_ =
-      chunk_size_for(options_.retention == retention_policy::adaptive ? typical : footprint);
+  next_chunk_size_ = chunk_size_for(options_.retention == retention_policy::adaptive ? typical : footprint);
   high_water_ = 0;
-  ++generation_;                 // every marker taken so far is stale
-  owner_ = std::thread::id{};    // the next allocate may come from another thread
+  ++generation_;               // every marker taken so far is stale
+  owner_ = std::thread::id{};  // the next allocate may come from another thread
   release_dedicated_after(0);
   settle_peak();
   counters_.value.bytes_in_use = 0;  // every block is gone
@@ -389,10 +387,18 @@ void monotonic_arena::reset() noexcept {
   }
   std::size_t budget = 0;
   switch (options_.retention) {
-    case retention_policy::keep_none: budget = 0; break;
-    case retention_policy::keep_largest: budget = all != nullptr ? all->size : 0; break;
-    case retention_policy::keep_up_to_retain_bytes: budget = options_.retain_bytes; break;
-    case retention_policy::adaptive: budget = adaptive_capacity; break;
+    case retention_policy::keep_none:
+      budget = 0;
+      break;
+    case retention_policy::keep_largest:
+      budget = all != nullptr ? all->size : 0;
+      break;
+    case retention_policy::keep_up_to_retain_bytes:
+      budget = options_.retain_bytes;
+      break;
+    case retention_policy::adaptive:
+      budget = adaptive_capacity;
+      break;
   }
   // Greedy, largest first: a chunk is kept if it fits in what is left of the
   // budget. Under adaptive this also returns any chunk larger than the
@@ -487,7 +493,9 @@ resource_stats monotonic_arena::do_stats() const noexcept {
   return s;
 }
 
-void monotonic_arena::do_reset_peak() noexcept { counters_.reset_peak(); }
+void monotonic_arena::do_reset_peak() noexcept {
+  counters_.reset_peak();
+}
 
 bool monotonic_arena::invariants_hold() const noexcept {
   const std::uintptr_t begin = current_ != nullptr ? current_->begin() : buffer_begin_;

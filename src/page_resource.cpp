@@ -60,8 +60,7 @@ void* page_resource::do_allocate(std::size_t bytes, std::size_t alignment) {
     counters_.on_failure();
     detail::throw_allocation_failure(resource_name, bytes, alignment, failure_reason::size_overflow);
   }
-  void* mapped = ::mmap(nullptr, length + slack, PROT_READ | PROT_WRITE,
-                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* mapped = ::mmap(nullptr, length + slack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (mapped == MAP_FAILED) [[unlikely]] {
     counters_.on_failure();
     detail::throw_allocation_failure(resource_name, bytes, alignment, failure_reason::upstream_failed);
@@ -96,10 +95,10 @@ void page_resource::do_deallocate(void* p, std::size_t bytes, std::size_t alignm
   if (p == nullptr || !ok || !detail::is_aligned(p, page_size_) ||
       !detail::is_aligned(p, checked_alignment) || checked_alignment != alignment) [[unlikely]] {
     counters_.on_rejected_deallocate();
-    report_misuse({resource_name,
-                   checked_alignment != alignment ? misuse_kind::alignment_mismatch
-                                                  : misuse_kind::unknown_pointer,
-                   p, bytes, alignment});
+    report_misuse(
+        {resource_name,
+         checked_alignment != alignment ? misuse_kind::alignment_mismatch : misuse_kind::unknown_pointer, p,
+         bytes, alignment});
     return;
   }
   ::munmap(p, length);

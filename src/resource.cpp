@@ -22,24 +22,36 @@ resource::~resource() = default;
 
 std::string_view to_string(failure_reason reason) noexcept {
   switch (reason) {
-    case failure_reason::capacity: return "capacity";
-    case failure_reason::budget: return "budget";
-    case failure_reason::upstream_failed: return "upstream failed";
-    case failure_reason::size_overflow: return "size overflow";
-    case failure_reason::allocation_limit: return "allocation limit";
+    case failure_reason::capacity:
+      return "capacity";
+    case failure_reason::budget:
+      return "budget";
+    case failure_reason::upstream_failed:
+      return "upstream failed";
+    case failure_reason::size_overflow:
+      return "size overflow";
+    case failure_reason::allocation_limit:
+      return "allocation limit";
   }
   return "unknown";
 }
 
 std::string_view to_string(misuse_kind kind) noexcept {
   switch (kind) {
-    case misuse_kind::unknown_pointer: return "unknown_pointer";
-    case misuse_kind::double_free: return "double_free";
-    case misuse_kind::size_mismatch: return "size_mismatch";
-    case misuse_kind::alignment_mismatch: return "alignment_mismatch";
-    case misuse_kind::duplicate_handout: return "duplicate_handout";
-    case misuse_kind::foreign_marker: return "foreign_marker";
-    case misuse_kind::wrong_thread: return "wrong_thread";
+    case misuse_kind::unknown_pointer:
+      return "unknown_pointer";
+    case misuse_kind::double_free:
+      return "double_free";
+    case misuse_kind::size_mismatch:
+      return "size_mismatch";
+    case misuse_kind::alignment_mismatch:
+      return "alignment_mismatch";
+    case misuse_kind::duplicate_handout:
+      return "duplicate_handout";
+    case misuse_kind::foreign_marker:
+      return "foreign_marker";
+    case misuse_kind::wrong_thread:
+      return "wrong_thread";
   }
   return "unknown";
 }
@@ -63,8 +75,8 @@ namespace {
 void default_misuse_handler(const misuse_report& report) noexcept {
   std::fprintf(stderr, "strata::%.*s: misuse detected: %.*s (pointer %p, %zu bytes, alignment %zu)\n",
                static_cast<int>(report.resource_name.size()), report.resource_name.data(),
-               static_cast<int>(to_string(report.kind).size()), to_string(report.kind).data(),
-               report.pointer, report.bytes, report.alignment);
+               static_cast<int>(to_string(report.kind).size()), to_string(report.kind).data(), report.pointer,
+               report.bytes, report.alignment);
 #if !defined(NDEBUG)
   std::abort();
 #endif
@@ -86,24 +98,22 @@ void report_misuse(const misuse_report& report) noexcept {
 
 namespace detail {
 
-void assertion_failed(const char* condition, const char* message, const char* file,
-                      int line) noexcept {
+void assertion_failed(const char* condition, const char* message, const char* file, int line) noexcept {
   std::fprintf(stderr, "%s:%d: strata assertion failed: %s (%s)\n", file, line, message, condition);
   std::abort();
 }
 
 void throw_bad_alignment(std::string_view resource_name, std::size_t alignment) {
-  throw std::invalid_argument(fmt::format(
-      "strata::{}: alignment {} is not a power of two", resource_name, alignment));
+  throw std::invalid_argument(
+      fmt::format("strata::{}: alignment {} is not a power of two", resource_name, alignment));
 }
 
-void throw_bad_option(std::string_view resource_name, std::string_view field,
-                      std::string_view problem) {
+void throw_bad_option(std::string_view resource_name, std::string_view field, std::string_view problem) {
   throw std::invalid_argument(fmt::format("strata::{}: {} {}", resource_name, field, problem));
 }
 
-void throw_allocation_failure(std::string_view resource_name, std::size_t bytes,
-                              std::size_t alignment, failure_reason reason) {
+void throw_allocation_failure(std::string_view resource_name, std::size_t bytes, std::size_t alignment,
+                              failure_reason reason) {
   throw allocation_failure(resource_name, bytes, alignment, reason);
 }
 

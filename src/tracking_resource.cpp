@@ -30,8 +30,7 @@ void print_leaks(const tracking_resource::leak_report& report) {
   constexpr std::size_t shown = 8;
   for (std::size_t i = 0; i < report.leaked.size() && i < shown; ++i) {
     const auto& b = report.leaked[i];
-    fmt::print(stderr, "  #{} at {}: {} bytes aligned to {}\n", b.serial, b.pointer, b.bytes,
-               b.alignment);
+    fmt::print(stderr, "  #{} at {}: {} bytes aligned to {}\n", b.serial, b.pointer, b.bytes, b.alignment);
   }
   if (report.leaked.size() > shown) {
     fmt::print(stderr, "  ... and {} more\n", report.leaked.size() - shown);
@@ -76,8 +75,7 @@ void* tracking_resource::do_allocate(std::size_t bytes, std::size_t alignment) {
         allocations_left_ = unlimited;  // spent: exactly one throw per arming
         ++details_.limit_failures;
         counters_.on_failure();
-        detail::throw_allocation_failure(resource_name, bytes, alignment,
-                                         failure_reason::allocation_limit);
+        detail::throw_allocation_failure(resource_name, bytes, alignment, failure_reason::allocation_limit);
       }
       --allocations_left_;
     }
@@ -219,8 +217,7 @@ std::vector<tracking_resource::block> tracking_resource::live_block_list() const
       blocks.push_back({reinterpret_cast<const void*>(start), r.bytes, r.alignment, r.serial});
     }
   }
-  std::sort(blocks.begin(), blocks.end(),
-            [](const block& a, const block& b) { return a.serial < b.serial; });
+  std::sort(blocks.begin(), blocks.end(), [](const block& a, const block& b) { return a.serial < b.serial; });
   return blocks;
 }
 

@@ -80,8 +80,8 @@ class monotonic_arena final : public resource {
 
    private:
     friend class monotonic_arena;
-    std::uint64_t arena_id_ = 0;          // 0 names no arena
-    std::uint64_t generation_ = 0;        // the arena's generation_ when taken
+    std::uint64_t arena_id_ = 0;            // 0 names no arena
+    std::uint64_t generation_ = 0;          // the arena's generation_ when taken
     detail::arena_chunk* chunk_ = nullptr;  // region of cursor_; nullptr: the initial buffer
     std::uintptr_t cursor_ = 0;
     std::size_t position_ = 0;            // request position (see base_) at the mark
@@ -202,35 +202,37 @@ class monotonic_arena final : public resource {
   // Records this request's footprint, sizes the next chunk, invalidates markers,
   // frees dedicated chunks and drops the owner; returns the adaptive target (bytes).
   std::size_t end_request() noexcept;
-  [[nodiscard]] std::size_t position() const noexcept { return cursor_ - base_; }
+  [[nodiscard]] std::size_t position() const noexcept {
+    return cursor_ - base_;
+  }
   [[nodiscard]] std::size_t chunk_size_for(std::size_t footprint) const noexcept;
   [[nodiscard]] std::size_t capacity_for(std::size_t footprint) const noexcept;
   [[nodiscard]] std::size_t percentile_footprint() const noexcept;
   [[nodiscard]] bool invariants_hold() const noexcept;
 
   // Hot state first: the fast paths touch only these and counters_.
-  std::uintptr_t cursor_ = 0;          // next free byte of the current region
-  std::uintptr_t end_ = 0;             // end of the current region's usable bytes
-  std::uintptr_t floor_ = 0;           // rollbacks stop here: current region start or the latest mark
-  std::size_t dedicated_threshold_;    // bump sizes above this get a dedicated chunk
-  detail::plain_counters counters_;    // plain: one owner thread
-  std::uintptr_t base_ = 0;            // cursor_ - base_: request position (bytes bumped, tails excluded)
-  std::size_t high_water_ = 0;         // highest position this request, as of the last backward move
-  std::thread::id owner_{};            // debug owner check; kept in every build so layouts agree
+  std::uintptr_t cursor_ = 0;        // next free byte of the current region
+  std::uintptr_t end_ = 0;           // end of the current region's usable bytes
+  std::uintptr_t floor_ = 0;         // rollbacks stop here: current region start or the latest mark
+  std::size_t dedicated_threshold_;  // bump sizes above this get a dedicated chunk
+  detail::plain_counters counters_;  // plain: one owner thread
+  std::uintptr_t base_ = 0;          // cursor_ - base_: request position (bytes bumped, tails excluded)
+  std::size_t high_water_ = 0;       // highest position this request, as of the last backward move
+  std::thread::id owner_{};          // debug owner check; kept in every build so layouts agree
 
   options options_;
-  std::uint64_t id_;                   // unique per arena in this process, for markers
-  std::uint64_t generation_ = 0;       // bumped by reset() and release(): older markers are stale
-  chunk* current_ = nullptr;           // chunk holding cursor_, head of the chain; nullptr: initial buffer
-  chunk* spare_ = nullptr;             // held chunks outside the chain, largest first
-  chunk* dedicated_ = nullptr;         // dedicated chunks, newest first
-  std::uintptr_t buffer_begin_ = 0;    // initial buffer (caller-owned); both 0 without one
+  std::uint64_t id_;                 // unique per arena in this process, for markers
+  std::uint64_t generation_ = 0;     // bumped by reset() and release(): older markers are stale
+  chunk* current_ = nullptr;         // chunk holding cursor_, head of the chain; nullptr: initial buffer
+  chunk* spare_ = nullptr;           // held chunks outside the chain, largest first
+  chunk* dedicated_ = nullptr;       // dedicated chunks, newest first
+  std::uintptr_t buffer_begin_ = 0;  // initial buffer (caller-owned); both 0 without one
   std::uintptr_t buffer_end_ = 0;
-  std::size_t next_chunk_size_;        // size of the next fresh chunk
-  std::size_t chunk_count_ = 0;        // normal chunks held: chain and spares
+  std::size_t next_chunk_size_;  // size of the next fresh chunk
+  std::size_t chunk_count_ = 0;  // normal chunks held: chain and spares
   std::size_t spare_count_ = 0;
   std::size_t dedicated_count_ = 0;
-  std::uint64_t dedicated_serial_ = 0; // dedicated chunks ever acquired
+  std::uint64_t dedicated_serial_ = 0;  // dedicated chunks ever acquired
   std::size_t wasted_tail_bytes_ = 0;
   std::size_t largest_footprint_ = 0;
   std::uint64_t resets_ = 0;

@@ -38,9 +38,9 @@ class page_resource final : public resource {
   };
 
   struct details_type {
-    std::size_t page_size;                  ///< the OS page size
-    std::uint64_t over_aligned_mappings;    ///< blocks whose alignment exceeded the page size
-    std::uint64_t huge_page_advice;         ///< blocks that received MADV_HUGEPAGE
+    std::size_t page_size;                ///< the OS page size
+    std::uint64_t over_aligned_mappings;  ///< blocks whose alignment exceeded the page size
+    std::uint64_t huge_page_advice;       ///< blocks that received MADV_HUGEPAGE
   };
 
   // ---------------------------------------------------------- construction
@@ -73,9 +73,9 @@ class page_resource final : public resource {
   resource_stats do_stats() const noexcept override { return counters_.snapshot(); }
   void do_reset_peak() noexcept override { counters_.reset_peak(); }
 
-  options options_;                         // as given; validated
-  std::size_t page_size_;                   // sysconf(_SC_PAGESIZE)
-  detail::atomic_counters counters_;        // every call is a system call; atomics are noise
+  options options_;                   // as given; validated
+  std::size_t page_size_;             // sysconf(_SC_PAGESIZE)
+  detail::atomic_counters counters_;  // every call is a system call; atomics are noise
   std::atomic<std::uint64_t> over_aligned_mappings_{0};
   std::atomic<std::uint64_t> huge_page_advice_{0};
 };

@@ -86,13 +86,13 @@ class tracking_resource final : public resource {
   struct details_type {
     std::size_t live_blocks;
     std::size_t live_bytes;
-    std::uint64_t unknown_pointers;     ///< deallocates of pointers never handed out
-    std::uint64_t double_frees;         ///< deallocates of recently freed pointers
-    std::uint64_t size_mismatches;      ///< corrected before forwarding
-    std::uint64_t alignment_mismatches; ///< corrected before forwarding
-    std::uint64_t duplicate_handouts;   ///< upstream returned memory overlapping a live block
-    std::uint64_t limit_failures;       ///< throws caused by allocation_limit
-    std::size_t largest_alignment;      ///< largest alignment ever requested
+    std::uint64_t unknown_pointers;      ///< deallocates of pointers never handed out
+    std::uint64_t double_frees;          ///< deallocates of recently freed pointers
+    std::uint64_t size_mismatches;       ///< corrected before forwarding
+    std::uint64_t alignment_mismatches;  ///< corrected before forwarding
+    std::uint64_t duplicate_handouts;    ///< upstream returned memory overlapping a live block
+    std::uint64_t limit_failures;        ///< throws caused by allocation_limit
+    std::size_t largest_alignment;       ///< largest alignment ever requested
   };
 
   // ---------------------------------------------------------- construction
@@ -101,8 +101,7 @@ class tracking_resource final : public resource {
   tracking_resource() : tracking_resource(options{}, std::pmr::get_default_resource()) {}
   /// Tracks blocks from upstream (held, not owned).
   /// Throws: std::invalid_argument if upstream is null.
-  explicit tracking_resource(std::pmr::memory_resource* upstream)
-      : tracking_resource(options{}, upstream) {}
+  explicit tracking_resource(std::pmr::memory_resource* upstream) : tracking_resource(options{}, upstream) {}
   /// Tracks blocks from upstream (held, not owned) with opts.
   /// Throws: std::invalid_argument if upstream is null.
   tracking_resource(options opts, std::pmr::memory_resource* upstream);
@@ -151,14 +150,14 @@ class tracking_resource final : public resource {
   bool invariants_hold() const noexcept;  // requires mutex_
 
   options options_;
-  mutable std::mutex mutex_;                        // guards everything below
-  std::map<std::uintptr_t, record> live_;           // address -> block; ordered to find overlaps
-  std::size_t live_bytes_ = 0;                      // sum of live_[*].bytes
+  mutable std::mutex mutex_;               // guards everything below
+  std::map<std::uintptr_t, record> live_;  // address -> block; ordered to find overlaps
+  std::size_t live_bytes_ = 0;             // sum of live_[*].bytes
   std::uint64_t next_serial_ = 0;
-  std::uint64_t allocations_left_;                  // allocation limit countdown
+  std::uint64_t allocations_left_;                                // allocation limit countdown
   std::array<std::uintptr_t, recent_free_count> recent_frees_{};  // ring of freed addresses
   std::size_t recent_free_next_ = 0;
-  detail::plain_counters counters_;                 // plain: always updated under mutex_
+  detail::plain_counters counters_;  // plain: always updated under mutex_
   details_type details_{};
 };
 
