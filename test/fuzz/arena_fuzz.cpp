@@ -126,7 +126,8 @@ struct target {
       fail("arena: large_live_bytes is not the live large blocks rounded to pages");
     }
     if (s.bytes_in_use > d.capacity) fail("arena: bytes_in_use above capacity");
-    if (s.allocations - s.deallocations != live.size()) fail("arena: allocations - deallocations drifted");
+    if (s.allocations != live.added()) fail("arena: allocations is not the blocks handed out");
+    if (s.deallocations != live.taken()) fail("arena: deallocations is not the blocks freed");
     if (s.failed_allocations != live.failures()) fail("arena: failed_allocations drifted");
     if (s.peak_bytes_in_use < s.bytes_in_use) fail("arena: peak below bytes_in_use");
     if (upstream->live_blocks() != 1 || upstream->stats().allocations != 1) {

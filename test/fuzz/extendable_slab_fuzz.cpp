@@ -114,7 +114,8 @@ struct target {
     if (d.corrupted_links != 0 || d.double_frees != 0 || d.lost_slots != 0) {
       fail("extendable_slab: correct use seen as corruption");
     }
-    if (s.allocations - s.deallocations != live.size()) fail("extendable_slab: allocations - deallocations drifted");
+    if (s.allocations != live.added()) fail("extendable_slab: allocations is not the blocks handed out");
+    if (s.deallocations != live.taken()) fail("extendable_slab: deallocations is not the blocks freed");
     if (s.failed_allocations != 0) fail("extendable_slab: failed_allocations is not zero");
     if (s.peak_bytes_in_use < s.bytes_in_use) fail("extendable_slab: peak below bytes_in_use");
     if (upstream->live_blocks() != d.segments.size() + d.forwarded_live) {
