@@ -60,6 +60,10 @@ constexpr bool sanitized = false;
 
 constexpr int thread_count = 4;
 
+// arena's switch for double-free and size-mismatch detection; being renamed
+// to `hardened` (as in slab and extendable_slab): one word here.
+constexpr auto arena_hardened_option = &strata::arena::options::checked;
+
 /// Operations per thread: full size in plain builds, less under sanitizers,
 /// much less under valgrind (which runs the threads one at a time).
 int scaled(int full) {
@@ -397,6 +401,27 @@ BOOST_AUTO_TEST_CASE(arena_cross_thread_frees_small_and_large) {
     BOOST_TEST(d.large_live_bytes == 0u);
     BOOST_TEST(upstream.pages.live_blocks() == 1u);  // the region, nothing else, ever
     BOOST_TEST(upstream.pages.stats().allocations == 1u);
+  }
+  upstream.expect_everything_returned();
+  BOOST_TEST(upstream.leaked_blocks == 0u);
+}
+
+// Checked mode (side table for double free and size mismatch, no thread
+// caches): correct cross-thread use must never be reported as misuse.
+BOOST_AUTO_TEST_CASE(checked_arena_cross_thread_frees) {
+  checked_upstream upstream;
+  {
+    strata::arena::options opts{.capacity = 16 << 20};
+    opts.*arena_hardened_option = true;
+    strata::arena heap{opts, &upstream.pages};
+    const strata::resource_stats before = heap.stats();
+    workload w{.operations = scaled(12000),
+               .size = [](std::mt19937_64& rng) { return rng() % 64 == 0 ? (std::size_t{256} << 10) + rng() % 100000 : small(rng); },
+               .max_alignment_log2 = 13,
+               .observe = [&] { static_cast<void>(heap.stats()); }};
+    const outcome out = hammer(heap, w);
+    expect_balanced(out, before, heap.stats());
+    BOOST_TEST(heap.details().large_live == 0u);
   }
   upstream.expect_everything_returned();
   BOOST_TEST(upstream.leaked_blocks == 0u);
