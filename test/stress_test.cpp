@@ -64,11 +64,11 @@ constexpr int thread_count = 4;
 // to `hardened` (as in slab and extendable_slab): one word here.
 constexpr auto arena_hardened_option = &strata::arena::options::checked;
 
-/// Operations per thread: full size in plain builds, less under sanitizers,
+/// Operations per thread: full size in plain builds, half under sanitizers,
 /// much less under valgrind (which runs the threads one at a time).
 int scaled(int full) {
   if (STRATA_STRESS_UNDER_VALGRIND()) return full / 20;
-  if (sanitized) return full / 4;
+  if (sanitized) return full / 2;
   return full;
 }
 
