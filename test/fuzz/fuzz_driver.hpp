@@ -10,7 +10,8 @@
 //                must not overlap a live block, and is filled with a tag
 //   deallocate   a live block chosen by the input; its tag must be intact
 //   special      the resource's own operations (reset, rewind, trim, limits...)
-//   check        stats().bytes_in_use must equal the bytes live (when exact)
+//   check        stats().bytes_in_use must equal the bytes live (when exact),
+//                plus the target's own cross-checks (optional check())
 //
 // At the end every block is freed and the resource destroyed; the upstream
 // must then hold nothing and must have seen no misuse.
@@ -83,8 +84,11 @@ class live_set {
     by_address_.erase(reinterpret_cast<std::uintptr_t>(b.pointer));
     blocks_.erase(blocks_.begin() + static_cast<std::ptrdiff_t>(i));  // keeps allocation order
     bytes_ -= b.bytes;
+    ++taken_;
     return b;
   }
+  /// Counts an allocation the resource refused with std::bad_alloc.
+  void note_failure() { ++failures_; }
   /// Forgets every block (after a reset or release freed them all).
   void clear() {
     blocks_.clear();
@@ -97,6 +101,10 @@ class live_set {
   void forget_from(std::uint64_t serial);
   [[nodiscard]] std::size_t size() const { return blocks_.size(); }
   [[nodiscard]] std::size_t bytes() const { return bytes_; }
+  /// Blocks ever added, ever taken back one by one, and allocations refused.
+  [[nodiscard]] std::uint64_t added() const { return next_serial_; }
+  [[nodiscard]] std::uint64_t taken() const { return taken_; }
+  [[nodiscard]] std::uint64_t failures() const { return failures_; }
   [[nodiscard]] const std::vector<block>& blocks() const { return blocks_; }
 
  private:
@@ -104,6 +112,8 @@ class live_set {
   std::map<std::uintptr_t, std::uintptr_t> by_address_;  // start -> end
   std::size_t bytes_ = 0;
   std::uint64_t next_serial_ = 0;
+  std::uint64_t taken_ = 0;
+  std::uint64_t failures_ = 0;
 };
 
 /// Sizes mostly small, sometimes page-sized, rarely large.
@@ -119,8 +129,15 @@ inline std::size_t pick_size(input& in) {
 
 /// Runs the interpreter for Target, which provides:
 ///   std::unique_ptr<R> make(std::pmr::memory_resource* upstream)
+///     or make(strata::tracking_resource* upstream, input&) to read options from the first bytes
 ///   void special(R&, input&, live_set&)      the resource's own operations
 ///   bool exact_stats(const R&) const         whether bytes_in_use must equal the bytes live now
+/// and optionally:
+///   void check(const R&, const live_set&)    more cross-checks (stats, details) on every check
+///                                            operation and at the end, with every block freed
+///   void on_failure(const R&, std::size_t bytes, std::size_t alignment, const live_set&)
+///                                            called when allocate threw std::bad_alloc, to
+///                                            prove the refusal legitimate
 template <class Target>
 int run(const std::uint8_t* data, std::size_t size) {
   input in(data, size);
@@ -129,7 +146,13 @@ int run(const std::uint8_t* data, std::size_t size) {
     strata::tracking_resource upstream{{.on_leak = [&](const auto&) { leaked = true; }}, strata::system_pages()};
     {
       Target target;
-      auto r = target.make(&upstream);
+      auto r = [&] {
+        if constexpr (requires { target.make(&upstream, in); }) {
+          return target.make(&upstream, in);
+        } else {
+          return target.make(&upstream);
+        }
+      }();
       live_set live;
       unsigned char tag = 1;
       while (!in.empty()) {
@@ -141,6 +164,10 @@ int run(const std::uint8_t* data, std::size_t size) {
             try {
               p = r->allocate(bytes, alignment);
             } catch (const std::bad_alloc&) {
+              live.note_failure();
+              if constexpr (requires { target.on_failure(*r, bytes, alignment, live); }) {
+                target.on_failure(*r, bytes, alignment, live);
+              }
               break;  // exhaustion is allowed; the resource must stay usable
             }
             if (reinterpret_cast<std::uintptr_t>(p) % alignment != 0) fail("misaligned block");
@@ -161,6 +188,7 @@ int run(const std::uint8_t* data, std::size_t size) {
           case 7:
             if (target.exact_stats(*r) && r->stats().bytes_in_use != live.bytes()) fail("bytes_in_use drifted");
             if (r->stats().misuse_detected != 0) fail("correct use was reported as misuse");
+            if constexpr (requires { target.check(*r, live); }) target.check(*r, live);
             break;
         }
       }
@@ -169,6 +197,8 @@ int run(const std::uint8_t* data, std::size_t size) {
         r->deallocate(b.pointer, b.bytes, b.alignment);
       }
       if (target.exact_stats(*r) && r->stats().bytes_in_use != 0) fail("bytes_in_use not zero at the end");
+      if (r->stats().misuse_detected != 0) fail("correct use was reported as misuse");
+      if constexpr (requires { target.check(*r, live); }) target.check(*r, live);
     }
     if (upstream.live_blocks() != 0) fail("the resource kept upstream blocks after its destruction");
     if (upstream.stats().misuse_detected != 0) fail("the resource misused its upstream");
