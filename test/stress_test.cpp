@@ -62,7 +62,7 @@ constexpr int thread_count = 4;
 
 // arena's switch for double-free and size-mismatch detection; being renamed
 // to `hardened` (as in slab and extendable_slab): one word here.
-constexpr auto arena_hardened_option = &strata::arena::options::checked;
+constexpr auto arena_hardened_option = &strata::arena::options::hardened;
 
 /// Operations per thread: full size in plain builds, half under sanitizers,
 /// much less under valgrind (which runs the threads one at a time).
@@ -408,7 +408,7 @@ BOOST_AUTO_TEST_CASE(arena_cross_thread_frees_small_and_large) {
 
 // Checked mode (side table for double free and size mismatch, no thread
 // caches): correct cross-thread use must never be reported as misuse.
-BOOST_AUTO_TEST_CASE(checked_arena_cross_thread_frees) {
+BOOST_AUTO_TEST_CASE(hardened_arena_cross_thread_frees) {
   checked_upstream upstream;
   {
     strata::arena::options opts{.capacity = 16 << 20};

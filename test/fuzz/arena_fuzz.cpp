@@ -17,7 +17,7 @@ using strata::fuzz::fail;
 
 // The arena's switch for double-free and size-mismatch detection. Being
 // renamed to `hardened` (as in slab and extendable_slab): one word here.
-constexpr auto hardened_option = &strata::arena::options::checked;
+constexpr auto hardened_option = &strata::arena::options::hardened;
 
 struct target {
   strata::tracking_resource* upstream = nullptr;
