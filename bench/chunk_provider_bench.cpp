@@ -55,7 +55,10 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   const std::pair<std::size_t, std::size_t> shapes[] = {
       {64 << 10, 16}, {64 << 10, 64 << 10}, {1 << 20, 16}, {1 << 20, 64 << 10}};
-  for (const auto& [bytes, alignment] : shapes) {
+  // Named copies, not structured bindings: clang 14 cannot capture bindings in lambdas.
+  for (const auto& shape_pair : shapes) {
+    const std::size_t bytes = shape_pair.first;
+    const std::size_t alignment = shape_pair.second;
     const std::string workload = "chunk_pair/" + label(bytes, alignment) + "/";
     strata::bench::add(workload + "floor", [=](benchmark::State& s) {
       strata::bench::bare_chunk_stack floor;

@@ -31,7 +31,10 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   const std::pair<std::size_t, std::size_t> shapes[] = {
       {64 << 10, 64}, {64 << 10, 64 << 10}, {1 << 20, 64}, {1 << 20, 1 << 20}};
-  for (const auto& [bytes, alignment] : shapes) {
+  // Named copies, not structured bindings: clang 14 cannot capture bindings in lambdas.
+  for (const auto& shape_pair : shapes) {
+    const std::size_t bytes = shape_pair.first;
+    const std::size_t alignment = shape_pair.second;
     const std::string shape = "page_block/" + std::to_string(bytes >> 10) + "KiB_align" + std::to_string(alignment) + "/";
     strata::bench::add(shape + "strata_page_resource", [=](benchmark::State& s) {
       strata::page_resource pages;
