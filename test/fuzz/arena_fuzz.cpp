@@ -27,7 +27,7 @@ struct target {
     upstream = up;
     static constexpr std::size_t capacities[] = {4096, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20};
     strata::arena::options opts;
-    opts.capacity = capacities[in.byte() % std::size(capacities)] + 4096 * (in.byte() % 4);
+    opts.capacity = capacities[in.byte() % std::size(capacities)] + std::size_t{4096} * (in.byte() % 4);
     opts.refill_bytes = std::size_t{16} << (in.byte() % 11);  // 16 B .. 16 KiB
     const std::uint8_t flags = in.byte();
     opts.cache_bytes_per_class = opts.refill_bytes << (flags % 3);

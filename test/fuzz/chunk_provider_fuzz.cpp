@@ -11,9 +11,9 @@ struct target {
   std::unique_ptr<strata::chunk_provider> make(std::pmr::memory_resource* upstream) {
     return std::make_unique<strata::chunk_provider>(
         strata::chunk_provider::options{.min_chunk_size = 4096,
-                                        .max_chunk_size = 256 * 1024,
-                                        .byte_budget = 8 * 1024 * 1024,
-                                        .thread_cache_bytes = 64 * 1024},
+                                        .max_chunk_size = std::size_t{256} << 10,
+                                        .byte_budget = std::size_t{8} << 20,
+                                        .thread_cache_bytes = std::size_t{64} << 10},
         upstream);
   }
   void special(strata::chunk_provider& r, strata::fuzz::input& in, strata::fuzz::live_set&) {
