@@ -202,6 +202,15 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   register_contenders("slab_pair/64B",
                       [](benchmark::State& s, std::pmr::memory_resource* r, const auto&) { pair_pmr(s, r); });
+  // The floor with its virtual call devirtualized and inlined (bare_free_list
+  // is final and called through its own type): what the pmr call itself
+  // costs, for reference. Never a peer (report.py skips floor_* names).
+  strata::bench::add("slab_pair/64B/floor_inlined", [](benchmark::State& s) {
+    strata::bench::bare_free_list floor{block};
+    pair_loop(
+        s, [&floor] { return floor.allocate(block, alignment); },
+        [&floor](void* p) { floor.deallocate(p, block, alignment); });
+  });
   if (strata::bench::mi_direct().malloc != nullptr) {  // DESIGN.md lists it among this workload's peers
     strata::bench::add("slab_pair/64B/mimalloc_direct", [](benchmark::State& s) {
       const auto& f = strata::bench::mi_direct();
