@@ -578,6 +578,11 @@ resource_stats chunk_provider::do_stats() const noexcept {
   return s;
 }
 
+std::size_t chunk_provider::do_preferred_size(std::size_t bytes) const noexcept {
+  if (!options_.ratchet_floor || bytes >= options_.max_chunk_size) return bytes;
+  return std::max(bytes, class_size(floor_.load(std::memory_order_relaxed)));
+}
+
 void chunk_provider::do_reset_peak() noexcept {
   // Best effort: a thread cache's peak has one writer, its thread, which may
   // overwrite this store with its own newer figure.

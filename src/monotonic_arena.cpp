@@ -186,7 +186,13 @@ monotonic_arena::chunk* monotonic_arena::take_spare(std::size_t n, std::size_t a
 // aligned block). n <= dedicated_threshold_ and alignment <= max_chunk_size
 // keep it within max_chunk_size.
 monotonic_arena::chunk* monotonic_arena::acquire_chunk(std::size_t n, std::size_t alignment) {
-  const std::size_t need = std::max(next_chunk_size_, std::bit_ceil(n + footer_size));
+  std::size_t need = std::max(next_chunk_size_, std::bit_ceil(n + footer_size));
+  // A strata upstream may prefer a larger size (a chunk_provider: the class it
+  // still caches); taking it spares the upstream a map and unmap per request.
+  if (const auto* strata_upstream = dynamic_cast<const resource*>(upstream_resource())) {
+    const std::size_t preferred = std::min(strata_upstream->preferred_size(need), options_.max_chunk_size);
+    need = std::max(need, std::bit_ceil(preferred));
+  }
   const std::size_t size = std::max(need, alignment);
   const std::size_t upstream_alignment = std::max(chunk_alignment, alignment);
   void* memory = get_from_upstream(size, upstream_alignment);

@@ -595,4 +595,22 @@ BOOST_AUTO_TEST_CASE(a_provider_destroyed_before_its_threads_exit_loses_nothing,
   BOOST_TEST(upstream.stats().misuse_detected == 0u);
 }
 
+BOOST_AUTO_TEST_CASE(preferred_size_answers_the_floor_class_for_smaller_requests) {
+  strata::test::counting_resource upstream;
+  strata::chunk_provider chunks{{.min_chunk_size = 4096, .max_chunk_size = 1 << 20}, &upstream};
+  const strata::resource& link = chunks;  // the hint is part of strata::resource
+  BOOST_TEST(link.preferred_size(100) == 4096u);    // floor at min_chunk_size
+  BOOST_TEST(link.preferred_size(20000) == 20000u);  // above the floor: as asked
+  void* p = chunks.allocate(64 << 10, 16);           // raises the floor to 64 KiB
+  BOOST_TEST(link.preferred_size(4096) == std::size_t{64} << 10);
+  BOOST_TEST(link.preferred_size(100000) == 100000u);
+  BOOST_TEST(link.preferred_size(std::size_t{4} << 20) == std::size_t{4} << 20);  // oversized: as asked
+  chunks.deallocate(p, 64 << 10, 16);
+
+  strata::chunk_provider no_ratchet{{.ratchet_floor = false}, &upstream};
+  void* q = no_ratchet.allocate(64 << 10, 16);
+  BOOST_TEST(static_cast<const strata::resource&>(no_ratchet).preferred_size(4096) == 4096u);
+  no_ratchet.deallocate(q, 64 << 10, 16);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -10,7 +10,8 @@
 //    two and stop at max_chunk_size.
 // 4. After reset() the next chunk is sized for the previous request, and a
 //    steady stream of similar requests needs one chunk and no upstream calls,
-//    also on a chunk_provider over system_pages().
+//    also on a chunk_provider over system_pages(), and also with a fresh
+//    arena per request (the chunk_provider's size hint).
 // 5. deallocate rolls back the most recent block only, never across a mark,
 //    and lowers bytes_in_use by the size passed every time.
 // 6. reset() keeps chunks per each retention policy; adaptive ignores one
@@ -221,6 +222,29 @@ BOOST_AUTO_TEST_CASE(steady_requests_reuse_the_kept_chunk_without_upstream_calls
   }
   BOOST_TEST(upstream.allocations() == before);
   BOOST_TEST(upstream.deallocations() + 1 == upstream.allocations());
+}
+
+// The stacking example of DESIGN.md and the README: a fresh arena per request
+// on a shared chunk_provider. Each arena starts small; without the provider's
+// size hint it grew through 4, 8, 16 KiB... classes that the provider's floor
+// ratchet no longer caches, so every request mapped and unmapped them.
+BOOST_AUTO_TEST_CASE(fresh_arenas_per_request_on_a_chunk_provider_make_zero_upstream_calls) {
+  strata::chunk_provider chunks{{.max_chunk_size = 1 << 20}, strata::system_pages()};
+  std::mt19937 rng(7);
+  const auto one_request = [&] {
+    strata::monotonic_arena arena{&chunks};
+    run_request(arena, rng, 2000);
+    return arena.stats().upstream_allocations;  // chunks this arena took
+  };
+  for (int warm = 0; warm < 3; ++warm) one_request();
+  const strata::resource_stats before = chunks.stats();
+  std::uint64_t chunks_taken = 0;
+  for (int request = 0; request < 50; ++request) chunks_taken += one_request();
+  const strata::resource_stats after = chunks.stats();
+  BOOST_TEST(after.upstream_allocations == before.upstream_allocations);
+  BOOST_TEST(after.upstream_deallocations == before.upstream_deallocations);
+  BOOST_TEST(chunks_taken == 50u);  // one chunk of the provider's floor class per request
+  BOOST_TEST(after.bytes_in_use == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(steady_requests_on_a_chunk_provider_make_zero_upstream_calls) {

@@ -190,6 +190,9 @@ class chunk_provider final : public resource {
   void do_deallocate(void* p, std::size_t bytes, std::size_t alignment) override;
   resource_stats do_stats() const noexcept override;
   void do_reset_peak() noexcept override;
+  // With ratchet_floor: the floor class's size for requests below it, so
+  // arenas ask for the class the provider caches. Reads the floor only.
+  std::size_t do_preferred_size(std::size_t bytes) const noexcept override;
 
   /// Class index (log2 of the chunk size) for a request; above max_class_
   /// means oversized, and every oversized request maps to the last index.

@@ -66,6 +66,15 @@ class resource : public std::pmr::memory_resource {
   /// Sets peak_bytes_in_use to the current bytes_in_use.
   void reset_peak() noexcept { do_reset_peak(); }
 
+  /// Returns the size, at least bytes, in which a block of bytes is best
+  /// requested from this resource: a chunk_provider answers at least the
+  /// size of its floor class, the smallest it still caches, so a new
+  /// monotonic_arena takes a cached chunk rather than growing through
+  /// classes the provider would map and unmap each time. A hint: callers
+  /// may ignore it, and it may change as other threads allocate. Resources
+  /// without a preference answer bytes.
+  [[nodiscard]] std::size_t preferred_size(std::size_t bytes) const noexcept { return do_preferred_size(bytes); }
+
   ~resource() override;
 
  protected:
@@ -76,6 +85,7 @@ class resource : public std::pmr::memory_resource {
  private:
   virtual resource_stats do_stats() const noexcept = 0;
   virtual void do_reset_peak() noexcept = 0;
+  virtual std::size_t do_preferred_size(std::size_t bytes) const noexcept { return bytes; }
   bool do_is_equal(const std::pmr::memory_resource& other) const noexcept final {
     return this == &other;
   }
