@@ -372,9 +372,11 @@ inline void chunk_provider::do_deallocate(void* p, std::size_t bytes, std::size_
     const std::size_t cls = fast_class_of(bytes, alignment);
     detail::chunk_bin& bin = slot.cache->bins[cls];
     const std::uint32_t count = bin.count.load(std::memory_order_relaxed);
-    // Capacity is 0 for oversized classes and classes below the floor.
+    // Capacity is 0 for oversized classes and classes below the floor, so
+    // the alignment test (p's low cls bits shifted out and back) runs only
+    // for cls <= max_class_; it is one instruction shorter than a mask.
     if (count < bin_capacity_[cls].load(std::memory_order_relaxed) &&
-        detail::is_aligned(p, std::size_t{1} << cls)) [[likely]] {
+        (reinterpret_cast<std::uintptr_t>(p) >> cls << cls) == reinterpret_cast<std::uintptr_t>(p)) [[likely]] {
       detail::poison_memory(p, std::size_t{1} << cls);
       bin.chunks[count] = p;
       bin.count.store(count + 1, std::memory_order_relaxed);
