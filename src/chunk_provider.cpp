@@ -43,8 +43,7 @@ struct chunk_provider_access {
       provider.retired_classes_[cls].handed += cache->handed[cls].load(std::memory_order_relaxed);
       provider.retired_classes_[cls].returned += cache->returned[cls].load(std::memory_order_relaxed);
     }
-    provider.retired_bytes_allocated_ += cache->bytes_allocated.load(std::memory_order_relaxed);
-    provider.retired_bytes_deallocated_ += cache->bytes_deallocated.load(std::memory_order_relaxed);
+    provider.retired_bytes_in_use_ += cache->bytes_in_use.load(std::memory_order_relaxed);
     std::size_t peak = provider.peak_.load(std::memory_order_relaxed);
     provider.peak_.store(std::max<std::size_t>(peak, cache->peak_bytes_in_use.load(std::memory_order_relaxed)),
                          std::memory_order_relaxed);
@@ -63,7 +62,10 @@ provider_registry& registry() { return provider_registry::instance(); }
 // ------------------------------------------------------------ construction
 
 chunk_provider::chunk_provider(options opts, std::pmr::memory_resource* upstream)
-    : resource(resource_name, upstream), options_(std::move(opts)), id_(provider_registry::new_id()) {
+    : resource(resource_name, upstream),
+      id_(provider_registry::new_id()),
+      min_chunk_mask_(opts.min_chunk_size - 1),
+      options_(std::move(opts)) {
   detail::check_upstream(resource_name, upstream);
   const auto bad = [](std::string_view field, std::string_view problem) {
     detail::throw_bad_option(resource_name, field, problem);
@@ -72,7 +74,7 @@ chunk_provider::chunk_provider(options opts, std::pmr::memory_resource* upstream
     bad("min_chunk_size", "must be a power of two of at least 64");
   }
   if (!detail::is_power_of_two(options_.max_chunk_size) || options_.max_chunk_size < options_.min_chunk_size ||
-      std::bit_width(options_.max_chunk_size) > detail::chunk_class_count - 1) {
+      std::bit_width(options_.max_chunk_size) > detail::chunk_max_class + 1) {
     bad("max_chunk_size", "must be a power of two from min_chunk_size to 2^47");
   }
   if (!(options_.budget_warning_fraction > 0.0 && options_.budget_warning_fraction <= 1.0)) {
@@ -143,7 +145,7 @@ void* chunk_provider::allocate_slow(std::size_t bytes, std::size_t alignment) {
     // A thread without a cache (exiting, or out of memory for one): count centrally.
     std::lock_guard lock(registry().mutex());
     ++retired_classes_[cls].handed;
-    retired_bytes_allocated_ += bytes;
+    retired_bytes_in_use_ += bytes;
   }
   detail::unpoison_memory(chunk, class_size(cls));
   STRATA_ASSERT(detail::is_aligned(chunk, class_size(cls)), "chunk not aligned to its size");
@@ -270,13 +272,13 @@ void chunk_provider::deallocate_slow(void* p, std::size_t bytes, std::size_t ali
 void chunk_provider::note_returned(detail::chunk_thread_cache* cache, unsigned cls, std::size_t bytes) noexcept {
   if (cache != nullptr) {
     detail::single_writer_add(cache->returned[cls]);
-    detail::single_writer_add(cache->bytes_deallocated, bytes);
+    detail::single_writer_add(cache->bytes_in_use, -static_cast<std::uint64_t>(bytes));
     return;
   }
   // A thread without a cache: count on the provider.
   std::lock_guard lock(registry().mutex());
   ++retired_classes_[cls].returned;
-  retired_bytes_deallocated_ += bytes;
+  retired_bytes_in_use_ -= bytes;
 }
 
 void chunk_provider::reject(misuse_kind kind, void* p, std::size_t bytes, std::size_t alignment) noexcept {
@@ -493,8 +495,7 @@ void chunk_provider::release() noexcept {
   {
     std::lock_guard registry_lock(registry().mutex());
     // What callers still hold is dropped from the books, per class and in bytes.
-    std::uint64_t allocated = retired_bytes_allocated_;
-    std::uint64_t deallocated = retired_bytes_deallocated_;
+    std::uint64_t in_use = retired_bytes_in_use_;
     std::array<std::uint64_t, detail::chunk_class_count> outstanding{};
     for (unsigned cls = 0; cls < detail::chunk_class_count; ++cls) {
       outstanding[cls] = retired_classes_[cls].handed - retired_classes_[cls].returned;
@@ -505,11 +506,10 @@ void chunk_provider::release() noexcept {
         outstanding[cls] += cache->handed[cls].load(std::memory_order_relaxed) -
                             cache->returned[cls].load(std::memory_order_relaxed);
       }
-      allocated += cache->bytes_allocated.load(std::memory_order_relaxed);
-      deallocated += cache->bytes_deallocated.load(std::memory_order_relaxed);
+      in_use += cache->bytes_in_use.load(std::memory_order_relaxed);
     }
     released_classes_ = outstanding;
-    released_in_use_ = static_cast<std::size_t>(allocated - deallocated);
+    released_in_use_ = static_cast<std::size_t>(in_use);
     for (shared_pool& pool : pools_) {
       std::lock_guard lock(pool.mutex);
       pool.head = nullptr;
@@ -541,8 +541,7 @@ std::size_t chunk_provider::chunk_size_for(std::size_t bytes, std::size_t alignm
 
 resource_stats chunk_provider::do_stats() const noexcept {
   resource_stats s;
-  std::uint64_t allocated_bytes = 0;
-  std::uint64_t deallocated_bytes = 0;
+  std::uint64_t in_use_bytes = 0;
   std::size_t peak = peak_.load(std::memory_order_relaxed);
   {
     std::lock_guard lock(registry().mutex());
@@ -551,20 +550,18 @@ resource_stats chunk_provider::do_stats() const noexcept {
         s.allocations += cache->handed[cls].load(std::memory_order_relaxed);
         s.deallocations += cache->returned[cls].load(std::memory_order_relaxed);
       }
-      allocated_bytes += cache->bytes_allocated.load(std::memory_order_relaxed);
-      deallocated_bytes += cache->bytes_deallocated.load(std::memory_order_relaxed);
+      in_use_bytes += cache->bytes_in_use.load(std::memory_order_relaxed);
       peak = std::max<std::size_t>(peak, cache->peak_bytes_in_use.load(std::memory_order_relaxed));
     }
     for (const class_totals& totals : retired_classes_) {
       s.allocations += totals.handed;
       s.deallocations += totals.returned;
     }
-    allocated_bytes += retired_bytes_allocated_;
-    deallocated_bytes += retired_bytes_deallocated_;
+    in_use_bytes += retired_bytes_in_use_;
     std::lock_guard blocks_lock(blocks_mutex_);
     s.allocations += oversized_allocations_;
     s.deallocations += oversized_deallocations_;
-    s.bytes_in_use = static_cast<std::size_t>(allocated_bytes - deallocated_bytes) + oversized_bytes_in_use_ -
+    s.bytes_in_use = static_cast<std::size_t>(in_use_bytes) + oversized_bytes_in_use_ -
                      released_in_use_;
   }
   const std::uint64_t rejected = rejected_.load(std::memory_order_relaxed);
@@ -588,9 +585,7 @@ void chunk_provider::do_reset_peak() noexcept {
   // overwrite this store with its own newer figure.
   std::lock_guard lock(registry().mutex());
   for (detail::chunk_thread_cache* cache : caches_) {
-    cache->peak_bytes_in_use.store(cache->bytes_allocated.load(std::memory_order_relaxed) -
-                                       cache->bytes_deallocated.load(std::memory_order_relaxed),
-                                   std::memory_order_relaxed);
+    cache->peak_bytes_in_use.store(cache->bytes_in_use.load(std::memory_order_relaxed), std::memory_order_relaxed);
   }
   peak_.store(0, std::memory_order_relaxed);
 }

@@ -424,8 +424,7 @@ struct extendable_slab_access {
     }
     s.retired_allocations_ += cache->allocations();
     s.retired_deallocations_ += cache->deallocations();
-    s.retired_bytes_allocated_ += cache->bytes_allocated.load(std::memory_order_relaxed);
-    s.retired_bytes_deallocated_ += cache->bytes_deallocated.load(std::memory_order_relaxed);
+    s.retired_bytes_in_use_ += cache->bytes_in_use.load(std::memory_order_relaxed);
     s.peak_.store(std::max<std::size_t>(s.peak_.load(std::memory_order_relaxed),
                                         cache->peak_bytes_in_use.load(std::memory_order_relaxed)),
                   std::memory_order_relaxed);
@@ -444,7 +443,7 @@ slab_registry& registry() { return slab_registry::instance(); }
 // ------------------------------------------------------------ construction
 
 extendable_slab::extendable_slab(options opts, std::pmr::memory_resource* upstream)
-    : resource(resource_name, upstream), options_(opts), id_(slab_registry::new_id()) {
+    : resource(resource_name, upstream), id_(slab_registry::new_id()), options_(opts) {
   detail::check_upstream(resource_name, upstream);
   const auto bad = [](std::string_view field, std::string_view problem) {
     detail::throw_bad_option(resource_name, field, problem);
@@ -479,6 +478,9 @@ extendable_slab::extendable_slab(options opts, std::pmr::memory_resource* upstre
     segment = std::bit_ceil(header_bytes_ + options_.slots_per_segment * stride_);
   }
   segment_shift_ = static_cast<unsigned>(std::countr_zero(segment));
+  segment_mask_ = segment - 1;
+  slot_size_ = options_.slot_size;
+  alignment_reject_mask_ = ~(options_.slot_alignment - 1);
   const std::size_t slack = segment - header_bytes_ - options_.slots_per_segment * stride_;
   colour_count_ = options_.colouring ? slack / colour_step_ + 1 : 1;
   cache_capacity_ = options_.hardened ? 0 : static_cast<std::uint32_t>(options_.thread_cache_slots);
@@ -591,6 +593,18 @@ void* extendable_slab::allocate_slow(std::size_t bytes, std::size_t alignment) {
 
 // ------------------------------------------------------------ deallocation
 
+void extendable_slab::deallocate_unproven(void* p, std::size_t bytes, std::size_t alignment) noexcept {
+  const detail::xslab_cache_slot slot = detail::current_thread_cache<detail::xslab_thread_cache>;
+  if (slot.owner_id == id_) {
+    detail::xslab_thread_cache& cache = *slot.cache;
+    if (in_some_segment(cache, p) && cache.size() < cache_capacity_) {
+      push_to_cache(cache, p, bytes);
+      return;
+    }
+  }
+  deallocate_slow(p, bytes, alignment);
+}
+
 void extendable_slab::deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) noexcept {
   detail::xslab_thread_cache* cache = attach();
   const auto reject = [&](misuse_kind kind) {
@@ -652,7 +666,7 @@ void extendable_slab::deallocate_slow(void* p, std::size_t bytes, std::size_t al
   if (cache != nullptr) {
     // A slot pushed onto the cache is counted by `pushed`; a forwarded block here.
     if (forwarded.alignment != 0) detail::single_writer_add(cache->forwarded_deallocations);
-    detail::single_writer_add(cache->bytes_deallocated, bytes);
+    note_deallocated(*cache, bytes);
   } else {
     central_.on_deallocate(bytes);
   }
@@ -682,24 +696,21 @@ void extendable_slab::trim() noexcept {
 
 resource_stats extendable_slab::do_stats() const noexcept {
   resource_stats s = central_.snapshot();
-  std::uint64_t allocated_bytes = 0;
-  std::uint64_t deallocated_bytes = 0;
+  std::uint64_t in_use_bytes = 0;
   std::size_t peak = std::max(peak_.load(std::memory_order_relaxed), s.peak_bytes_in_use);
   {
     std::lock_guard lock(registry().mutex());
     for (const detail::xslab_thread_cache* cache : caches_) {
       s.allocations += cache->allocations();
       s.deallocations += cache->deallocations();
-      allocated_bytes += cache->bytes_allocated.load(std::memory_order_relaxed);
-      deallocated_bytes += cache->bytes_deallocated.load(std::memory_order_relaxed);
+      in_use_bytes += cache->bytes_in_use.load(std::memory_order_relaxed);
       peak = std::max<std::size_t>(peak, cache->peak_bytes_in_use.load(std::memory_order_relaxed));
     }
     s.allocations += retired_allocations_;
     s.deallocations += retired_deallocations_;
-    allocated_bytes += retired_bytes_allocated_;
-    deallocated_bytes += retired_bytes_deallocated_;
+    in_use_bytes += retired_bytes_in_use_;
   }
-  s.bytes_in_use += static_cast<std::size_t>(allocated_bytes - deallocated_bytes);
+  s.bytes_in_use += static_cast<std::size_t>(in_use_bytes);
   s.peak_bytes_in_use = std::max(peak, s.bytes_in_use);
   return s;
 }
@@ -709,9 +720,7 @@ void extendable_slab::do_reset_peak() noexcept {
   // overwrite this store with its own newer figure.
   std::lock_guard lock(registry().mutex());
   for (detail::xslab_thread_cache* cache : caches_) {
-    cache->peak_bytes_in_use.store(cache->bytes_allocated.load(std::memory_order_relaxed) -
-                                       cache->bytes_deallocated.load(std::memory_order_relaxed),
-                                   std::memory_order_relaxed);
+    cache->peak_bytes_in_use.store(cache->bytes_in_use.load(std::memory_order_relaxed), std::memory_order_relaxed);
   }
   central_.reset_peak();
   peak_.store(0, std::memory_order_relaxed);

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory_resource>
 #include <mutex>
 #include <optional>
@@ -27,8 +28,12 @@ class chunk_provider;
 namespace detail {
 
 /// Classes are indexed by log2 of the chunk size, up to 2^47 bytes (beyond
-/// any address space we run in); index 48 stands for every oversized request.
-inline constexpr unsigned chunk_class_count = 49;
+/// any address space we run in). Every index from 0 to 64 (the bit width of
+/// any size_t) is valid, so the fast paths index by a computed class without
+/// clamping it; the indices above the largest class stand for oversized requests.
+inline constexpr unsigned chunk_class_count = 65;
+/// The largest class max_chunk_size may name.
+inline constexpr unsigned chunk_max_class = 47;
 /// Most chunks one thread keeps per class before spilling to the shared pool
 /// (7, so that a bin fills one 64-byte cache line).
 inline constexpr unsigned chunk_bin_capacity = 7;
@@ -47,8 +52,11 @@ struct chunk_thread_cache {
   std::array<chunk_bin, chunk_class_count> bins{};
   std::array<single_writer_counter, chunk_class_count> handed{};    // chunks handed out, per class
   std::array<single_writer_counter, chunk_class_count> returned{};  // chunks given back on this thread, per class
-  single_writer_counter bytes_allocated{0};    // caller's sizes, normal chunks
-  single_writer_counter bytes_deallocated{0};
+  // Caller's bytes of normal chunks allocated minus those deallocated on this
+  // thread, in two's complement (it goes "below zero" on a thread that frees
+  // others' chunks; the sum over threads is exact). One running figure rather
+  // than two sums, so the allocate fast path keeps the peak without a subtraction.
+  single_writer_counter bytes_in_use{0};
   single_writer_counter peak_bytes_in_use{0};  // of this thread's own view
 };
 using chunk_cache_slot = thread_cache_slot<chunk_thread_cache>;
@@ -195,22 +203,30 @@ class chunk_provider final : public resource {
   std::size_t do_preferred_size(std::size_t bytes) const noexcept override;
 
   /// Class index (log2 of the chunk size) for a request; above max_class_
-  /// means oversized, and every oversized request maps to the last index.
-  /// Requires alignment to be a power of two.
+  /// means oversized. Requires alignment to be a power of two.
   [[nodiscard]] unsigned class_of(std::size_t bytes, std::size_t alignment) const noexcept {
     const std::size_t need = std::max({bytes, alignment, options_.min_chunk_size});
-    return std::min(static_cast<unsigned>(std::bit_width(need - 1)), detail::chunk_class_count - 1);
+    return static_cast<unsigned>(std::bit_width(need - 1));
+  }
+  /// class_of for the fast paths, in a few instructions: for powers of two,
+  /// bit_width(max(x, y) - 1) is bit_width((x - 1) | (y - 1)). Equals
+  /// class_of for every bytes > 0 and power-of-two alignment; bytes == 0 and
+  /// alignment == 0 give 64 (oversized), which sends the call to the slow path.
+  [[nodiscard]] std::size_t fast_class_of(std::size_t bytes, std::size_t alignment) const noexcept {
+    // Never 0 (min_chunk_mask_ >= 63), so the count of leading zeros is defined;
+    // std::bit_width would add a test for 0.
+    return static_cast<std::size_t>(std::numeric_limits<unsigned long long>::digits -
+                                    __builtin_clzll((bytes - 1) | (alignment - 1) | min_chunk_mask_));
   }
   // Counts a normal chunk of class cls handed out on this thread and keeps its peak.
-  static void note_handed(detail::chunk_thread_cache& cache, unsigned cls, std::size_t bytes) noexcept {
+  static void note_handed(detail::chunk_thread_cache& cache, std::size_t cls, std::size_t bytes) noexcept {
     detail::single_writer_add(cache.handed[cls]);
-    const std::uint64_t allocated = cache.bytes_allocated.load(std::memory_order_relaxed) + bytes;
-    cache.bytes_allocated.store(allocated, std::memory_order_relaxed);
-    // Per-thread in-use may wrap below zero when this thread frees others' chunks.
-    const auto in_use =
-        static_cast<std::int64_t>(allocated - cache.bytes_deallocated.load(std::memory_order_relaxed));
-    if (in_use > static_cast<std::int64_t>(cache.peak_bytes_in_use.load(std::memory_order_relaxed))) {
-      cache.peak_bytes_in_use.store(static_cast<std::uint64_t>(in_use), std::memory_order_relaxed);
+    const std::uint64_t in_use = cache.bytes_in_use.load(std::memory_order_relaxed) + bytes;
+    cache.bytes_in_use.store(in_use, std::memory_order_relaxed);
+    // The signed view keeps a thread that freed others' chunks from raising the peak.
+    if (static_cast<std::int64_t>(in_use) >
+        static_cast<std::int64_t>(cache.peak_bytes_in_use.load(std::memory_order_relaxed))) [[unlikely]] {
+      cache.peak_bytes_in_use.store(in_use, std::memory_order_relaxed);
     }
   }
   [[nodiscard]] detail::chunk_thread_cache* my_cache() const noexcept {
@@ -281,18 +297,22 @@ class chunk_provider final : public resource {
     bool pooled = false;  // in a shared pool (free); thread bins are not tracked here
   };
 
-  options options_;
+  // What the fast paths read, together at the start of the object (the
+  // first two cache lines, with the base's vptr and upstream).
   std::uint64_t id_;                                  // unique per provider, never reused
-  detail::link_codec codec_;                          // shared pool links (hardened only)
-  unsigned min_class_;                                // log2(min_chunk_size)
-  unsigned max_class_;                                // log2(max_chunk_size)
+  std::size_t min_chunk_mask_;                        // min_chunk_size - 1
+  std::atomic<unsigned> fast_ceiling_;                // largest class the allocate fast path serves
   // Chunks a thread bin may hold per class: 0 outside [floor, max class] and
   // when thread caches are off, so one load decides the deallocate fast path.
   std::array<std::atomic<std::uint8_t>, detail::chunk_class_count> bin_capacity_{};
+
+  options options_;
+  detail::link_codec codec_;                          // shared pool links (hardened only)
+  unsigned min_class_;                                // log2(min_chunk_size)
+  unsigned max_class_;                                // log2(max_chunk_size)
   std::size_t warning_threshold_;                     // bytes; unlimited when no budget
   std::mutex floor_mutex_;                            // serializes floor changes
   std::atomic<unsigned> floor_;                       // smallest cached class
-  std::atomic<unsigned> fast_ceiling_;                // largest class the allocate fast path serves
   std::array<shared_pool, detail::chunk_class_count> pools_;
   std::atomic<std::size_t> shared_cached_bytes_{0};
   std::atomic<std::size_t> bytes_reserved_{0};        // held from upstream; the budget's measure
@@ -308,8 +328,7 @@ class chunk_provider final : public resource {
   // Guarded by the process-wide registry mutex (see the .cpp).
   std::vector<detail::chunk_thread_cache*> caches_;   // attached thread caches, owned
   std::array<class_totals, detail::chunk_class_count> retired_classes_{};  // of detached caches
-  std::uint64_t retired_bytes_allocated_ = 0;         // of detached caches
-  std::uint64_t retired_bytes_deallocated_ = 0;
+  std::uint64_t retired_bytes_in_use_ = 0;            // of detached caches (two's complement)
   std::size_t released_in_use_ = 0;                   // caller bytes dropped by release()
   std::array<std::uint64_t, detail::chunk_class_count> released_classes_{};  // chunks dropped by release()
 
@@ -329,8 +348,9 @@ class chunk_provider final : public resource {
 // Serves a chunk from this thread's cache: no lock, no atomic read-modify-write.
 inline void* chunk_provider::do_allocate(std::size_t bytes, std::size_t alignment) {
   const detail::chunk_cache_slot slot = detail::current_thread_cache<detail::chunk_thread_cache>;  // one TLS read
-  if (slot.owner_id == id_ && detail::is_power_of_two(alignment)) [[likely]] {
-    const unsigned cls = class_of(bytes, alignment);
+  // A zero alignment passes the power-of-two test here but gives an oversized class.
+  if (slot.owner_id == id_ && (alignment & (alignment - 1)) == 0) [[likely]] {
+    const std::size_t cls = fast_class_of(bytes, alignment);
     // Oversized classes, and classes above the floor (which must go slow to raise it), fail here.
     if (cls <= fast_ceiling_.load(std::memory_order_relaxed)) [[likely]] {
       detail::chunk_bin& bin = slot.cache->bins[cls];
@@ -350,18 +370,21 @@ inline void* chunk_provider::do_allocate(std::size_t bytes, std::size_t alignmen
 // Keeps a chunk in this thread's cache when its bin has room.
 inline void chunk_provider::do_deallocate(void* p, std::size_t bytes, std::size_t alignment) {
   const detail::chunk_cache_slot slot = detail::current_thread_cache<detail::chunk_thread_cache>;  // one TLS read
-  if (slot.owner_id == id_ && detail::is_power_of_two(alignment)) [[likely]] {
-    const unsigned cls = class_of(bytes, alignment);
+  // A zero alignment passes the power-of-two test here but gives an oversized class.
+  if (slot.owner_id == id_ && (alignment & (alignment - 1)) == 0) [[likely]] {
+    const std::size_t cls = fast_class_of(bytes, alignment);
     detail::chunk_bin& bin = slot.cache->bins[cls];
     const std::uint32_t count = bin.count.load(std::memory_order_relaxed);
-    // Capacity is 0 for oversized classes and classes below the floor.
+    // Capacity is 0 for oversized classes and classes below the floor, so
+    // the alignment test (p's low cls bits shifted out and back) runs only
+    // for cls <= max_class_; it is one instruction shorter than a mask.
     if (count < bin_capacity_[cls].load(std::memory_order_relaxed) &&
-        detail::is_aligned(p, std::size_t{1} << cls)) [[likely]] {
+        (reinterpret_cast<std::uintptr_t>(p) >> cls << cls) == reinterpret_cast<std::uintptr_t>(p)) [[likely]] {
       detail::poison_memory(p, std::size_t{1} << cls);
       bin.chunks[count] = p;
       bin.count.store(count + 1, std::memory_order_relaxed);
       detail::single_writer_add(slot.cache->returned[cls]);
-      detail::single_writer_add(slot.cache->bytes_deallocated, bytes);
+      detail::single_writer_add(slot.cache->bytes_in_use, -static_cast<std::uint64_t>(bytes));
       return;
     }
   }

@@ -38,8 +38,11 @@ struct alignas(64) xslab_thread_cache {
   single_writer_counter flushed{0};              // of popped, by flushes
   single_writer_counter forwarded_allocations{0};    // made on this thread
   single_writer_counter forwarded_deallocations{0};
-  single_writer_counter bytes_allocated{0};      // caller's sizes
-  single_writer_counter bytes_deallocated{0};
+  // Caller's bytes allocated minus those deallocated on this thread, in two's
+  // complement (it goes "below zero" on a thread that frees others' slots; the
+  // sum over threads is exact). One running figure rather than two sums, so
+  // the allocate fast path keeps the peak without a subtraction.
+  single_writer_counter bytes_in_use{0};
   single_writer_counter peak_bytes_in_use{0};    // of this thread's own view
   std::uintptr_t hot_segment = 0;        // the segment of the last slot freed here, known to be the slab's...
   std::uint64_t hot_epoch = 0;           // ...as long as the slab's reclaim epoch is still this one
@@ -229,7 +232,7 @@ class extendable_slab final : public resource {
   void do_reset_peak() noexcept override;
 
   [[nodiscard]] std::uintptr_t segment_of(const void* p) const noexcept {
-    return reinterpret_cast<std::uintptr_t>(p) & ~((std::uintptr_t{1} << segment_shift_) - 1);
+    return reinterpret_cast<std::uintptr_t>(p) & ~segment_mask_;
   }
   // What the deallocate fast path checks: p lies past the header of a segment
   // this slab holds, proven without dereferencing p: either its segment is
@@ -238,8 +241,9 @@ class extendable_slab final : public resource {
   // (and it becomes the proven one). The epoch is read before the table, so a
   // segment removed meanwhile is remembered under an epoch already stale.
   [[nodiscard]] bool in_some_segment(detail::xslab_thread_cache& cache, const void* p) const noexcept {
-    const std::uintptr_t segment = segment_of(p);
-    if (reinterpret_cast<std::uintptr_t>(p) - segment < header_bytes_) return false;
+    const std::uintptr_t offset = reinterpret_cast<std::uintptr_t>(p) & segment_mask_;
+    if (offset < header_bytes_) return false;
+    const std::uintptr_t segment = reinterpret_cast<std::uintptr_t>(p) - offset;
     const std::uint64_t epoch = reclaim_epoch_.load(std::memory_order_relaxed);
     if (segment == cache.hot_segment && cache.hot_epoch == epoch) [[likely]] return true;
     if (!detail::segment_table::holds(table_word_.load(std::memory_order_acquire), segment)) return false;
@@ -248,19 +252,43 @@ class extendable_slab final : public resource {
     return true;
   }
   static void note_allocated(detail::xslab_thread_cache& cache, std::size_t bytes) noexcept {
-    const std::uint64_t allocated = cache.bytes_allocated.load(std::memory_order_relaxed) + bytes;
-    cache.bytes_allocated.store(allocated, std::memory_order_relaxed);
-    // Per-thread in-use may wrap below zero when this thread frees others' slots.
-    const auto in_use = static_cast<std::int64_t>(allocated - cache.bytes_deallocated.load(std::memory_order_relaxed));
-    if (in_use > static_cast<std::int64_t>(cache.peak_bytes_in_use.load(std::memory_order_relaxed))) [[unlikely]] {
-      cache.peak_bytes_in_use.store(static_cast<std::uint64_t>(in_use), std::memory_order_relaxed);
+    const std::uint64_t in_use = cache.bytes_in_use.load(std::memory_order_relaxed) + bytes;
+    cache.bytes_in_use.store(in_use, std::memory_order_relaxed);
+    // The signed view keeps a thread that freed others' slots from raising the peak.
+    if (static_cast<std::int64_t>(in_use) >
+        static_cast<std::int64_t>(cache.peak_bytes_in_use.load(std::memory_order_relaxed))) [[unlikely]] {
+      cache.peak_bytes_in_use.store(in_use, std::memory_order_relaxed);
     }
+  }
+  static void note_deallocated(detail::xslab_thread_cache& cache, std::size_t bytes) noexcept {
+    detail::single_writer_add(cache.bytes_in_use, -static_cast<std::uint64_t>(bytes));
+  }
+  // Pushes a slot proven ours onto this thread's magazine, which has room.
+  void push_to_cache(detail::xslab_thread_cache& cache, void* p, std::size_t bytes) const noexcept {
+    *static_cast<void**>(p) = cache.head;
+    detail::poison_memory(p, stride_);  // link word too: the pop unpoisons before reading it
+    cache.head = p;
+    detail::single_writer_add(cache.pushed);
+    note_deallocated(cache, bytes);
+  }
+  // Whether alignment is a power of two no larger than slot_alignment, in one
+  // test: alignment - 1 must share no bit with alignment (a power of two, or
+  // 0) nor with ~(slot_alignment - 1) (at most slot_alignment; this rejects 0).
+  [[nodiscard]] bool fits_slot_alignment(std::size_t alignment) const noexcept {
+    return ((alignment - 1) & (alignment | alignment_reject_mask_)) == 0;
   }
 
   // Everything below is cold and leaves the slab consistent.
   // Refills this thread's cache (growing by at most one segment, obtained
   // outside the lock), or serves hardened, forwarded and bad-alignment requests.
   STRATA_SLOW_PATH void* allocate_slow(std::size_t bytes, std::size_t alignment);
+  // The deallocate fast path's second chance, when p is not in the segment
+  // this thread last proved ours: proves it through the segment table (as
+  // in_some_segment) and pushes p onto the magazine, else deallocate_slow. Out
+  // of line, and reached by a tail call, so that the fast path's code needs no
+  // more registers than the argument ones (the table probe inlined made it
+  // save and restore three on every call).
+  [[gnu::noinline]] void deallocate_unproven(void* p, std::size_t bytes, std::size_t alignment) noexcept;
   // Flushes half of a full cache, serves cacheless and hardened deallocates,
   // forwarded blocks and foreign pointers (counted as misuse, state untouched).
   STRATA_SLOW_PATH void deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) noexcept;
@@ -274,14 +302,21 @@ class extendable_slab final : public resource {
     std::size_t alignment;
   };
 
-  options options_;
+  // What the fast paths read, together at the start of the object (the
+  // first two cache lines, with the base's vptr and upstream).
   std::uint64_t id_;                    // unique per slab, never reused
-  std::size_t stride_ = 0;              // bytes per slot
-  unsigned segment_shift_ = 0;          // log2(segment bytes)
+  std::size_t slot_size_ = 0;           // options_.slot_size
+  std::size_t alignment_reject_mask_ = 0;  // ~(slot_alignment - 1)
+  std::uintptr_t segment_mask_ = 0;     // segment bytes - 1
   std::size_t header_bytes_ = 0;        // header (and hardened bits) before the colour offset
+  std::size_t stride_ = 0;              // bytes per slot
+  std::uint32_t cache_capacity_ = 0;    // slots per thread cache; 0 when caches are off
+  std::atomic<std::uint64_t> reclaim_epoch_{1};  // bumped (under mutex_) whenever a segment leaves
+
+  options options_;
+  unsigned segment_shift_ = 0;          // log2(segment bytes)
   std::size_t colour_step_ = 0;         // bytes between colours: a cache line, or the slot alignment if larger
   std::size_t colour_count_ = 1;        // distinct colours the slack allows
-  std::uint32_t cache_capacity_ = 0;    // slots per thread cache; 0 when caches are off
   detail::link_codec codec_;            // hardened links
   std::atomic<std::uintptr_t> table_word_{0};  // the current segment_table's word()
 
@@ -303,14 +338,12 @@ class extendable_slab final : public resource {
   std::vector<detail::xslab_thread_cache*> caches_;  // attached thread caches, owned
   std::uint64_t retired_allocations_ = 0;            // of detached caches
   std::uint64_t retired_deallocations_ = 0;
-  std::uint64_t retired_bytes_allocated_ = 0;
-  std::uint64_t retired_bytes_deallocated_ = 0;
+  std::uint64_t retired_bytes_in_use_ = 0;          // two's complement
 
   detail::atomic_counters central_;     // calls without a thread cache, upstream traffic, misuse
   std::atomic<std::size_t> segment_count_{0};
   std::atomic<std::size_t> peak_{0};    // of detached caches
   std::atomic<unsigned> growers_{0};    // threads obtaining a segment right now
-  std::atomic<std::uint64_t> reclaim_epoch_{1};  // bumped (under mutex_) whenever a segment leaves
   std::atomic<std::uint64_t> growth_events_{0};
   std::atomic<std::uint64_t> concurrent_growths_{0};
   std::atomic<std::uint64_t> reclaimed_{0};
@@ -325,8 +358,7 @@ class extendable_slab final : public resource {
 // count and counters are single-writer atomics so stats() may read them).
 inline void* extendable_slab::do_allocate(std::size_t bytes, std::size_t alignment) {
   const detail::xslab_cache_slot slot = detail::current_thread_cache<detail::xslab_thread_cache>;  // one TLS read
-  if (slot.owner_id == id_ && bytes <= options_.slot_size && alignment <= options_.slot_alignment &&
-      detail::is_power_of_two(alignment)) [[likely]] {
+  if (slot.owner_id == id_ && bytes <= slot_size_ && fits_slot_alignment(alignment)) [[likely]] {
     detail::xslab_thread_cache& cache = *slot.cache;
     void* p = cache.head;
     if (p != nullptr) [[likely]] {
@@ -346,16 +378,17 @@ inline void extendable_slab::do_deallocate(void* p, std::size_t bytes, std::size
   const detail::xslab_cache_slot slot = detail::current_thread_cache<detail::xslab_thread_cache>;  // one TLS read
   if (slot.owner_id == id_) [[likely]] {
     detail::xslab_thread_cache& cache = *slot.cache;
-    if (in_some_segment(cache, p) && cache.size() < cache_capacity_) [[likely]] {
-      *static_cast<void**>(p) = cache.head;
-      detail::poison_memory(p, stride_);  // link word too: the pop unpoisons before reading it
-      cache.head = p;
-      detail::single_writer_add(cache.pushed);
-      detail::single_writer_add(cache.bytes_deallocated, bytes);
+    // in_some_segment's first case only: p is past the header of the segment
+    // this thread last proved ours, and no segment has left since.
+    const std::uintptr_t offset = reinterpret_cast<std::uintptr_t>(p) & segment_mask_;
+    if (reinterpret_cast<std::uintptr_t>(p) - offset == cache.hot_segment &&
+        cache.hot_epoch == reclaim_epoch_.load(std::memory_order_relaxed) && offset >= header_bytes_ &&
+        cache.size() < cache_capacity_) [[likely]] {
+      push_to_cache(cache, p, bytes);
       return;
     }
   }
-  deallocate_slow(p, bytes, alignment);
+  deallocate_unproven(p, bytes, alignment);
 }
 
 }  // namespace strata
