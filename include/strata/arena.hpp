@@ -361,7 +361,8 @@ class arena final : public resource {
 // Pops a block from this thread's bin: no lock, no atomic read-modify-write.
 inline void* arena::do_allocate(std::size_t bytes, std::size_t alignment) {
   detail::arena_cache_slot& slot = detail::current_thread_cache<detail::arena_thread_cache>;
-  if (bytes <= detail::arena_table_max && detail::arena_small_alignment(alignment) && slot.owner_id == id_) [[likely]] {
+  if (bytes <= detail::arena_table_max && detail::arena_small_alignment(alignment) && slot.owner_id == id_)
+      [[likely]] {
     detail::arena_thread_cache& cache = *slot.cache;
     const unsigned cls = detail::arena_small_class_table[(bytes + 15) >> 4];
     detail::arena_bin& bin = cache.bins[cls];
