@@ -639,7 +639,12 @@ BOOST_AUTO_TEST_CASE(frees_on_another_thread_are_remote_and_come_back_in_batches
 BOOST_AUTO_TEST_CASE(four_threads_with_cross_thread_frees_never_share_a_live_block,
                      *boost::unit_test::label("threaded")) {
   strata::tracking_resource upstream{strata::system_pages()};
-  strata::arena heap{{.capacity = 32 * mib, .refill_bytes = 2 * kib, .cache_bytes_per_class = 4 * kib}, &upstream};
+  // Room for the worst interleaving: a thread that finished early no longer
+  // drains its mailbox, so its neighbour's frees (large blocks among them)
+  // pile up there until the end; with 32 MiB, release builds sometimes ran
+  // out of capacity (small runs stay in their class and fragment the region).
+  strata::arena heap{{.capacity = 128 * mib, .refill_bytes = 2 * kib, .cache_bytes_per_class = 4 * kib},
+                     &upstream};
   constexpr int thread_count = 4;
   constexpr int rounds = 20000;
   std::atomic<int> corrupted{0};
