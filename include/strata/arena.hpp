@@ -130,6 +130,38 @@ struct alignas(64) arena_thread_cache {  // its own cache lines: no false sharin
 
 using arena_cache_slot = thread_cache_slot<arena_thread_cache>;  // the fast path's MRU slot
 
+/// Pops a block of class cls from the calling thread's own cache and counts
+/// it, or returns nullptr if the bin is empty. No lock, no atomic RMW.
+[[gnu::always_inline]] inline void* arena_pop(arena_thread_cache& cache, unsigned cls,
+                                              std::size_t bytes) noexcept {
+  arena_bin& bin = cache.bins[cls];
+  void* p = bin.head;
+  if (p == nullptr) [[unlikely]]
+    return nullptr;
+  // The whole block was poisoned while free, its link word included.
+  unpoison_memory(p, arena_class_size(cls));
+  bin.head = *static_cast<void**>(p);
+  bin.count.store(bin.count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+  cache.counters.on_allocate(bytes);
+  return p;
+}
+
+/// Pushes p onto the calling thread's bin of class cls and counts it, or
+/// returns false (nothing changed) if the bin holds limit blocks already.
+[[gnu::always_inline]] inline bool arena_push(arena_thread_cache& cache, unsigned cls, std::uint32_t limit,
+                                              void* p, std::size_t bytes) noexcept {
+  arena_bin& bin = cache.bins[cls];
+  const std::uint32_t count = bin.count.load(std::memory_order_relaxed);
+  if (count >= limit) [[unlikely]]
+    return false;
+  *static_cast<void**>(p) = bin.head;
+  poison_memory(p, arena_class_size(cls));
+  bin.head = p;
+  bin.count.store(count + 1, std::memory_order_relaxed);
+  cache.counters.on_deallocate(bytes);
+  return true;
+}
+
 }  // namespace detail
 
 /// A general-purpose, thread-safe resource for mixed sizes inside one
@@ -354,24 +386,18 @@ class arena final : public resource {
 //
 // The inline paths serve the common request: up to 1 KiB, alignment 1..16
 // (one table load gives the class), from this thread's bin. Everything else
-// (larger sizes, larger or invalid alignments, an empty or full bin, another
-// arena's or no cache, a pointer outside the region) goes to the out-of-line
-// *_slow paths, which serve every class through the same bins.
+// goes to the out-of-line *_slow paths, which first try the same bins for
+// the other classes (the class computed, then the same pop or push), then
+// handle an empty or full bin, another arena's or no cache, the large path,
+// hardened mode and misuse.
 
 // Pops a block from this thread's bin: no lock, no atomic read-modify-write.
 inline void* arena::do_allocate(std::size_t bytes, std::size_t alignment) {
   detail::arena_cache_slot& slot = detail::current_thread_cache<detail::arena_thread_cache>;
   if (bytes <= detail::arena_table_max && detail::arena_small_alignment(alignment) && slot.owner_id == id_)
       [[likely]] {
-    detail::arena_thread_cache& cache = *slot.cache;
-    const unsigned cls = detail::arena_small_class_table[(bytes + 15) >> 4];
-    detail::arena_bin& bin = cache.bins[cls];
-    if (void* p = bin.head; p != nullptr) [[likely]] {
-      // The whole block was poisoned while free, its link word included.
-      detail::unpoison_memory(p, detail::arena_class_size(cls));
-      bin.head = *static_cast<void**>(p);
-      bin.count.store(bin.count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
-      cache.counters.on_allocate(bytes);
+    if (void* p = detail::arena_pop(*slot.cache, detail::arena_small_class_table[(bytes + 15) >> 4], bytes))
+        [[likely]] {
       return p;
     }
   }
@@ -384,18 +410,9 @@ inline void arena::do_deallocate(void* p, std::size_t bytes, std::size_t alignme
   detail::arena_cache_slot& slot = detail::current_thread_cache<detail::arena_thread_cache>;
   if (bytes <= detail::arena_table_max && detail::arena_small_alignment(alignment) && slot.owner_id == id_ &&
       owns(p)) [[likely]] {
-    detail::arena_thread_cache& cache = *slot.cache;
     const unsigned cls = detail::arena_small_class_table[(bytes + 15) >> 4];
-    detail::arena_bin& bin = cache.bins[cls];
-    const std::uint32_t count = bin.count.load(std::memory_order_relaxed);
-    if (count < bin_limit_[cls]) [[likely]] {
-      *static_cast<void**>(p) = bin.head;
-      detail::poison_memory(p, detail::arena_class_size(cls));
-      bin.head = p;
-      bin.count.store(count + 1, std::memory_order_relaxed);
-      cache.counters.on_deallocate(bytes);
+    if (detail::arena_push(*slot.cache, cls, bin_limit_[cls], p, bytes)) [[likely]]
       return;
-    }
   }
   deallocate_slow(p, bytes, alignment);
 }
