@@ -141,6 +141,16 @@ void arena::detach(detail::arena_thread_cache* cache) noexcept {
 // -------------------------------------------------------------- allocation
 
 void* arena::allocate_slow(std::size_t bytes, std::size_t alignment) {
+  // First what the inline path leaves to us only for its table's sake: a
+  // class above 1 KiB or aligned to more than 16, with a block in this
+  // thread's bin (hardened mode never arms the slot, so it never gets here).
+  if (detail::is_power_of_two(alignment)) {
+    const unsigned cls = detail::arena_class_for(bytes, alignment);
+    const detail::arena_cache_slot& slot = detail::current_thread_cache<detail::arena_thread_cache>;
+    if (cls != detail::arena_large && slot.owner_id == id_) {
+      if (void* p = detail::arena_pop(*slot.cache, cls, bytes)) return p;
+    }
+  }
   detail::check_alignment(resource_name, alignment);
   const unsigned cls = detail::arena_class_for(bytes, alignment);
   void* p = nullptr;
@@ -451,6 +461,16 @@ bool arena::large_deallocate(void* p, std::size_t bytes) noexcept {
 // ------------------------------------------------------------ deallocation
 
 void arena::deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) noexcept {
+  // First, as in allocate_slow, the classes outside the inline path's table,
+  // into this thread's bin while it has room.
+  if (detail::is_power_of_two(alignment) && owns(p)) {
+    const unsigned cls = detail::arena_class_for(bytes, alignment);
+    const detail::arena_cache_slot& slot = detail::current_thread_cache<detail::arena_thread_cache>;
+    if (cls != detail::arena_large && slot.owner_id == id_ &&
+        detail::arena_push(*slot.cache, cls, bin_limit_[cls], p, bytes)) {
+      return;
+    }
+  }
   if (!detail::is_power_of_two(alignment)) {
     reject(misuse_kind::alignment_mismatch, p, bytes, alignment);
     return;

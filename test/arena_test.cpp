@@ -523,6 +523,44 @@ BOOST_AUTO_TEST_CASE(invalid_options_and_alignments_are_rejected) {
   BOOST_TEST(heap.stats().failed_allocations == 0u);
 }
 
+BOOST_AUTO_TEST_CASE(requests_outside_the_inline_fast_path_use_the_same_bins_and_checks) {
+  // The inline paths take sizes up to 1 KiB aligned to 1..16; the rest go out
+  // of line. With this thread's cache already armed, both must agree on the
+  // class, count exactly, and reject bad alignments.
+  strata::test::misuse_recorder recorder;
+  strata::arena heap{{.capacity = 8 * mib, .hardened = false}, strata::system_pages()};
+  heap.deallocate(heap.allocate(64, 8), 64, 8);  // arms the fast path
+  const std::size_t sizes[] = {1, 16, 1023, 1024, 1025, 1040, 4096, 100 * kib, 256 * kib};
+  const std::size_t alignments[] = {1, 2, 4, 8, 16, 32, 64, 4096};
+  std::size_t calls = 0;
+  for (std::size_t bytes : sizes) {
+    for (std::size_t alignment : alignments) {
+      void* p = heap.allocate(bytes, alignment);
+      BOOST_TEST(strata::detail::is_aligned(p, alignment));
+      heap.deallocate(p, bytes, alignment);
+      void* again = heap.allocate(bytes, alignment);  // the same class's bin gave it back
+      BOOST_TEST(again == p);
+      heap.deallocate(again, bytes, alignment);
+      calls += 2;
+    }
+  }
+  for (std::size_t bad : {std::size_t{0}, std::size_t{3}, std::size_t{5}, std::size_t{6}, std::size_t{7},
+                          std::size_t{12}, std::size_t{15}, std::size_t{17}}) {
+    BOOST_CHECK_THROW(static_cast<void>(heap.allocate(64, bad)), std::invalid_argument);
+  }
+  void* p = heap.allocate(64, 16);
+  heap.deallocate(p, 64, 12);  // refused: the block stays the caller's
+  const auto reports = recorder.taken();
+  BOOST_TEST(reports.size() == 1u);
+  BOOST_TEST((reports.at(0).kind == strata::misuse_kind::alignment_mismatch));
+  heap.deallocate(p, 64, 16);
+  const strata::resource_stats s = heap.stats();
+  BOOST_TEST(s.allocations == calls + 2);
+  BOOST_TEST(s.deallocations == calls + 3);  // the refused one is counted too
+  BOOST_TEST(s.bytes_in_use == 0u);
+  BOOST_TEST(s.failed_allocations == 0u);
+}
+
 BOOST_AUTO_TEST_CASE(a_thread_hands_its_cache_to_the_central_pool_at_exit, *boost::unit_test::label("threaded")) {
   // Thread caches exist only when not hardened (-Dhardening=true makes that the default).
   strata::arena heap{{.capacity = 4 * mib, .hardened = false}, strata::system_pages()};
@@ -601,7 +639,12 @@ BOOST_AUTO_TEST_CASE(frees_on_another_thread_are_remote_and_come_back_in_batches
 BOOST_AUTO_TEST_CASE(four_threads_with_cross_thread_frees_never_share_a_live_block,
                      *boost::unit_test::label("threaded")) {
   strata::tracking_resource upstream{strata::system_pages()};
-  strata::arena heap{{.capacity = 32 * mib, .refill_bytes = 2 * kib, .cache_bytes_per_class = 4 * kib}, &upstream};
+  // Room for the worst interleaving: a thread that finished early no longer
+  // drains its mailbox, so its neighbour's frees (large blocks among them)
+  // pile up there until the end; with 32 MiB, release builds sometimes ran
+  // out of capacity (small runs stay in their class and fragment the region).
+  strata::arena heap{{.capacity = 128 * mib, .refill_bytes = 2 * kib, .cache_bytes_per_class = 4 * kib},
+                     &upstream};
   constexpr int thread_count = 4;
   constexpr int rounds = 20000;
   std::atomic<int> corrupted{0};

@@ -71,9 +71,19 @@ inline constexpr auto arena_small_class_table = [] {
   return table;
 }();
 
+/// The largest size arena_small_class_table covers.
+inline constexpr std::size_t arena_table_max = 1024;
+
+/// Whether alignment is a power of two no larger than 16, which every class
+/// meets: one compare and one bit test.
+[[nodiscard]] constexpr bool arena_small_alignment(std::size_t alignment) noexcept {
+  constexpr std::uint32_t powers = (1u << 1) | (1u << 2) | (1u << 4) | (1u << 8) | (1u << 16);
+  return alignment <= 16 && ((powers >> alignment) & 1u) != 0;
+}
+
 /// Returns the smallest class whose blocks hold bytes. Requires: bytes <= arena_max_small.
 [[nodiscard]] constexpr unsigned arena_size_class(std::size_t bytes) noexcept {
-  if (bytes <= 1024) [[likely]] return arena_small_class_table[(bytes + 15) >> 4];
+  if (bytes <= arena_table_max) [[likely]] return arena_small_class_table[(bytes + 15) >> 4];
   return arena_size_class_computed(bytes);
 }
 
@@ -119,6 +129,38 @@ struct alignas(64) arena_thread_cache {  // its own cache lines: no false sharin
 };
 
 using arena_cache_slot = thread_cache_slot<arena_thread_cache>;  // the fast path's MRU slot
+
+/// Pops a block of class cls from the calling thread's own cache and counts
+/// it, or returns nullptr if the bin is empty. No lock, no atomic RMW.
+[[gnu::always_inline]] inline void* arena_pop(arena_thread_cache& cache, unsigned cls,
+                                              std::size_t bytes) noexcept {
+  arena_bin& bin = cache.bins[cls];
+  void* p = bin.head;
+  if (p == nullptr) [[unlikely]]
+    return nullptr;
+  // The whole block was poisoned while free, its link word included.
+  unpoison_memory(p, arena_class_size(cls));
+  bin.head = *static_cast<void**>(p);
+  bin.count.store(bin.count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+  cache.counters.on_allocate(bytes);
+  return p;
+}
+
+/// Pushes p onto the calling thread's bin of class cls and counts it, or
+/// returns false (nothing changed) if the bin holds limit blocks already.
+[[gnu::always_inline]] inline bool arena_push(arena_thread_cache& cache, unsigned cls, std::uint32_t limit,
+                                              void* p, std::size_t bytes) noexcept {
+  arena_bin& bin = cache.bins[cls];
+  const std::uint32_t count = bin.count.load(std::memory_order_relaxed);
+  if (count >= limit) [[unlikely]]
+    return false;
+  *static_cast<void**>(p) = bin.head;
+  poison_memory(p, arena_class_size(cls));
+  bin.head = p;
+  bin.count.store(count + 1, std::memory_order_relaxed);
+  cache.counters.on_deallocate(bytes);
+  return true;
+}
 
 }  // namespace detail
 
@@ -341,28 +383,22 @@ class arena final : public resource {
 };
 
 // ------------------------------------------------------------- fast paths
+//
+// The inline paths serve the common request: up to 1 KiB, alignment 1..16
+// (one table load gives the class), from this thread's bin. Everything else
+// goes to the out-of-line *_slow paths, which first try the same bins for
+// the other classes (the class computed, then the same pop or push), then
+// handle an empty or full bin, another arena's or no cache, the large path,
+// hardened mode and misuse.
 
 // Pops a block from this thread's bin: no lock, no atomic read-modify-write.
 inline void* arena::do_allocate(std::size_t bytes, std::size_t alignment) {
-  const detail::arena_cache_slot slot = detail::current_thread_cache<detail::arena_thread_cache>;  // one TLS read
-  if (slot.owner_id == id_) [[likely]] {
-    unsigned cls = detail::arena_large;
-    // The common request (up to 1 KiB, alignment 1..16) is one table load.
-    if (bytes <= 1024 && alignment - 1 < 16 && (alignment & (alignment - 1)) == 0) [[likely]] {
-      cls = detail::arena_small_class_table[(bytes + 15) >> 4];
-    } else if (detail::is_power_of_two(alignment)) {
-      cls = detail::arena_class_for(bytes, alignment);
-    }
-    if (cls != detail::arena_large) [[likely]] {
-      detail::arena_bin& bin = slot.cache->bins[cls];
-      if (void* p = bin.head; p != nullptr) [[likely]] {
-        // The whole block was poisoned while free, its link word included.
-        detail::unpoison_memory(p, detail::arena_class_size(cls));
-        bin.head = *static_cast<void**>(p);
-        bin.count.store(bin.count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
-        slot.cache->counters.on_allocate(bytes);
-        return p;
-      }
+  detail::arena_cache_slot& slot = detail::current_thread_cache<detail::arena_thread_cache>;
+  if (bytes <= detail::arena_table_max && detail::arena_small_alignment(alignment) && slot.owner_id == id_)
+      [[likely]] {
+    if (void* p = detail::arena_pop(*slot.cache, detail::arena_small_class_table[(bytes + 15) >> 4], bytes))
+        [[likely]] {
+      return p;
     }
   }
   return allocate_slow(bytes, alignment);
@@ -371,21 +407,12 @@ inline void* arena::do_allocate(std::size_t bytes, std::size_t alignment) {
 // Pushes a block onto this thread's bin while it has room, whichever thread
 // allocated it: the bin hands batches back to the central pool when full.
 inline void arena::do_deallocate(void* p, std::size_t bytes, std::size_t alignment) {
-  const detail::arena_cache_slot slot = detail::current_thread_cache<detail::arena_thread_cache>;  // one TLS read
-  if (slot.owner_id == id_ && detail::is_power_of_two(alignment) && owns(p)) [[likely]] {
-    const unsigned cls = detail::arena_class_for(bytes, alignment);
-    if (cls != detail::arena_large) [[likely]] {
-      detail::arena_bin& bin = slot.cache->bins[cls];
-      const std::uint32_t count = bin.count.load(std::memory_order_relaxed);
-      if (count < bin_limit_[cls]) [[likely]] {
-        *static_cast<void**>(p) = bin.head;
-        detail::poison_memory(p, detail::arena_class_size(cls));
-        bin.head = p;
-        bin.count.store(count + 1, std::memory_order_relaxed);
-        slot.cache->counters.on_deallocate(bytes);
-        return;
-      }
-    }
+  detail::arena_cache_slot& slot = detail::current_thread_cache<detail::arena_thread_cache>;
+  if (bytes <= detail::arena_table_max && detail::arena_small_alignment(alignment) && slot.owner_id == id_ &&
+      owns(p)) [[likely]] {
+    const unsigned cls = detail::arena_small_class_table[(bytes + 15) >> 4];
+    if (detail::arena_push(*slot.cache, cls, bin_limit_[cls], p, bytes)) [[likely]]
+      return;
   }
   deallocate_slow(p, bytes, alignment);
 }

@@ -44,8 +44,17 @@ struct thread_cache_slot {
   std::uint64_t owner_id;  // 0: none (ids start at 1)
   Cache* cache;
 };
+/// The slot uses the initial-exec TLS model: in position-independent code
+/// (libstrata.so, a user's shared library, the static library built with
+/// -fPIC) the default general-dynamic model reads the slot through a call to
+/// __tls_get_addr, which also makes the fast path save and restore registers
+/// around it; with initial-exec it is one %fs-relative load. The cost: a
+/// shared library that holds this slot takes a few bytes of static TLS, which
+/// glibc provides for libraries loaded at startup and, from its reserve, for
+/// dlopen'ed ones.
 template <class Cache>
-inline constinit thread_local thread_cache_slot<Cache> current_thread_cache{0, nullptr};
+[[gnu::tls_model("initial-exec")]] inline constinit thread_local thread_cache_slot<Cache>
+    current_thread_cache{0, nullptr};
 
 /// A counter with a single writer (its thread): the writer updates it with a
 /// relaxed load and store, never a read-modify-write, and other threads may
