@@ -145,6 +145,15 @@ monotonic_arena::~monotonic_arena() {
 void* monotonic_arena::allocate_slow(std::size_t bytes, std::size_t alignment) {
   detail::check_alignment(resource_name, alignment);  // invalid_argument: not a failed allocation
   const std::size_t n = bump_size(bytes);
+  const std::size_t pad = static_cast<std::size_t>(-cursor_) & (alignment - 1);
+  const std::size_t room = end_ - cursor_;
+  if (n <= room && pad <= room - n) {  // what the fast path leaves here: size 0
+    const std::uintptr_t block = cursor_ + pad;
+    cursor_ = block + n;
+    count_allocate(bytes);
+    detail::unpoison_memory(reinterpret_cast<void*>(block), bytes);
+    return reinterpret_cast<void*>(block);
+  }
   if (n > largest_bump) [[unlikely]] {
     counters_.on_failure();
     detail::throw_allocation_failure(resource_name, bytes, alignment, failure_reason::size_overflow);
@@ -359,10 +368,13 @@ std::size_t monotonic_arena::end_request() noexcept {
   history_[history_next_] = footprint;
   history_next_ = (history_next_ + 1) % history_length;
   history_count_ = std::min(history_count_ + 1, history_length);
-  const std::size_t typical = percentile_footprint();
+  // Only adaptive looks at the percentile (a sort of the history): the other
+  // policies skip it, and their returned capacity is unused.
+  const bool adaptive = options_.retention == retention_policy::adaptive;
+  const std::size_t typical = adaptive ? percentile_footprint() : footprint;
   // Remember the need: the next request's first fresh chunk holds all of
   // this one (adaptive: of the typical one), so it needs one chunk.
-  next_chunk_size_ = chunk_size_for(options_.retention == retention_policy::adaptive ? typical : footprint);
+  next_chunk_size_ = chunk_size_for(typical);
   high_water_ = 0;
   ++generation_;               // every marker taken so far is stale
   owner_ = std::thread::id{};  // the next allocate may come from another thread

@@ -178,7 +178,8 @@ class monotonic_arena final : public resource {
 #endif
   }
 
-  // Checks the alignment, then serves the block from a spare, a fresh or a
+  // Checks the alignment, then serves the block from the current region if it
+  // fits there (size 0 comes here), else from a spare, a fresh or a
   // dedicated chunk; leaves cursor_/end_ on the chunk bumped into (unchanged
   // for a dedicated one). On a throw nothing has changed but failed_allocations.
   STRATA_SLOW_PATH void* allocate_slow(std::size_t bytes, std::size_t alignment);
@@ -200,7 +201,8 @@ class monotonic_arena final : public resource {
   // Validates m against the chain, then moves there; false (and no change) if it is not reachable.
   bool move_to(const marker& m) noexcept;
   // Records this request's footprint, sizes the next chunk, invalidates markers,
-  // frees dedicated chunks and drops the owner; returns the adaptive target (bytes).
+  // frees dedicated chunks and drops the owner; returns the adaptive target
+  // (bytes), computed under the adaptive policy only (else the footprint's).
   std::size_t end_request() noexcept;
   [[nodiscard]] std::size_t position() const noexcept {
     return cursor_ - base_;
@@ -268,16 +270,25 @@ class arena_scope {
 
 // ------------------------------------------------------------- fast paths
 
-// Bumps inside the current region: one alignment test, two bounds tests.
+// Bumps inside the current region: one alignment test, one overflow test and
+// one bounds test. Everything else goes to allocate_slow(), which checks the
+// alignment again (and throws for a bad one) and serves what fits here too:
+// - size 0: bytes - 1 is SIZE_MAX, so the sum overflows or exceeds any room
+//   and the slow path bumps one byte (size-0 pointers stay unique);
+// - alignment 0 passes the power-of-two test (0 & SIZE_MAX is 0) but its mask
+//   is all ones: pad is -cursor_, which overflows the sum or exceeds the room
+//   whenever cursor_ != 0, and cursor_ == 0 only in the empty region of an
+//   arena with no initial buffer, where end_ == 0 leaves no room at all;
+// - a non-power-of-two alignment fails the test itself.
 inline void* monotonic_arena::do_allocate(std::size_t bytes, std::size_t alignment) {
   check_owner();
-  const std::size_t n = bump_size(bytes);
-  const std::size_t pad = static_cast<std::size_t>(-cursor_) & (alignment - 1);
-  const std::size_t room = end_ - cursor_;
-  // Two comparisons instead of pad + n <= room, which could wrap for huge n.
-  if (detail::is_power_of_two(alignment) && n <= room && pad <= room - n) [[likely]] {
+  const std::size_t mask = alignment - 1;
+  const std::size_t pad = static_cast<std::size_t>(-cursor_) & mask;
+  std::size_t last = 0;  // offset from cursor_ of the block's last byte
+  if ((alignment & mask) == 0 && !__builtin_add_overflow(pad, bytes - 1, &last) && last < end_ - cursor_)
+      [[likely]] {
     const std::uintptr_t block = cursor_ + pad;
-    cursor_ = block + n;
+    cursor_ = block + bytes;
     count_allocate(bytes);
     detail::unpoison_memory(reinterpret_cast<void*>(block), bytes);
     return reinterpret_cast<void*>(block);
