@@ -26,6 +26,7 @@
 #include <list>
 #include <map>
 #include <memory>
+#include <random>
 #include <set>
 #include <span>
 #include <stdexcept>
@@ -414,6 +415,47 @@ BOOST_AUTO_TEST_CASE(pmr_list_and_map_nodes_fit_a_slab_sized_by_a_probe) {
   BOOST_TEST(o.slot_size == sizeof(record));
   BOOST_TEST(o.slot_alignment == alignof(record));
   BOOST_TEST(o.capacity == 10u);
+}
+
+// The peak is settled lazily (when bytes_in_use falls, and when read): it
+// must match a running maximum through rises, falls, forwarded blocks,
+// reset_peak() and release().
+BOOST_AUTO_TEST_CASE(the_peak_matches_a_running_maximum) {
+  strata::test::counting_resource upstream;
+  strata::slab s{{.slot_size = 64, .capacity = 16}, &upstream};
+  std::mt19937 rng(11);
+  std::vector<std::pair<void*, std::size_t>> live;
+  std::size_t in_use = 0;
+  std::size_t peak = 0;
+  for (int step = 0; step < 4000; ++step) {
+    if (step == 1500) {
+      s.reset_peak();
+      peak = in_use;
+    }
+    if (step == 3000) {
+      s.release();  // drops what callers hold
+      live.clear();
+      in_use = 0;
+    }
+    if (live.empty() || rng() % 3 != 0) {
+      const std::size_t bytes = rng() % 100;  // above 64: forwarded
+      live.emplace_back(s.allocate(bytes, 8), bytes);
+      in_use += bytes;
+      peak = std::max(peak, in_use);
+    } else {
+      const std::size_t at = rng() % live.size();
+      s.deallocate(live[at].first, live[at].second, 8);
+      in_use -= live[at].second;
+      live.erase(live.begin() + static_cast<std::ptrdiff_t>(at));
+    }
+    if (step % 7 == 0) {
+      BOOST_TEST_REQUIRE(s.stats().bytes_in_use == in_use);
+      BOOST_TEST_REQUIRE(s.stats().peak_bytes_in_use == peak);
+    }
+  }
+  for (const auto& [p, bytes] : live) s.deallocate(p, bytes, 8);
+  BOOST_TEST(s.stats().bytes_in_use == 0u);
+  BOOST_TEST(s.stats().peak_bytes_in_use == peak);
 }
 
 BOOST_AUTO_TEST_CASE(stats_count_the_callers_bytes_and_overhead_is_within_three_percent) {
