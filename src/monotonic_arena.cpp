@@ -145,15 +145,6 @@ monotonic_arena::~monotonic_arena() {
 void* monotonic_arena::allocate_slow(std::size_t bytes, std::size_t alignment) {
   detail::check_alignment(resource_name, alignment);  // invalid_argument: not a failed allocation
   const std::size_t n = bump_size(bytes);
-  const std::size_t pad = static_cast<std::size_t>(-cursor_) & (alignment - 1);
-  const std::size_t room = end_ - cursor_;
-  if (n <= room && pad <= room - n) {  // what the fast path leaves here: size 0
-    const std::uintptr_t block = cursor_ + pad;
-    cursor_ = block + n;
-    count_allocate(bytes);
-    detail::unpoison_memory(reinterpret_cast<void*>(block), bytes);
-    return reinterpret_cast<void*>(block);
-  }
   if (n > largest_bump) [[unlikely]] {
     counters_.on_failure();
     detail::throw_allocation_failure(resource_name, bytes, alignment, failure_reason::size_overflow);
