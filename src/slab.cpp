@@ -257,7 +257,6 @@ void slab::release() noexcept {
     std::fill_n(live_words_.get(), detail::slot_bits::words_for(options_.capacity), std::uint64_t{0});
   }
   detail::poison_memory(begin_, static_cast<std::size_t>(end_ - begin_));
-  settle_peak();                          // bytes_in_use is about to fall to 0
   bytes_deallocated_ = bytes_allocated_;  // what callers still held is dropped
   STRATA_ASSERT(invariants_hold(), "slab accounting drifted");
 }
