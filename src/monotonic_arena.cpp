@@ -365,10 +365,13 @@ std::size_t monotonic_arena::end_request() noexcept {
   history_[history_next_] = footprint;
   history_next_ = (history_next_ + 1) % history_length;
   history_count_ = std::min(history_count_ + 1, history_length);
-  const std::size_t typical = percentile_footprint();
+  // Only adaptive looks at the percentile (a sort of the history): the other
+  // policies skip it, and their returned capacity is unused.
+  const bool adaptive = options_.retention == retention_policy::adaptive;
+  const std::size_t typical = adaptive ? percentile_footprint() : footprint;
   // Remember the need: the next request's first fresh chunk holds all of
   // this one (adaptive: of the typical one), so it needs one chunk.
-  next_chunk_size_ = chunk_size_for(options_.retention == retention_policy::adaptive ? typical : footprint);
+  next_chunk_size_ = chunk_size_for(typical);
   high_water_ = 0;
   ++generation_;               // every marker taken so far is stale
   owner_ = std::thread::id{};  // the next allocate may come from another thread

@@ -91,7 +91,9 @@ void slab::init(std::byte* first_slot) {
   checked_ = true;  // debug builds check every deallocate
 #endif
   fast_slot_size_ = checked_ ? 0 : options_.slot_size + 1;  // slot_size < stride <= SIZE_MAX: no wrap
-  fast_end_ = checked_ ? begin_ : end_;
+  alignment_reject_ = ~(options_.slot_alignment - 1);
+  begin_address_ = reinterpret_cast<std::uintptr_t>(begin_);
+  fast_span_ = checked_ ? 0 : static_cast<std::size_t>(end_ - begin_);
   if (options_.hardened) codec_ = detail::link_codec{detail::make_link_secret(this)};
   if (checked_) live_words_ = std::make_unique<std::uint64_t[]>(detail::slot_bits::words_for(options_.capacity));
   detail::poison_memory(begin_, static_cast<std::size_t>(end_ - begin_));  // uncarved until handed out

@@ -599,6 +599,73 @@ BOOST_AUTO_TEST_CASE(overflowing_sizes_throw_size_overflow_and_lose_nothing) {
   BOOST_TEST(bytes_of(arena.allocate(16, 8)) == a + 16);
 }
 
+// The fast path folds the alignment and size-0 tests into its bounds test
+// (see do_allocate): check every state the cursor can be in — no region at
+// all (cursor 0), fresh and mid-chunk, the initial buffer, exactly full, and
+// after reset() — against bad alignments, size 0 and wrapping sizes.
+BOOST_AUTO_TEST_CASE(bad_alignments_size_zero_and_wrapping_sizes_in_every_cursor_state) {
+  const std::size_t bad_alignments[] = {0, 3, 24, 48, 4097, SIZE_MAX, SIZE_MAX / 2, std::size_t{3} << 62};
+  std::array<std::byte, 256> buffer{};
+  strata::test::counting_resource upstream;
+  strata::monotonic_arena plain{{.first_chunk_size = 1024}, &upstream};
+  strata::monotonic_arena buffered{{.initial_buffer = buffer, .first_chunk_size = 1024}, &upstream};
+  const auto probe = [&](strata::monotonic_arena& arena, const char* state) {
+    BOOST_TEST_CONTEXT(state) {
+      const strata::resource_stats before = arena.stats();
+      const strata::monotonic_arena::details_type d = arena.details();
+      for (std::size_t alignment : bad_alignments) {
+        for (std::size_t bytes : {std::size_t{0}, std::size_t{1}, std::size_t{16}, SIZE_MAX}) {
+          BOOST_TEST_CONTEXT("allocate(" << bytes << ", " << alignment << ")") {
+            BOOST_CHECK_THROW(static_cast<void>(arena.allocate(bytes, alignment)), std::invalid_argument);
+          }
+        }
+      }
+      for (std::size_t bytes : {SIZE_MAX, SIZE_MAX - 14, SIZE_MAX / 2 + 1}) {
+        for (std::size_t alignment : {std::size_t{1}, std::size_t{16}, std::size_t{4096}}) {
+          BOOST_CHECK_THROW(static_cast<void>(arena.allocate(bytes, alignment)), strata::allocation_failure);
+        }
+      }
+      const strata::resource_stats after = arena.stats();
+      BOOST_TEST(after.allocations == before.allocations);
+      BOOST_TEST(after.bytes_in_use == before.bytes_in_use);
+      BOOST_TEST(after.failed_allocations == before.failed_allocations + 9);
+      BOOST_TEST(arena.details().chunks == d.chunks);
+      // Size 0: unique pointers, a byte each, counted as zero bytes.
+      std::byte* z1 = bytes_of(arena.allocate(0, 8));
+      std::byte* z2 = bytes_of(arena.allocate(0, 1));
+      std::byte* z3 = bytes_of(arena.allocate(0, 16));
+      BOOST_TEST(z1 != z2);
+      BOOST_TEST(z2 != z3);
+      BOOST_TEST(z1 != z3);
+      BOOST_TEST(strata::detail::is_aligned(z1, 8));
+      BOOST_TEST(strata::detail::is_aligned(z3, 16));
+      BOOST_TEST(arena.stats().allocations == after.allocations + 3);
+      BOOST_TEST(arena.stats().bytes_in_use == after.bytes_in_use);
+    }
+  };
+  for (strata::monotonic_arena* arena : {&plain, &buffered}) {
+    probe(*arena, "fresh");
+    static_cast<void>(arena->allocate(40, 8));
+    probe(*arena, "mid-region");
+    arena->reset();
+    probe(*arena, "after reset");
+    arena->release();
+    probe(*arena, "after release");
+  }
+  // Exactly full: the buffer's last byte handed out, then size 0 goes on elsewhere.
+  std::array<std::byte, 64> small{};
+  strata::monotonic_arena full{{.initial_buffer = small, .first_chunk_size = 1024}, &upstream};
+  std::byte* whole = bytes_of(full.allocate(64, 1));
+  BOOST_TEST(whole == small.data());
+  probe(full, "exactly full");
+  // Size 0 in the last byte of a region stays inside it.
+  std::array<std::byte, 64> tight{};
+  strata::monotonic_arena last_byte{{.initial_buffer = tight, .first_chunk_size = 1024}, &upstream};
+  static_cast<void>(last_byte.allocate(63, 1));
+  BOOST_TEST(bytes_of(last_byte.allocate(0, 1)) == tight.data() + 63);
+  BOOST_TEST(last_byte.details().chunks == 0u);
+}
+
 BOOST_AUTO_TEST_CASE(upstream_failure_becomes_allocation_failure_and_loses_nothing) {
   strata::test::counting_resource upstream;
   strata::monotonic_arena arena{{.first_chunk_size = 1024}, &upstream};

@@ -20,11 +20,15 @@
 #define BOOST_TEST_MODULE slab
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
+#include <array>
 #include <cstring>
 #include <list>
 #include <map>
 #include <memory>
+#include <random>
 #include <set>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -297,6 +301,80 @@ BOOST_AUTO_TEST_CASE(a_foreign_pointer_is_counted_and_ignored) {
   s.deallocate(a, 32, 8);
 }
 
+// The fast path tests "inside the region" with one unsigned compare: the
+// addresses just outside it, on both sides, must still be refused.
+BOOST_AUTO_TEST_CASE(pointers_just_outside_the_region_are_refused) {
+  strata::test::misuse_recorder recorder;
+  strata::test::counting_resource upstream;
+  alignas(64) std::array<std::byte, 64 * 10> memory{};
+  const std::span<std::byte> inner{memory.data() + 64, 64 * 8};
+  strata::slab s{{.slot_size = 64, .slot_alignment = 64, .capacity = 8}, inner, &upstream};
+  std::vector<void*> live;
+  for (int i = 0; i < 8; ++i) live.push_back(s.allocate(64, 64));
+  for (void* p : live) s.deallocate(p, 64, 64);
+  const std::size_t free_before = s.free_slots();
+  for (std::byte* outside : {memory.data(), memory.data() + 56, memory.data() + 63, inner.data() + inner.size(),
+                             inner.data() + inner.size() + 8}) {
+    s.deallocate(outside, 64, 64);
+  }
+  BOOST_TEST(s.stats().misuse_detected == 5u);
+  BOOST_TEST(recorder.taken().size() == 5u);
+  BOOST_TEST(s.free_slots() == free_before);
+  BOOST_TEST(upstream.deallocations() == 0u);
+  std::vector<void*> again;  // the free list is intact: the same eight slots come back
+  for (int i = 0; i < 8; ++i) again.push_back(s.allocate(64, 64));
+  for (void* p : again) BOOST_TEST(s.contains(p));
+  std::sort(live.begin(), live.end());
+  std::sort(again.begin(), again.end());
+  BOOST_TEST(live == again);
+  for (void* p : again) s.deallocate(p, 64, 64);
+}
+
+// The fast path admits alignments with one mask test: every power of two up
+// to slot_alignment is served from a slot, larger ones are forwarded, and
+// anything else throws invalid_argument — with slots free or not.
+BOOST_AUTO_TEST_CASE(alignments_are_served_forwarded_or_refused_in_every_state) {
+  strata::test::counting_resource upstream;
+  strata::slab s{{.slot_size = 64, .slot_alignment = 16, .capacity = 4,
+                  .on_exhaustion = strata::slab::exhaustion::throw_bad_alloc},
+                 &upstream};
+  const std::size_t bad[] = {0, 3, 5, 6, 12, 15, 17, 24, 48, 4097, SIZE_MAX, SIZE_MAX / 2, std::size_t{3} << 62};
+  const auto probe = [&](const char* state) {
+    BOOST_TEST_CONTEXT(state) {
+      const strata::resource_stats before = s.stats();
+      for (std::size_t alignment : bad) {
+        for (std::size_t bytes : {std::size_t{0}, std::size_t{16}, std::size_t{64}}) {
+          BOOST_TEST_CONTEXT("allocate(" << bytes << ", " << alignment << ")") {
+            BOOST_CHECK_THROW(static_cast<void>(s.allocate(bytes, alignment)), std::invalid_argument);
+          }
+        }
+      }
+      BOOST_TEST(s.stats().allocations == before.allocations);
+      const std::uint64_t forwarded = s.details().forwarded_too_large;
+      for (std::size_t alignment : {std::size_t{32}, std::size_t{64}, std::size_t{4096}}) {
+        void* p = s.allocate(16, alignment);
+        BOOST_TEST(!s.contains(p));
+        BOOST_TEST(strata::detail::is_aligned(p, alignment));
+        s.deallocate(p, 16, alignment);
+      }
+      BOOST_TEST(s.details().forwarded_too_large == forwarded + 3);
+    }
+  };
+  probe("fresh");
+  for (std::size_t alignment : {std::size_t{1}, std::size_t{2}, std::size_t{4}, std::size_t{8}, std::size_t{16}}) {
+    void* p = s.allocate(64, alignment);
+    BOOST_TEST(s.contains(p));
+    s.deallocate(p, 64, alignment);
+  }
+  probe("slots on the free list");
+  std::vector<void*> all;
+  for (int i = 0; i < 4; ++i) all.push_back(s.allocate(8, 8));
+  probe("full");
+  BOOST_CHECK_THROW(static_cast<void>(s.allocate(8, 8)), strata::allocation_failure);
+  for (void* p : all) s.deallocate(p, 8, 8);
+  BOOST_TEST(s.stats().bytes_in_use == 0u);
+}
+
 BOOST_AUTO_TEST_CASE(pmr_list_and_map_nodes_fit_a_slab_sized_by_a_probe) {
   // The documented way to size a slab for a container: insert one element on
   // a probe resource and read the node request.
@@ -337,6 +415,47 @@ BOOST_AUTO_TEST_CASE(pmr_list_and_map_nodes_fit_a_slab_sized_by_a_probe) {
   BOOST_TEST(o.slot_size == sizeof(record));
   BOOST_TEST(o.slot_alignment == alignof(record));
   BOOST_TEST(o.capacity == 10u);
+}
+
+// The peak is settled lazily (when bytes_in_use falls, and when read): it
+// must match a running maximum through rises, falls, forwarded blocks,
+// reset_peak() and release().
+BOOST_AUTO_TEST_CASE(the_peak_matches_a_running_maximum) {
+  strata::test::counting_resource upstream;
+  strata::slab s{{.slot_size = 64, .capacity = 16}, &upstream};
+  std::mt19937 rng(11);
+  std::vector<std::pair<void*, std::size_t>> live;
+  std::size_t in_use = 0;
+  std::size_t peak = 0;
+  for (int step = 0; step < 4000; ++step) {
+    if (step == 1500) {
+      s.reset_peak();
+      peak = in_use;
+    }
+    if (step == 3000) {
+      s.release();  // drops what callers hold
+      live.clear();
+      in_use = 0;
+    }
+    if (live.empty() || rng() % 3 != 0) {
+      const std::size_t bytes = rng() % 100;  // above 64: forwarded
+      live.emplace_back(s.allocate(bytes, 8), bytes);
+      in_use += bytes;
+      peak = std::max(peak, in_use);
+    } else {
+      const std::size_t at = rng() % live.size();
+      s.deallocate(live[at].first, live[at].second, 8);
+      in_use -= live[at].second;
+      live.erase(live.begin() + static_cast<std::ptrdiff_t>(at));
+    }
+    if (step % 7 == 0) {
+      BOOST_TEST_REQUIRE(s.stats().bytes_in_use == in_use);
+      BOOST_TEST_REQUIRE(s.stats().peak_bytes_in_use == peak);
+    }
+  }
+  for (const auto& [p, bytes] : live) s.deallocate(p, bytes, 8);
+  BOOST_TEST(s.stats().bytes_in_use == 0u);
+  BOOST_TEST(s.stats().peak_bytes_in_use == peak);
 }
 
 BOOST_AUTO_TEST_CASE(stats_count_the_callers_bytes_and_overhead_is_within_three_percent) {

@@ -200,7 +200,8 @@ class monotonic_arena final : public resource {
   // Validates m against the chain, then moves there; false (and no change) if it is not reachable.
   bool move_to(const marker& m) noexcept;
   // Records this request's footprint, sizes the next chunk, invalidates markers,
-  // frees dedicated chunks and drops the owner; returns the adaptive target (bytes).
+  // frees dedicated chunks and drops the owner; returns the adaptive target
+  // (bytes), computed under the adaptive policy only (else the footprint's).
   std::size_t end_request() noexcept;
   [[nodiscard]] std::size_t position() const noexcept {
     return cursor_ - base_;
@@ -269,13 +270,21 @@ class arena_scope {
 // ------------------------------------------------------------- fast paths
 
 // Bumps inside the current region: one alignment test, two bounds tests.
+// The alignment test is (alignment & mask) == 0, which also lets alignment 0
+// through; its mask is all ones, so pad is -cursor_, which exceeds the room
+// whenever cursor_ != 0 (pad <= room - n would need end_ >= 2^64 + n), and
+// cursor_ == 0 only in the empty region of an arena with no initial buffer,
+// where end_ == 0 leaves no room at all. So alignment 0, like every other
+// bad alignment, reaches allocate_slow(), which throws std::invalid_argument.
+// (A variant testing pad + (bytes - 1) with one carry test was 8 % fewer
+// instructions but measured ~8 % slower per request, so it was not kept.)
 inline void* monotonic_arena::do_allocate(std::size_t bytes, std::size_t alignment) {
   check_owner();
+  const std::size_t mask = alignment - 1;
   const std::size_t n = bump_size(bytes);
-  const std::size_t pad = static_cast<std::size_t>(-cursor_) & (alignment - 1);
+  const std::size_t pad = static_cast<std::size_t>(-cursor_) & mask;
   const std::size_t room = end_ - cursor_;
-  // Two comparisons instead of pad + n <= room, which could wrap for huge n.
-  if (detail::is_power_of_two(alignment) && n <= room && pad <= room - n) [[likely]] {
+  if ((alignment & mask) == 0 && n <= room && pad <= room - n) [[likely]] {
     const std::uintptr_t block = cursor_ + pad;
     cursor_ = block + n;
     count_allocate(bytes);

@@ -167,26 +167,34 @@ class slab final : public resource {
     std::size_t alignment;
   };
 
+  // Hot state first, next to the vtable pointer: the fast paths touch only
+  // these (and stride_ when carving).
+  void* head_ = nullptr;               // free list (links encoded when checked_ && hardened)
+  std::size_t fast_slot_size_ = 0;     // slot_size + 1, or 0 in checked mode: the fast path serves bytes below it
+  std::size_t alignment_reject_ = 0;   // ~(slot_alignment - 1): bits a served alignment's mask must not have
+  std::uintptr_t begin_address_ = 0;   // begin_ as an integer, for the fast path's one-compare region test
+  std::size_t fast_span_ = 0;          // end_ - begin_, or 0 in checked mode: the fast path frees below it
+  // Fast-path counters, summed by do_stats(). Interleaved so that the two
+  // each path updates are not adjacent: GCC 12 -O3 would otherwise merge them
+  // into one SSE load-add-store whose setup adds instructions to both paths.
+  std::uint64_t allocations_ = 0;
+  std::uint64_t deallocations_ = 0;     // successful ones; refused ones are in counters_
+  std::size_t bytes_allocated_ = 0;
+  std::size_t bytes_deallocated_ = 0;   // includes what release() dropped
+  std::size_t peak_ = 0;
+  std::byte* fresh_ = nullptr;         // next slot never handed out; slots from here to end_ are uncarved
+  std::byte* end_ = nullptr;           // one past the last slot
+
   options options_;
   std::size_t stride_ = 0;             // bytes per slot, a multiple of slot_alignment
   std::size_t region_bytes_ = 0;       // bytes taken from upstream for the region (0: caller's buffer)
   std::size_t region_alignment_ = 0;
   std::byte* region_ = nullptr;        // what the upstream returned (nullptr: caller's buffer)
   std::byte* begin_ = nullptr;         // first slot
-  std::byte* end_ = nullptr;           // one past the last slot
-  std::byte* fresh_ = nullptr;         // next slot never handed out; slots from here to end_ are uncarved
-  void* head_ = nullptr;               // free list (links encoded when checked_ && hardened)
   std::size_t free_count_ = 0;         // length of the free list (kept in checked mode only)
   bool checked_ = false;               // every call goes through the slow path (hardened or debug build)
-  std::size_t fast_slot_size_ = 0;     // slot_size + 1, or 0 in checked mode: the fast path serves bytes below it
-  std::byte* fast_end_ = nullptr;      // end_, or begin_ in checked mode: the fast path frees below it
   detail::link_codec codec_;           // identity when not hardened
   std::unique_ptr<std::uint64_t[]> live_words_;  // checked mode: one "handed out" bit per slot
-  std::uint64_t allocations_ = 0;       // fast-path counters, summed by do_stats()
-  std::uint64_t deallocations_ = 0;     // (successful ones; refused ones are in counters_)
-  std::size_t bytes_allocated_ = 0;
-  std::size_t bytes_deallocated_ = 0;   // includes what release() dropped
-  std::size_t peak_ = 0;
   std::uint64_t forwarded_allocations_ = 0;
   std::uint64_t forwarded_deallocations_ = 0;
   std::uint64_t released_slots_ = 0;    // slots live at release(), no longer counted as live
@@ -203,9 +211,16 @@ class slab final : public resource {
 
 // Pops the free list, else carves the next fresh slot. No lock, no atomic:
 // the slab is not thread-safe.
+//
+// One test admits exactly the power-of-two alignments up to slot_alignment:
+// with mask = alignment - 1, (alignment | ~(slot_alignment - 1)) & mask is 0
+// only if alignment and mask share no bit (a power of two, or 0) and mask has
+// no bit at or above slot_alignment (alignment <= slot_alignment; for 0 the
+// mask is all ones). Everything else goes to allocate_slow(), which throws
+// for a bad alignment and forwards a larger one.
 inline void* slab::do_allocate(std::size_t bytes, std::size_t alignment) {
   // fast_slot_size_ is 0 in checked mode, so checked mode needs no test here.
-  if (bytes < fast_slot_size_ && alignment <= options_.slot_alignment && detail::is_power_of_two(alignment)) [[likely]] {
+  if (bytes < fast_slot_size_ && ((alignment | alignment_reject_) & (alignment - 1)) == 0) [[likely]] {
     void* p = head_;
     if (p != nullptr) [[likely]] {
       detail::unpoison_memory(p, stride_);  // the whole slot, link word included
@@ -226,10 +241,11 @@ inline void* slab::do_allocate(std::size_t bytes, std::size_t alignment) {
 
 // Pushes a slot of the region; everything else (checked mode, forwarded and
 // foreign pointers) goes slow. The fast path checks only that p is in the
-// region: the slot boundary and double free are checked in checked mode.
+// region, with one unsigned compare (an address below the region wraps to a
+// huge offset): the slot boundary and double free are checked in checked mode.
 inline void slab::do_deallocate(void* p, std::size_t bytes, std::size_t alignment) {
-  // fast_end_ is begin_ in checked mode, so checked mode needs no test here.
-  if (static_cast<std::byte*>(p) >= begin_ && static_cast<std::byte*>(p) < fast_end_) [[likely]] {
+  // fast_span_ is 0 in checked mode, so checked mode needs no test here.
+  if (reinterpret_cast<std::uintptr_t>(p) - begin_address_ < fast_span_) [[likely]] {
     *static_cast<void**>(p) = head_;
     detail::poison_memory(p, stride_);  // link word too: it is unpoisoned before the pop reads it
     head_ = p;
