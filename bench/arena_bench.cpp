@@ -85,9 +85,9 @@ class bare_local_remote_lists final : public std::pmr::memory_resource {
  public:
   explicit bare_local_remote_lists(std::size_t capacity = std::size_t{256} << 20)
       : id_(next_id().fetch_add(1) + 1),
-        buffer_(static_cast<std::byte*>(::operator new(capacity, std::align_val_t{4096}))),
+        buffer_(static_cast<std::byte*>(::operator new (capacity, std::align_val_t{4096}))),
         end_(buffer_ + capacity) {}
-  ~bare_local_remote_lists() override { ::operator delete(buffer_, std::align_val_t{4096}); }
+  ~bare_local_remote_lists() override { ::operator delete (buffer_, std::align_val_t{4096}); }
 
  private:
   static constexpr std::size_t class_count = 33;
@@ -108,7 +108,8 @@ class bare_local_remote_lists final : public std::pmr::memory_resource {
   }
   thread_lists& mine() {
     static thread_local thread_lists lists;
-    if (lists.owner != id_) [[unlikely]] lists = thread_lists{id_};
+    if (lists.owner != id_) [[unlikely]]
+      lists = thread_lists{id_};
     return lists;
   }
   void* do_allocate(std::size_t bytes, std::size_t) override {
@@ -330,41 +331,53 @@ int main(int argc, char** argv) {
 
   // mixed, 1 and 2 threads on one shared arena, each thread with its own live set
   for (int threads : {1, 2}) {
-    strata::bench::add("mixed_threads/8-512B_live10000/strata", [](benchmark::State& s) {
-      mixed_pmr(s, opaque(&shared_arena()), {}, 1 + static_cast<unsigned>(s.thread_index()));
-    })->Threads(threads)->UseRealTime();
+    strata::bench::add("mixed_threads/8-512B_live10000/strata",
+                       [](benchmark::State& s) {
+                         mixed_pmr(s, opaque(&shared_arena()), {},
+                                   1 + static_cast<unsigned>(s.thread_index()));
+                       })
+        ->Threads(threads)
+        ->UseRealTime();
     if (mi.malloc != nullptr) {
-      strata::bench::add("mixed_threads/8-512B_live10000/mimalloc_direct", [](benchmark::State& s) {
-        const auto& f = strata::bench::mi_direct();
-        mixed_loop(
-            s, 1 + static_cast<unsigned>(s.thread_index()), [&f](std::size_t n) { return f.malloc(n); },
-            [&f](void* p, std::size_t) { f.free(p); });
-      })->Threads(threads)->UseRealTime();
+      strata::bench::add("mixed_threads/8-512B_live10000/mimalloc_direct",
+                         [](benchmark::State& s) {
+                           const auto& f = strata::bench::mi_direct();
+                           mixed_loop(
+                               s, 1 + static_cast<unsigned>(s.thread_index()),
+                               [&f](std::size_t n) { return f.malloc(n); },
+                               [&f](void* p, std::size_t) { f.free(p); });
+                         })
+          ->Threads(threads)
+          ->UseRealTime();
     }
   }
 
   // producer/consumer, two threads
-  strata::bench::add("producer_consumer/8-512B/floor", [](benchmark::State& s) {
-    static bare_local_remote_lists* floor = nullptr;
-    if (s.thread_index() == 0) floor = new bare_local_remote_lists;
-    // Both threads need the same instance: wait for thread 0 to publish it.
-    static std::atomic<int> arrived{0};
-    arrived.fetch_add(1);
-    wait_until([] { return arrived.load() == 2; });
-    producer_consumer(s, opaque(floor));
-    if (arrived.fetch_sub(1) == 1) {
-      delete floor;
-      floor = nullptr;
-    } else {
-      wait_until([] { return arrived.load() == 0; });
-    }
-  })->Threads(2)->UseRealTime();
-  strata::bench::add("producer_consumer/8-512B/strata", [](benchmark::State& s) {
-    producer_consumer(s, opaque(&shared_arena()));
-  })->Threads(2)->UseRealTime();
+  strata::bench::add("producer_consumer/8-512B/floor",
+                     [](benchmark::State& s) {
+                       static bare_local_remote_lists* floor = nullptr;
+                       if (s.thread_index() == 0) floor = new bare_local_remote_lists;
+                       // Both threads need the same instance: wait for thread 0 to publish it.
+                       static std::atomic<int> arrived{0};
+                       arrived.fetch_add(1);
+                       wait_until([] { return arrived.load() == 2; });
+                       producer_consumer(s, opaque(floor));
+                       if (arrived.fetch_sub(1) == 1) {
+                         delete floor;
+                         floor = nullptr;
+                       } else {
+                         wait_until([] { return arrived.load() == 0; });
+                       }
+                     })
+      ->Threads(2)
+      ->UseRealTime();
+  strata::bench::add("producer_consumer/8-512B/strata",
+                     [](benchmark::State& s) { producer_consumer(s, opaque(&shared_arena())); })
+      ->Threads(2)
+      ->UseRealTime();
   for (const strata::bench::peer& p : peers) {
     strata::bench::add("producer_consumer/8-512B/" + p.name,
-                                 [r = p.resource](benchmark::State& s) { producer_consumer(s, r); })
+                       [r = p.resource](benchmark::State& s) { producer_consumer(s, r); })
         ->Threads(2)
         ->UseRealTime();
   }

@@ -22,7 +22,8 @@ using strata::bench::opaque;
 
 // One acquire+release pair per iteration, touching the chunk's first byte,
 // after one chunk checked (written whole, alignment checked) untimed.
-void pair_loop(benchmark::State& state, std::pmr::memory_resource* r, std::size_t bytes, std::size_t alignment) {
+void pair_loop(benchmark::State& state, std::pmr::memory_resource* r, std::size_t bytes,
+               std::size_t alignment) {
   strata::bench::validation checks;
   void* check = r->allocate(bytes, alignment);
   checks.block(check, bytes, alignment);
@@ -69,19 +70,21 @@ int main(int argc, char** argv) {
       pair_loop(s, opaque(&chunks), bytes, alignment);
     });
     for (const strata::bench::peer& p : strata::bench::peers()) {
-      strata::bench::add(workload + p.name, [=](benchmark::State& s) {
-        pair_loop(s, p.resource, bytes, alignment);
-      });
+      strata::bench::add(workload + p.name,
+                         [=](benchmark::State& s) { pair_loop(s, p.resource, bytes, alignment); });
     }
   }
   // Scaling: each thread runs its own pairs on one shared provider.
   for (int threads : {1, 2}) {
-    strata::bench::add("chunk_pair_threads/64KiB/strata", [](benchmark::State& s) {
-      pair_loop(s, opaque(&shared_provider()), 64 << 10, 16);
-    })->Threads(threads)->UseRealTime();
-    strata::bench::add("chunk_pair_threads/64KiB/new_delete", [](benchmark::State& s) {
-      pair_loop(s, std::pmr::new_delete_resource(), 64 << 10, 16);
-    })->Threads(threads)->UseRealTime();
+    strata::bench::add("chunk_pair_threads/64KiB/strata",
+                       [](benchmark::State& s) { pair_loop(s, opaque(&shared_provider()), 64 << 10, 16); })
+        ->Threads(threads)
+        ->UseRealTime();
+    strata::bench::add(
+        "chunk_pair_threads/64KiB/new_delete",
+        [](benchmark::State& s) { pair_loop(s, std::pmr::new_delete_resource(), 64 << 10, 16); })
+        ->Threads(threads)
+        ->UseRealTime();
   }
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -35,7 +35,8 @@ int main(int argc, char** argv) {
   for (const auto& shape_pair : shapes) {
     const std::size_t bytes = shape_pair.first;
     const std::size_t alignment = shape_pair.second;
-    const std::string shape = "page_block/" + std::to_string(bytes >> 10) + "KiB_align" + std::to_string(alignment) + "/";
+    const std::string shape =
+        "page_block/" + std::to_string(bytes >> 10) + "KiB_align" + std::to_string(alignment) + "/";
     strata::bench::add(shape + "strata_page_resource", [=](benchmark::State& s) {
       strata::page_resource pages;
       acquire_touch_release(s, strata::bench::opaque(&pages), bytes, alignment);

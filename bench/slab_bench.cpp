@@ -141,7 +141,8 @@ strata::extendable_slab& shared_slab() {
   return slab;
 }
 
-constexpr strata::slab::options slab_options{.slot_size = block, .slot_alignment = alignment, .capacity = 4096};
+constexpr strata::slab::options slab_options{
+    .slot_size = block, .slot_alignment = alignment, .capacity = 4096};
 
 strata::bench::meter stats_meter(const strata::resource& r) {
   return {"stats", [&r] { return r.stats().bytes_reserved; }};
@@ -159,16 +160,17 @@ void register_contenders(const std::string& workload, Body body, bool report_ove
     strata::slab slab{slab_options, &chunks()};
     body(s, opaque(&slab), stats_meter(slab));
     if (report_overhead) {
-      s.counters["overhead"] = static_cast<double>(slab.stats().bytes_reserved) /
-                               static_cast<double>(slab.capacity() * block);
+      s.counters["overhead"] =
+          static_cast<double>(slab.stats().bytes_reserved) / static_cast<double>(slab.capacity() * block);
     }
   });
   sb::add(workload + "/strata_extendable_slab", [=](benchmark::State& s) {
     strata::extendable_slab slab{{.slot_size = block}, &chunks()};
     body(s, opaque(&slab), stats_meter(slab));
     if (report_overhead) {
-      s.counters["overhead"] = static_cast<double>(slab.stats().bytes_reserved) /
-                               static_cast<double>(slab.segment_count() * slab.get_options().slots_per_segment * block);
+      s.counters["overhead"] =
+          static_cast<double>(slab.stats().bytes_reserved) /
+          static_cast<double>(slab.segment_count() * slab.get_options().slots_per_segment * block);
     }
   });
   sb::add(workload + "/boost_pool", [=](benchmark::State& s) {
@@ -238,12 +240,14 @@ int main(int argc, char** argv) {
   }
   // Scaling: each thread runs its own pairs on one shared extendable_slab.
   for (int threads : {1, 2}) {
-    strata::bench::add("slab_pair_threads/64B/strata_extendable_slab", [](benchmark::State& s) {
-      pair_pmr(s, opaque(&shared_slab()));
-    })->Threads(threads)->UseRealTime();
-    strata::bench::add("slab_pair_threads/64B/new_delete", [](benchmark::State& s) {
-      pair_pmr(s, std::pmr::new_delete_resource());
-    })->Threads(threads)->UseRealTime();
+    strata::bench::add("slab_pair_threads/64B/strata_extendable_slab",
+                       [](benchmark::State& s) { pair_pmr(s, opaque(&shared_slab())); })
+        ->Threads(threads)
+        ->UseRealTime();
+    strata::bench::add("slab_pair_threads/64B/new_delete",
+                       [](benchmark::State& s) { pair_pmr(s, std::pmr::new_delete_resource()); })
+        ->Threads(threads)
+        ->UseRealTime();
   }
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

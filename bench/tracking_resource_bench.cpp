@@ -35,9 +35,8 @@ int main(int argc, char** argv) {
       strata::tracking_resource checked{std::pmr::new_delete_resource()};
       batch_64(s, strata::bench::opaque(&checked), batch);
     });
-    strata::bench::add(shape + "new_delete", [=](benchmark::State& s) {
-      batch_64(s, std::pmr::new_delete_resource(), batch);
-    });
+    strata::bench::add(shape + "new_delete",
+                       [=](benchmark::State& s) { batch_64(s, std::pmr::new_delete_resource(), batch); });
   }
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -43,7 +43,10 @@ struct message {
 class mailbox {
  public:
   void push(message m) {
-    { std::lock_guard lock{mutex_}; queue_.push_back(std::move(m)); }
+    {
+      std::lock_guard lock{mutex_};
+      queue_.push_back(std::move(m));
+    }
     ready_.notify_one();
   }
   // Returns nothing once closed and empty. Move construction keeps the
@@ -58,7 +61,10 @@ class mailbox {
     return out;
   }
   void close() {
-    { std::lock_guard lock{mutex_}; closed_ = true; }
+    {
+      std::lock_guard lock{mutex_};
+      closed_ = true;
+    }
     ready_.notify_all();
   }
 
@@ -104,8 +110,9 @@ int main() {
   const strata::resource_stats s = heap.stats();
   const strata::arena::details_type d = heap.details();
   std::printf("allocations %llu, deallocations %llu, peak in use %zu bytes, remote frees >= %llu\n",
-              static_cast<unsigned long long>(s.allocations), static_cast<unsigned long long>(s.deallocations),
-              s.peak_bytes_in_use, static_cast<unsigned long long>(d.remote_frees));
+              static_cast<unsigned long long>(s.allocations),
+              static_cast<unsigned long long>(s.deallocations), s.peak_bytes_in_use,
+              static_cast<unsigned long long>(d.remote_frees));
   long long expected = 0;
   for (int p = 0; p < producers; ++p) {
     for (int i = 0; i < per_producer; ++i) expected += static_cast<long long>(1 + i % 64) * p;

@@ -90,6 +90,7 @@ int main() {
   // the one cached chunk of that class); every later request reuses it.
   check(after.upstream_allocations - before.upstream_allocations <= 1,
         "new arena per request: served from the provider's cache after the first");
-  check(after.bytes_in_use == scratch.stats().bytes_reserved, "only style 1's kept chunk is still handed out");
+  check(after.bytes_in_use == scratch.stats().bytes_reserved,
+        "only style 1's kept chunk is still handed out");
   return all_ok ? 0 : 1;
 }

@@ -73,9 +73,9 @@ int main(int argc, char** argv) {
   check(json.find(R"("name":"monotonic_arena")") < json.find(R"("name":"chunk_provider")") &&
             json.find(R"("name":"chunk_provider")") < json.find(R"("name":"page_resource")"),
         "json: links in walk order, top first");
-  for (const char* field : {"bytes_in_use", "peak_bytes_in_use", "bytes_reserved", "allocations",
-                            "deallocations", "failed_allocations", "upstream_allocations",
-                            "upstream_deallocations", "misuse_detected"}) {
+  for (const char* field :
+       {"bytes_in_use", "peak_bytes_in_use", "bytes_reserved", "allocations", "deallocations",
+        "failed_allocations", "upstream_allocations", "upstream_deallocations", "misuse_detected"}) {
     check(count(json, fmt::format("\"{}\":", field)) == 3, field);
   }
   const std::string in_use = fmt::format(R"("bytes_in_use":{},)", scratch.stats().bytes_in_use);

@@ -192,7 +192,8 @@ int main(int argc, char** argv) {
   if (const int code = parse(argc, argv, s); code != 0) return code < 0 ? 0 : code;
 
   std::string error;
-  const std::vector<std::string> documents = s.input.empty() ? generated_documents(64) : file_documents(s.input, error);
+  const std::vector<std::string> documents =
+      s.input.empty() ? generated_documents(64) : file_documents(s.input, error);
   if (!error.empty()) {
     std::fprintf(stderr, "strata-demo: %s\n", error.c_str());
     return 1;
@@ -256,7 +257,8 @@ int main(int argc, char** argv) {
   row("std::pmr::monotonic_buffer_res.", mono_run);
   fmt::print("\nsystem calls: calls that reached malloc (std backends) or mmap (strata), after warm-up.\n\n");
 
-  fmt::print("strata chain, from thread 0's arena:\n\n{}", strata::format_chain(&strata_state.front()->arena));
+  fmt::print("strata chain, from thread 0's arena:\n\n{}",
+             strata::format_chain(&strata_state.front()->arena));
   const auto d = strata_state.front()->arena.details();
   fmt::print("\narena 0: {} chunk(s) held, largest request footprint {}, {} resets\n", d.chunks,
              strata::format_bytes(d.largest_request_footprint), d.resets);

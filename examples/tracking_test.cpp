@@ -26,12 +26,17 @@ void check(bool condition, const char* claim) {
 
 // The misuse handler is a process-wide function pointer: record into a global.
 std::vector<strata::misuse_kind> misuses;
-void record_misuse(const strata::misuse_report& report) noexcept { misuses.push_back(report.kind); }
+void record_misuse(const strata::misuse_report& report) noexcept {
+  misuses.push_back(report.kind);
+}
 
 // Installs record_misuse for one test and restores the previous handler.
 struct expect_misuse {
   strata::misuse_handler previous = strata::set_misuse_handler(&record_misuse);
-  ~expect_misuse() { strata::set_misuse_handler(previous); misuses.clear(); }
+  ~expect_misuse() {
+    strata::set_misuse_handler(previous);
+    misuses.clear();
+  }
 };
 
 // Code under test, with two bugs.
@@ -65,12 +70,12 @@ int main() {
   // them upstream, so the test itself does not leak.
   std::size_t leaked_blocks = 0, leaked_bytes = 0;
   {
-    strata::tracking_resource tracked{
-        {.on_leak = [&](const strata::tracking_resource::leak_report& report) {
-           leaked_blocks = report.blocks;
-           leaked_bytes = report.bytes;
-         }},
-        std::pmr::new_delete_resource()};
+    strata::tracking_resource tracked{{.on_leak =
+                                           [&](const strata::tracking_resource::leak_report& report) {
+                                             leaked_blocks = report.blocks;
+                                             leaked_bytes = report.bytes;
+                                           }},
+                                      std::pmr::new_delete_resource()};
     buggy_forget(&tracked);
     check(tracked.live_blocks() == 1, "one block still live after the call");
   }

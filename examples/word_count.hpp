@@ -26,8 +26,9 @@ inline constexpr std::size_t top_k = 10;
 // Deterministic text: a vocabulary of syllable words drawn with a Zipf-like
 // skew, as real text is, in documents of about 2,000 words.
 inline std::vector<std::string> generated_documents(std::size_t count) {
-  static constexpr const char* syllables[] = {"ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "en", "or",
-                                              "an", "is", "tel", "mar", "dun", "pre", "qua", "ble", "ing", "st"};
+  static constexpr const char* syllables[] = {"ka",  "lo",  "mi",  "ne",  "ru",  "sa",  "to",
+                                              "vi",  "en",  "or",  "an",  "is",  "tel", "mar",
+                                              "dun", "pre", "qua", "ble", "ing", "st"};
   std::mt19937 rng(20261201);
   std::vector<std::string> vocabulary;
   for (int i = 0; i < 5000; ++i) {
@@ -74,9 +75,12 @@ inline std::uint64_t process(std::string_view text, std::pmr::memory_resource* r
   for (const auto& [w, n] : counts) ranked.emplace_back(w, n);
   const std::size_t k = std::min(top_k, ranked.size());
   std::partial_sort(ranked.begin(), ranked.begin() + static_cast<std::ptrdiff_t>(k), ranked.end(),
-                    [](const auto& a, const auto& b) { return a.second != b.second ? a.second > b.second : a.first < b.first; });
+                    [](const auto& a, const auto& b) {
+                      return a.second != b.second ? a.second > b.second : a.first < b.first;
+                    });
   std::uint64_t sum = words.size();
-  for (std::size_t i = 0; i < k; ++i) sum = sum * 1000003 + std::hash<std::string_view>{}(ranked[i].first) + ranked[i].second;
+  for (std::size_t i = 0; i < k; ++i)
+    sum = sum * 1000003 + std::hash<std::string_view>{}(ranked[i].first) + ranked[i].second;
   return sum;
 }
 

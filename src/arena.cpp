@@ -56,7 +56,9 @@ struct arena_access {
 // of detail/thread_cache.hpp).
 namespace {
 using arena_registry = detail::thread_cache_registry<arena, detail::arena_thread_cache, arena_access>;
-arena_registry& registry() { return arena_registry::instance(); }
+arena_registry& registry() {
+  return arena_registry::instance();
+}
 }  // namespace
 
 // ------------------------------------------------------------ construction
@@ -111,7 +113,8 @@ detail::arena_thread_cache& arena::attach() {
   std::lock_guard lock(registry().mutex());
   auto owned = std::make_unique<detail::arena_thread_cache>();
   caches_.push_back(owned.get());
-  if (arm) detail::current_thread_cache<detail::arena_thread_cache> = detail::arena_cache_slot{id_, owned.get()};
+  if (arm)
+    detail::current_thread_cache<detail::arena_thread_cache> = detail::arena_cache_slot{id_, owned.get()};
   return *owned.release();
 }
 
@@ -234,7 +237,8 @@ void* arena::walk(void* head, std::size_t count) const noexcept {
   return head;
 }
 
-arena::block_list arena::take_blocks(unsigned cls, std::size_t want, std::size_t bytes, std::size_t alignment) {
+arena::block_list arena::take_blocks(unsigned cls, std::size_t want, std::size_t bytes,
+                                     std::size_t alignment) {
   const std::size_t batch = batch_[cls];
   {
     central_pool& pool = pools_[cls];
@@ -333,7 +337,8 @@ arena::block_list arena::carve_run(unsigned cls, std::size_t want) {
   auto* first = reinterpret_cast<std::byte*>(base_ + offset);
   detail::unpoison_memory(first, count * size);
   for (std::size_t i = 0; i + 1 < count; ++i) {
-    *reinterpret_cast<std::uintptr_t*>(first + i * size) = link_word(first + i * size, first + (i + 1) * size);
+    *reinterpret_cast<std::uintptr_t*>(first + i * size) =
+        link_word(first + i * size, first + (i + 1) * size);
   }
   std::byte* last = first + (count - 1) * size;
   *reinterpret_cast<std::uintptr_t*>(last) = link_word(last, nullptr);
@@ -348,7 +353,9 @@ std::size_t arena::carve_extent(std::size_t size, std::size_t alignment) {
   auto best = free_extents_.end();
   std::size_t best_waste = SIZE_MAX;
   // Offsets are aligned as addresses: the region itself is only page-aligned.
-  const auto aligned = [&](std::size_t offset) { return detail::align_up(base_ + offset, alignment) - base_; };
+  const auto aligned = [&](std::size_t offset) {
+    return detail::align_up(base_ + offset, alignment) - base_;
+  };
   for (auto it = free_extents_.begin(); it != free_extents_.end(); ++it) {
     const std::size_t start = aligned(it->first);
     const std::size_t pad = start - it->first;

@@ -29,7 +29,9 @@ namespace {
 
 constexpr std::string_view resource_name = "chunk_provider";
 
-std::size_t class_size(unsigned cls) noexcept { return std::size_t{1} << cls; }
+std::size_t class_size(unsigned cls) noexcept {
+  return std::size_t{1} << cls;
+}
 
 }  // namespace
 
@@ -45,8 +47,9 @@ struct chunk_provider_access {
     }
     provider.retired_bytes_in_use_ += cache->bytes_in_use.load(std::memory_order_relaxed);
     std::size_t peak = provider.peak_.load(std::memory_order_relaxed);
-    provider.peak_.store(std::max<std::size_t>(peak, cache->peak_bytes_in_use.load(std::memory_order_relaxed)),
-                         std::memory_order_relaxed);
+    provider.peak_.store(
+        std::max<std::size_t>(peak, cache->peak_bytes_in_use.load(std::memory_order_relaxed)),
+        std::memory_order_relaxed);
     std::erase(provider.caches_, cache);
     delete cache;
   }
@@ -55,8 +58,11 @@ struct chunk_provider_access {
 // One registry of live providers and their threads' caches (the lifetime
 // scheme of detail/thread_cache.hpp).
 namespace {
-using provider_registry = detail::thread_cache_registry<chunk_provider, detail::chunk_thread_cache, chunk_provider_access>;
-provider_registry& registry() { return provider_registry::instance(); }
+using provider_registry =
+    detail::thread_cache_registry<chunk_provider, detail::chunk_thread_cache, chunk_provider_access>;
+provider_registry& registry() {
+  return provider_registry::instance();
+}
 }  // namespace
 
 // ------------------------------------------------------------ construction
@@ -73,7 +79,8 @@ chunk_provider::chunk_provider(options opts, std::pmr::memory_resource* upstream
   if (!detail::is_power_of_two(options_.min_chunk_size) || options_.min_chunk_size < 64) {
     bad("min_chunk_size", "must be a power of two of at least 64");
   }
-  if (!detail::is_power_of_two(options_.max_chunk_size) || options_.max_chunk_size < options_.min_chunk_size ||
+  if (!detail::is_power_of_two(options_.max_chunk_size) ||
+      options_.max_chunk_size < options_.min_chunk_size ||
       std::bit_width(options_.max_chunk_size) > detail::chunk_max_class + 1) {
     bad("max_chunk_size", "must be a power of two from min_chunk_size to 2^47");
   }
@@ -85,10 +92,12 @@ chunk_provider::chunk_provider(options opts, std::pmr::memory_resource* upstream
   max_class_ = static_cast<unsigned>(std::countr_zero(options_.max_chunk_size));
   set_floor(min_class_);
   // Computed in double and clamped: budget * fraction may round above SIZE_MAX.
-  const double threshold = std::ceil(static_cast<double>(options_.byte_budget) * options_.budget_warning_fraction);
-  warning_threshold_ = options_.byte_budget == unlimited || threshold >= static_cast<double>(options_.byte_budget)
-                           ? options_.byte_budget
-                           : static_cast<std::size_t>(threshold);
+  const double threshold =
+      std::ceil(static_cast<double>(options_.byte_budget) * options_.budget_warning_fraction);
+  warning_threshold_ =
+      options_.byte_budget == unlimited || threshold >= static_cast<double>(options_.byte_budget)
+          ? options_.byte_budget
+          : static_cast<std::size_t>(threshold);
   registry().enroll(id_, *this);
 }
 
@@ -106,11 +115,10 @@ void chunk_provider::set_floor(unsigned cls) noexcept {
   const bool thread_caches = options_.max_cached_bytes == unlimited && !options_.hardened;
   for (unsigned c = 0; c < detail::chunk_class_count; ++c) {
     const bool cached = thread_caches && c >= cls && c >= min_class_ && c <= max_class_;
-    bin_capacity_[c].store(
-        cached ? static_cast<std::uint8_t>(std::min<std::size_t>(detail::chunk_bin_capacity,
-                                                                 options_.thread_cache_bytes >> c))
-               : 0,
-        std::memory_order_relaxed);
+    bin_capacity_[c].store(cached ? static_cast<std::uint8_t>(std::min<std::size_t>(
+                                        detail::chunk_bin_capacity, options_.thread_cache_bytes >> c))
+                                  : 0,
+                           std::memory_order_relaxed);
   }
 }
 
@@ -171,8 +179,9 @@ void* chunk_provider::take_from_upstream(std::size_t size, std::size_t alignment
     if (!reserve_budget(size)) {
       failed_.fetch_add(1, std::memory_order_relaxed);
       // Without a budget, only a size that cannot be added to what is held fails here.
-      detail::throw_allocation_failure(resource_name, bytes, request_alignment,
-                                       budget == unlimited ? failure_reason::size_overflow : failure_reason::budget);
+      detail::throw_allocation_failure(
+          resource_name, bytes, request_alignment,
+          budget == unlimited ? failure_reason::size_overflow : failure_reason::budget);
     }
   }
   void* block = nullptr;
@@ -252,8 +261,8 @@ void chunk_provider::deallocate_slow(void* p, std::size_t bytes, std::size_t ali
   const unsigned floor = floor_.load(std::memory_order_relaxed);
   if (cls < floor) {
     give_back(p, class_size(cls), class_size(cls));  // below the floor: not worth caching
-  } else if (cache != nullptr &&
-             cache->bins[cls].count.load(std::memory_order_relaxed) < bin_capacity_[cls].load(std::memory_order_relaxed)) {
+  } else if (cache != nullptr && cache->bins[cls].count.load(std::memory_order_relaxed) <
+                                     bin_capacity_[cls].load(std::memory_order_relaxed)) {
     detail::chunk_bin& bin = cache->bins[cls];
     const std::uint32_t count = bin.count.load(std::memory_order_relaxed);
     detail::poison_memory(p, class_size(cls));
@@ -269,7 +278,8 @@ void chunk_provider::deallocate_slow(void* p, std::size_t bytes, std::size_t ali
   STRATA_ASSERT_EXPENSIVE(invariants_hold(), "chunk_provider books drifted");
 }
 
-void chunk_provider::note_returned(detail::chunk_thread_cache* cache, unsigned cls, std::size_t bytes) noexcept {
+void chunk_provider::note_returned(detail::chunk_thread_cache* cache, unsigned cls,
+                                   std::size_t bytes) noexcept {
   if (cache != nullptr) {
     detail::single_writer_add(cache->returned[cls]);
     detail::single_writer_add(cache->bytes_in_use, -static_cast<std::uint64_t>(bytes));
@@ -471,7 +481,8 @@ std::size_t chunk_provider::reserve(std::size_t chunk_size, std::size_t count) {
   const unsigned cls = class_of(chunk_size, 1);
   if (options_.ratchet_floor && cls > floor_.load(std::memory_order_relaxed)) raise_floor(cls);
   for (std::size_t i = 0; i < count; ++i) {
-    void* chunk = take_from_upstream(class_size(cls), class_size(cls), false, class_size(cls), class_size(cls));
+    void* chunk =
+        take_from_upstream(class_size(cls), class_size(cls), false, class_size(cls), class_size(cls));
     if (!push_shared(chunk, cls)) {
       give_back(chunk, class_size(cls), class_size(cls));
       return i;
@@ -561,8 +572,7 @@ resource_stats chunk_provider::do_stats() const noexcept {
     std::lock_guard blocks_lock(blocks_mutex_);
     s.allocations += oversized_allocations_;
     s.deallocations += oversized_deallocations_;
-    s.bytes_in_use = static_cast<std::size_t>(in_use_bytes) + oversized_bytes_in_use_ -
-                     released_in_use_;
+    s.bytes_in_use = static_cast<std::size_t>(in_use_bytes) + oversized_bytes_in_use_ - released_in_use_;
   }
   const std::uint64_t rejected = rejected_.load(std::memory_order_relaxed);
   s.deallocations += rejected;
@@ -585,7 +595,8 @@ void chunk_provider::do_reset_peak() noexcept {
   // overwrite this store with its own newer figure.
   std::lock_guard lock(registry().mutex());
   for (detail::chunk_thread_cache* cache : caches_) {
-    cache->peak_bytes_in_use.store(cache->bytes_in_use.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    cache->peak_bytes_in_use.store(cache->bytes_in_use.load(std::memory_order_relaxed),
+                                   std::memory_order_relaxed);
   }
   peak_.store(0, std::memory_order_relaxed);
 }

@@ -42,17 +42,17 @@ namespace detail {
 enum class segment_list : std::uint8_t { partial, empty, full };
 
 struct xslab_segment {
-  std::uintptr_t tag;          // segment_magic ^ owner id: a segment of this slab
-  xslab_segment* prev;         // in the list named by `list`
+  std::uintptr_t tag;   // segment_magic ^ owner id: a segment of this slab
+  xslab_segment* prev;  // in the list named by `list`
   xslab_segment* next;
   std::byte* first_slot;
-  std::byte* fresh;            // first uncarved slot
-  std::byte* end;              // one past the last slot
-  void* free_head;             // free slots (encoded links when hardened)
-  std::uint64_t* live_bits;    // hardened: one bit per slot, in the header area; else nullptr
+  std::byte* fresh;          // first uncarved slot
+  std::byte* end;            // one past the last slot
+  void* free_head;           // free slots (encoded links when hardened)
+  std::uint64_t* live_bits;  // hardened: one bit per slot, in the header area; else nullptr
   std::uint32_t slots;
-  std::uint32_t used;          // slots handed to callers or thread caches
-  std::uint32_t free_count;    // length of free_head's list
+  std::uint32_t used;        // slots handed to callers or thread caches
+  std::uint32_t free_count;  // length of free_head's list
   segment_list list;
   std::size_t colour_offset;
 };
@@ -65,7 +65,7 @@ constexpr std::string_view resource_name = "extendable_slab";
 constexpr std::uintptr_t segment_magic = 0x5e65'a11c'51ab'0000u;
 constexpr std::size_t cache_line = 64;
 constexpr std::size_t default_segment_bytes = std::size_t{64} << 10;
-constexpr std::size_t default_colours = 8;       // cache lines of slack the automatic geometry keeps
+constexpr std::size_t default_colours = 8;  // cache lines of slack the automatic geometry keeps
 constexpr unsigned initial_table_bits = 6;
 
 // Header arithmetic on sizes far below SIZE_MAX: no overflow check needed.
@@ -112,7 +112,7 @@ struct xslab_impl {
   }
   // Moves seg to the list its occupancy calls for.
   static void relist(extendable_slab& s, segment* seg) noexcept {
-    const list want = seg->used == 0                                       ? list::empty
+    const list want = seg->used == 0                                        ? list::empty
                       : seg->free_head == nullptr && seg->fresh == seg->end ? list::full
                                                                             : list::partial;
     if (want == seg->list) return;
@@ -120,10 +120,12 @@ struct xslab_impl {
     link(s, seg, want);
   }
 
-  [[nodiscard]] static std::size_t index_of(const extendable_slab& s, const segment* seg, const void* p) noexcept {
+  [[nodiscard]] static std::size_t index_of(const extendable_slab& s, const segment* seg,
+                                            const void* p) noexcept {
     return static_cast<std::size_t>(static_cast<const std::byte*>(p) - seg->first_slot) / s.stride_;
   }
-  [[nodiscard]] static bool on_slot_boundary(const extendable_slab& s, const segment* seg, const void* p) noexcept {
+  [[nodiscard]] static bool on_slot_boundary(const extendable_slab& s, const segment* seg,
+                                             const void* p) noexcept {
     const auto* b = static_cast<const std::byte*>(p);
     return b >= seg->first_slot && b < seg->fresh &&
            static_cast<std::size_t>(b - seg->first_slot) % s.stride_ == 0;
@@ -139,9 +141,10 @@ struct xslab_impl {
       detail::poison_memory(p, sizeof(void*));
       if (s.options_.hardened) {
         void* next = s.codec_.decode(p, word);
-        const bool valid = next == nullptr ? seg->free_count == 1
-                                           : seg->free_count > 1 && on_slot_boundary(s, seg, next) &&
-                                                 !detail::slot_bits{seg->live_bits}.test(index_of(s, seg, next));
+        const bool valid = next == nullptr
+                               ? seg->free_count == 1
+                               : seg->free_count > 1 && on_slot_boundary(s, seg, next) &&
+                                     !detail::slot_bits{seg->live_bits}.test(index_of(s, seg, next));
         if (!valid) {
           // Cut the list after p (validated when it became the head): the
           // slots behind the bad link are lost, never handed out wild.
@@ -270,7 +273,8 @@ struct xslab_impl {
     }
     std::byte* memory = nullptr;
     try {
-      memory = static_cast<std::byte*>(detail::allocate_from_upstream(s.upstream_resource(), resource_name, bytes, bytes));
+      memory = static_cast<std::byte*>(
+          detail::allocate_from_upstream(s.upstream_resource(), resource_name, bytes, bytes));
     } catch (...) {
       s.growers_.fetch_sub(1, std::memory_order_relaxed);
       throw;
@@ -317,8 +321,9 @@ struct xslab_impl {
     s.reclaim_epoch_.fetch_add(1, std::memory_order_relaxed);
     s.segments_.erase(std::lower_bound(s.segments_.begin(), s.segments_.end(), seg));
     s.segment_count_.store(s.segments_.size(), std::memory_order_relaxed);
-    s.lost_slots_ -= std::min<std::size_t>(s.lost_slots_, seg->slots - seg->free_count -
-                                                              static_cast<std::size_t>(seg->end - seg->fresh) / s.stride_);
+    s.lost_slots_ -=
+        std::min<std::size_t>(s.lost_slots_, seg->slots - seg->free_count -
+                                                 static_cast<std::size_t>(seg->end - seg->fresh) / s.stride_);
     out.push_back(seg);
   }
 
@@ -436,8 +441,11 @@ struct extendable_slab_access {
 // One registry of live slabs and their threads' caches (the lifetime scheme
 // of detail/thread_cache.hpp).
 namespace {
-using slab_registry = detail::thread_cache_registry<extendable_slab, detail::xslab_thread_cache, extendable_slab_access>;
-slab_registry& registry() { return slab_registry::instance(); }
+using slab_registry =
+    detail::thread_cache_registry<extendable_slab, detail::xslab_thread_cache, extendable_slab_access>;
+slab_registry& registry() {
+  return slab_registry::instance();
+}
 }  // namespace
 
 // ------------------------------------------------------------ construction
@@ -455,7 +463,8 @@ extendable_slab::extendable_slab(options opts, std::pmr::memory_resource* upstre
     bad("slot_alignment", "must be a power of two up to 4096");
   }
   if (options_.slots_per_segment > (std::size_t{1} << 24)) bad("slots_per_segment", "must be at most 2^24");
-  if (options_.thread_cache_slots > (std::size_t{1} << 16)) bad("thread_cache_slots", "must be at most 65536");
+  if (options_.thread_cache_slots > (std::size_t{1} << 16))
+    bad("thread_cache_slots", "must be at most 65536");
   const std::size_t alignment = std::max(options_.slot_alignment, alignof(void*));
   bool ok = true;
   stride_ = detail::round_up(std::max(options_.slot_size, sizeof(void*)), alignment, ok);
@@ -463,8 +472,7 @@ extendable_slab::extendable_slab(options opts, std::pmr::memory_resource* upstre
   // The header (and hardened bits) end on a colour step, so every colour keeps slots aligned.
   const auto header_for = [&](std::size_t slots) {
     const std::size_t bits = options_.hardened ? detail::slot_bits::words_for(slots) * 8 : 0;
-    return round_up_to(round_up_to(sizeof(detail::xslab_segment), 8) + bits,
-                                      colour_step_);
+    return round_up_to(round_up_to(sizeof(detail::xslab_segment), 8) + bits, colour_step_);
   };
   std::size_t segment = 0;
   if (options_.slots_per_segment == 0) {
@@ -541,7 +549,8 @@ void* extendable_slab::allocate_slow(std::size_t bytes, std::size_t alignment) {
       throw;
     }
     central_.on_upstream_allocate(bytes);
-    if (cache != nullptr) detail::single_writer_add(cache->forwarded_allocations);  // slots are counted by `popped`
+    if (cache != nullptr)
+      detail::single_writer_add(cache->forwarded_allocations);  // slots are counted by `popped`
     return counted(p);
   }
 
@@ -550,7 +559,8 @@ void* extendable_slab::allocate_slow(std::size_t bytes, std::size_t alignment) {
   {
     std::lock_guard lock(mutex_);
     if (cache != nullptr) {
-      if (cache->head == nullptr) xslab_impl::refill(*this, *cache, std::max<std::size_t>(1, cache_capacity_ / 2));
+      if (cache->head == nullptr)
+        xslab_impl::refill(*this, *cache, std::max<std::size_t>(1, cache_capacity_ / 2));
     } else {
       p = xslab_impl::take_any(*this);
     }
@@ -654,8 +664,8 @@ void extendable_slab::deallocate_slow(void* p, std::size_t bytes, std::size_t al
     if (forwarded.alignment != 0) {  // a forwarded block with other figures: repaired, not obeyed
       central_.on_misuse();
       report_misuse({resource_name,
-                     forwarded.bytes != bytes ? misuse_kind::size_mismatch : misuse_kind::alignment_mismatch, p,
-                     bytes, alignment});
+                     forwarded.bytes != bytes ? misuse_kind::size_mismatch : misuse_kind::alignment_mismatch,
+                     p, bytes, alignment});
     }
   }
   if (forwarded.alignment != 0) {
@@ -720,7 +730,8 @@ void extendable_slab::do_reset_peak() noexcept {
   // overwrite this store with its own newer figure.
   std::lock_guard lock(registry().mutex());
   for (detail::xslab_thread_cache* cache : caches_) {
-    cache->peak_bytes_in_use.store(cache->bytes_in_use.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    cache->peak_bytes_in_use.store(cache->bytes_in_use.load(std::memory_order_relaxed),
+                                   std::memory_order_relaxed);
   }
   central_.reset_peak();
   peak_.store(0, std::memory_order_relaxed);
@@ -742,9 +753,15 @@ extendable_slab::details_type extendable_slab::details() const {
     for (const detail::xslab_segment* seg : segments_) {
       d.segments.push_back({seg, seg->slots, seg->used, seg->colour_offset});
       switch (seg->list) {
-        case detail::segment_list::partial: ++d.partial_segments; break;
-        case detail::segment_list::empty: ++d.empty_segments; break;
-        case detail::segment_list::full: ++d.full_segments; break;
+        case detail::segment_list::partial:
+          ++d.partial_segments;
+          break;
+        case detail::segment_list::empty:
+          ++d.empty_segments;
+          break;
+        case detail::segment_list::full:
+          ++d.full_segments;
+          break;
       }
     }
     d.forwarded_live = forwarded_.size();
@@ -773,7 +790,8 @@ bool extendable_slab::invariants_hold() const noexcept {
   }
   if (empties != empty_count_) return false;
   for (const detail::xslab_segment* seg : segments_) {
-    if (!detail::segment_table::holds(table_word_.load(std::memory_order_relaxed), reinterpret_cast<std::uintptr_t>(seg))) {
+    if (!detail::segment_table::holds(table_word_.load(std::memory_order_relaxed),
+                                      reinterpret_cast<std::uintptr_t>(seg))) {
       return false;
     }
   }

@@ -24,24 +24,24 @@ std::string format_stats(const resource_stats& s) {
       "in use {}, peak {}, reserved {}, allocations {}, deallocations {}, failed {}, "
       "upstream {}/{}, misuse {}",
       format_bytes(s.bytes_in_use), format_bytes(s.peak_bytes_in_use), format_bytes(s.bytes_reserved),
-      s.allocations, s.deallocations, s.failed_allocations, s.upstream_allocations,
-      s.upstream_deallocations, s.misuse_detected);
+      s.allocations, s.deallocations, s.failed_allocations, s.upstream_allocations, s.upstream_deallocations,
+      s.misuse_detected);
 }
 
 std::string format_chain(const std::pmr::memory_resource* r) {
   using row = std::vector<std::string>;
-  std::vector<row> rows{{"#", "resource", "in use", "peak", "reserved", "allocs", "deallocs",
-                         "failed", "upstream alloc/dealloc", "misuse"}};
+  std::vector<row> rows{{"#", "resource", "in use", "peak", "reserved", "allocs", "deallocs", "failed",
+                         "upstream alloc/dealloc", "misuse"}};
   for_each_link(r, [&](const chain_link& link) {
     if (link.strata == nullptr) {
       rows.push_back({fmt::format("{}", link.depth), std::string(link.name()), "(no stats)"});
       return;
     }
     const resource_stats s = link.strata->stats();
-    rows.push_back({fmt::format("{}", link.depth), std::string(link.name()),
-                    format_bytes(s.bytes_in_use), format_bytes(s.peak_bytes_in_use),
-                    format_bytes(s.bytes_reserved), fmt::format("{}", s.allocations),
-                    fmt::format("{}", s.deallocations), fmt::format("{}", s.failed_allocations),
+    rows.push_back({fmt::format("{}", link.depth), std::string(link.name()), format_bytes(s.bytes_in_use),
+                    format_bytes(s.peak_bytes_in_use), format_bytes(s.bytes_reserved),
+                    fmt::format("{}", s.allocations), fmt::format("{}", s.deallocations),
+                    fmt::format("{}", s.failed_allocations),
                     fmt::format("{}/{}", s.upstream_allocations, s.upstream_deallocations),
                     fmt::format("{}", s.misuse_detected)});
   });
@@ -82,13 +82,27 @@ void append_json_string(std::string& out, std::string_view text) {
   out += '"';
   for (const char c : text) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           out += fmt::format("\\u{:04x}", static_cast<unsigned>(static_cast<unsigned char>(c)));

@@ -44,7 +44,8 @@ std::size_t checked_stride(const slab::options& o, std::pmr::memory_resource* up
     detail::throw_bad_option(resource_name, "slot_alignment", "must be a power of two");
   }
   bool ok = true;
-  const std::size_t stride = detail::round_up(std::max(o.slot_size, sizeof(void*)), effective_alignment(o), ok);
+  const std::size_t stride =
+      detail::round_up(std::max(o.slot_size, sizeof(void*)), effective_alignment(o), ok);
   if (!ok) detail::throw_bad_option(resource_name, "slot_size", "is too large for slot_alignment");
   return stride;
 }
@@ -77,7 +78,8 @@ slab::slab(options opts, std::span<std::byte> buffer, std::pmr::memory_resource*
   const std::size_t fit = buffer.size() > pad ? (buffer.size() - pad) / stride_ : 0;
   if (fit == 0) detail::throw_bad_option(resource_name, "buffer", "is too small for one slot");
   if (options_.capacity == 0) options_.capacity = fit;
-  if (options_.capacity > fit) detail::throw_bad_option(resource_name, "capacity", "exceeds what the buffer holds");
+  if (options_.capacity > fit)
+    detail::throw_bad_option(resource_name, "capacity", "exceeds what the buffer holds");
   init(buffer.data() + pad);
 }
 
@@ -95,7 +97,8 @@ void slab::init(std::byte* first_slot) {
   begin_address_ = reinterpret_cast<std::uintptr_t>(begin_);
   fast_span_ = checked_ ? 0 : static_cast<std::size_t>(end_ - begin_);
   if (options_.hardened) codec_ = detail::link_codec{detail::make_link_secret(this)};
-  if (checked_) live_words_ = std::make_unique<std::uint64_t[]>(detail::slot_bits::words_for(options_.capacity));
+  if (checked_)
+    live_words_ = std::make_unique<std::uint64_t[]>(detail::slot_bits::words_for(options_.capacity));
   detail::poison_memory(begin_, static_cast<std::size_t>(end_ - begin_));  // uncarved until handed out
 }
 
@@ -142,10 +145,10 @@ void* slab::pop_checked() noexcept {
     const auto* n = static_cast<const std::byte*>(next);
     // A link is believed only if it names a carved, free slot on a slot
     // boundary, and the list ends exactly when the count says it does.
-    const bool valid = next == nullptr
-                           ? free_count_ == 1
-                           : free_count_ > 1 && n >= begin_ && n < fresh_ &&
-                                 static_cast<std::size_t>(n - begin_) % stride_ == 0 && !live.test(index_of(next));
+    const bool valid = next == nullptr ? free_count_ == 1
+                                       : free_count_ > 1 && n >= begin_ && n < fresh_ &&
+                                             static_cast<std::size_t>(n - begin_) % stride_ == 0 &&
+                                             !live.test(index_of(next));
     if (valid) [[likely]] {
       head_ = next;
       --free_count_;
@@ -157,7 +160,8 @@ void* slab::pop_checked() noexcept {
       free_count_ = 0;
       head_ = nullptr;
       counters_.on_misuse();
-      report_misuse({resource_name, misuse_kind::unknown_pointer, next, options_.slot_size, options_.slot_alignment});
+      report_misuse(
+          {resource_name, misuse_kind::unknown_pointer, next, options_.slot_size, options_.slot_alignment});
     }
     return p;
   }
@@ -225,8 +229,9 @@ void slab::deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) no
   if (block.bytes != bytes || block.alignment != alignment) {
     // Repaired, not obeyed: the upstream gets the size it handed out.
     counters_.on_misuse();
-    report_misuse({resource_name, block.bytes != bytes ? misuse_kind::size_mismatch : misuse_kind::alignment_mismatch,
-                   p, bytes, alignment});
+    report_misuse({resource_name,
+                   block.bytes != bytes ? misuse_kind::size_mismatch : misuse_kind::alignment_mismatch, p,
+                   bytes, alignment});
   }
   forwarded_.erase(it);
   upstream_resource()->deallocate(p, block.bytes, block.alignment);
@@ -275,14 +280,24 @@ resource_stats slab::do_stats() const noexcept {
 slab::details_type slab::details() const noexcept {
   const auto carved = static_cast<std::size_t>(fresh_ - begin_) / stride_;
   std::size_t forwarded_live = forwarded_.size();
-  return {options_.capacity,    stride_,         carved, free_slots(), lost_slots_, forwarded_too_large_,
-          forwarded_on_exhaustion_, forwarded_live, corrupted_links_, double_frees_, checked_};
+  return {options_.capacity,
+          stride_,
+          carved,
+          free_slots(),
+          lost_slots_,
+          forwarded_too_large_,
+          forwarded_on_exhaustion_,
+          forwarded_live,
+          corrupted_links_,
+          double_frees_,
+          checked_};
 }
 
 bool slab::invariants_hold() const noexcept {
   if (fresh_ < begin_ || fresh_ > end_) return false;
   const auto carved = static_cast<std::size_t>(fresh_ - begin_) / stride_;
-  if (checked_ && (free_count_ + lost_slots_ > carved || (head_ == nullptr) != (free_count_ == 0))) return false;
+  if (checked_ && (free_count_ + lost_slots_ > carved || (head_ == nullptr) != (free_count_ == 0)))
+    return false;
   if (free_slots() + lost_slots_ > options_.capacity) return false;
   return true;
 }

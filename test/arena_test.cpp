@@ -63,10 +63,10 @@ struct arena_factory {
 // An upstream whose blocks are aligned to 4096 and never to 8192.
 class page_only_resource final : public std::pmr::memory_resource {
   void* do_allocate(std::size_t bytes, std::size_t) override {
-    return static_cast<std::byte*>(::operator new(bytes + 4096, std::align_val_t{8192})) + 4096;
+    return static_cast<std::byte*>(::operator new (bytes + 4096, std::align_val_t{8192})) + 4096;
   }
   void do_deallocate(void* p, std::size_t, std::size_t) override {
-    ::operator delete(static_cast<std::byte*>(p) - 4096, std::align_val_t{8192});
+    ::operator delete (static_cast<std::byte*>(p) - 4096, std::align_val_t{8192});
   }
   bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override { return this == &other; }
 };
@@ -114,7 +114,7 @@ BOOST_AUTO_TEST_CASE(each_request_gets_the_smallest_class_that_holds_it) {
   BOOST_TEST(strata::arena::block_size_for(256 * kib + 1, 8) == 0u);  // large path
   BOOST_TEST(strata::arena::block_size_for(16, 8192) == 0u);          // large path
   BOOST_TEST(strata::arena::block_size_for(23, 16) == 32u);
-  BOOST_TEST(strata::arena::block_size_for(100, 64) == 128u);         // 112 is aligned only to 16
+  BOOST_TEST(strata::arena::block_size_for(100, 64) == 128u);  // 112 is aligned only to 16
   BOOST_TEST(strata::arena::block_size_for(1, 4096) == 4096u);
 }
 
@@ -130,7 +130,8 @@ BOOST_AUTO_TEST_CASE(class_spacing_wastes_at_most_one_ninth_above_128_bytes) {
     sum += waste;
     ++counted;
   }
-  BOOST_TEST_MESSAGE("worst waste above 128 B: " << worst * 100 << " %, mean " << sum / counted * 100 << " %");
+  BOOST_TEST_MESSAGE("worst waste above 128 B: " << worst * 100 << " %, mean " << sum / counted * 100
+                                                 << " %");
   BOOST_TEST(worst <= 1.0 / 9 + 1e-12);
   BOOST_TEST(worst <= 0.125);
   for (std::size_t bytes = 1; bytes <= 128; ++bytes) {
@@ -146,7 +147,8 @@ BOOST_AUTO_TEST_CASE(every_alignment_is_honoured_for_every_class_edge) {
       const std::size_t size = strata::detail::arena_class_size(cls);
       for (std::size_t bytes : {size - 1, size, size + 1}) {
         void* p = heap.allocate(bytes, alignment);
-        BOOST_TEST(reinterpret_cast<std::uintptr_t>(p) % alignment == 0u, bytes << " aligned to " << alignment);
+        BOOST_TEST(reinterpret_cast<std::uintptr_t>(p) % alignment == 0u,
+                   bytes << " aligned to " << alignment);
         std::memset(p, 0xab, bytes);
         live.emplace_back(p, bytes, alignment);
       }
@@ -176,7 +178,8 @@ BOOST_AUTO_TEST_CASE(freed_small_blocks_are_reused_by_their_class) {
     heap.deallocate(r, 64, 8);
   }
   BOOST_TEST(heap.details().remaining <= remaining);
-  BOOST_TEST(heap.details().remaining >= remaining - 20 * kib);  // at most one refill of the 64 B class and its alignment gap
+  BOOST_TEST(heap.details().remaining >=
+             remaining - 20 * kib);  // at most one refill of the 64 B class and its alignment gap
 }
 
 BOOST_AUTO_TEST_CASE(large_blocks_are_tracked_reused_and_coalesced) {
@@ -294,7 +297,7 @@ BOOST_AUTO_TEST_CASE(the_region_is_taken_once_and_returned_at_destruction) {
     for (int i = 0; i < 1000; ++i) static_cast<void>(heap.allocate(static_cast<std::size_t>(i), 8));
     static_cast<void>(heap.allocate(300 * kib, 8));
     BOOST_TEST(upstream.allocations() == 1u);  // never again
-  }  // destroyed with blocks live
+  }                                            // destroyed with blocks live
   BOOST_TEST(upstream.bytes_outstanding() == 0u);
   BOOST_TEST(upstream.deallocations() == 1u);
 }
@@ -326,13 +329,13 @@ BOOST_AUTO_TEST_CASE(foreign_pointers_and_bad_large_frees_are_counted_not_obeyed
   strata::test::misuse_recorder recorder;
   strata::arena heap{{.capacity = 2 * mib}, strata::system_pages()};
   alignas(16) static std::byte outside[64];
-  heap.deallocate(outside, 64, 16);                      // foreign
+  heap.deallocate(outside, 64, 16);  // foreign
   void* big = heap.allocate(300 * kib, 8);
   heap.deallocate(big, 300 * kib, 8);
-  heap.deallocate(big, 300 * kib, 8);                    // second free of a large block
+  heap.deallocate(big, 300 * kib, 8);  // second free of a large block
   void* small = heap.allocate(64, 8);
   heap.deallocate(static_cast<std::byte*>(small) + 64 * kib, 400 * kib, 8);  // not a large block
-  heap.deallocate(small, 64, 3);                         // non-power-of-two alignment
+  heap.deallocate(small, 64, 3);                                             // non-power-of-two alignment
   const auto reports = recorder.taken();
   BOOST_TEST(reports.size() == 4u);
   BOOST_TEST(heap.stats().misuse_detected == 4u);
@@ -387,7 +390,7 @@ BOOST_AUTO_TEST_CASE(hardened_mode_detects_foreign_and_interior_pointers) {
   strata::arena heap{{.capacity = 2 * mib, .hardened = true}, strata::system_pages()};
   void* a = heap.allocate(64, 8);
   alignas(64) static std::byte outside[64];
-  heap.deallocate(outside, 64, 8);                        // outside the region
+  heap.deallocate(outside, 64, 8);                          // outside the region
   heap.deallocate(static_cast<std::byte*>(a) + 16, 48, 8);  // inside, never handed out
   const auto reports = recorder.taken();
   BOOST_TEST_REQUIRE(reports.size() == 2u);
@@ -474,8 +477,8 @@ BOOST_AUTO_TEST_CASE(hardened_mode_uses_all_of_a_run_carved_from_a_free_extent) 
 BOOST_AUTO_TEST_CASE(several_arenas_live_at_once_in_one_thread) {
   std::vector<std::unique_ptr<strata::arena>> heaps;
   for (int i = 0; i < 3; ++i) {
-    heaps.push_back(std::make_unique<strata::arena>(strata::arena::options{.capacity = 1 * mib},
-                                                    strata::system_pages()));
+    heaps.push_back(
+        std::make_unique<strata::arena>(strata::arena::options{.capacity = 1 * mib}, strata::system_pages()));
   }
   std::vector<std::pair<int, void*>> live;
   for (int round = 0; round < 3000; ++round) {
@@ -514,8 +517,9 @@ BOOST_AUTO_TEST_CASE(invalid_options_and_alignments_are_rejected) {
   };
   BOOST_TEST(message({.capacity = 100}).find("capacity") != std::string::npos);
   BOOST_TEST(message({.refill_bytes = 8}).find("refill_bytes") != std::string::npos);
-  BOOST_TEST(message({.refill_bytes = 64 * kib, .cache_bytes_per_class = 32 * kib}).find("cache_bytes_per_class") !=
-             std::string::npos);
+  BOOST_TEST(
+      message({.refill_bytes = 64 * kib, .cache_bytes_per_class = 32 * kib}).find("cache_bytes_per_class") !=
+      std::string::npos);
   BOOST_CHECK_THROW(strata::arena(nullptr), std::invalid_argument);
   strata::arena heap{{.capacity = 1 * mib}, strata::system_pages()};
   BOOST_CHECK_THROW(static_cast<void>(heap.allocate(16, 48)), std::invalid_argument);
@@ -561,7 +565,8 @@ BOOST_AUTO_TEST_CASE(requests_outside_the_inline_fast_path_use_the_same_bins_and
   BOOST_TEST(s.failed_allocations == 0u);
 }
 
-BOOST_AUTO_TEST_CASE(a_thread_hands_its_cache_to_the_central_pool_at_exit, *boost::unit_test::label("threaded")) {
+BOOST_AUTO_TEST_CASE(a_thread_hands_its_cache_to_the_central_pool_at_exit,
+                     *boost::unit_test::label("threaded")) {
   // Thread caches exist only when not hardened (-Dhardening=true makes that the default).
   strata::arena heap{{.capacity = 4 * mib, .hardened = false}, strata::system_pages()};
   std::thread([&] {

@@ -198,13 +198,15 @@ BOOST_AUTO_TEST_CASE(json_export_lists_every_field_of_every_link) {
 BOOST_AUTO_TEST_CASE(json_export_escapes_names) {
   // A user's resource may carry any name; the output must stay valid JSON.
   fixed_stats_resource odd{"say \"hi\"\\ tab\t nl\n cr\r bs\b ff\f bell\x07 del\x7f \xc3\xa9",
-                           std::pmr::null_memory_resource(), {}};
+                           std::pmr::null_memory_resource(),
+                           {}};
   const std::string json = strata::format_chain_json(&odd);
-  const std::string expected_name =
-      R"("name":"say \"hi\"\\ tab\t nl\n cr\r bs\b ff\f bell\u0007 del)" "\x7f \xc3\xa9\"";
+  const std::string expected_name = R"("name":"say \"hi\"\\ tab\t nl\n cr\r bs\b ff\f bell\u0007 del)"
+                                    "\x7f \xc3\xa9\"";
   BOOST_TEST(json.find(expected_name) != std::string::npos, json);
   BOOST_TEST(json.find('\n') == std::string::npos);
-  BOOST_TEST(json.ends_with(R"(},{"depth":1,"name":"null_memory_resource","strata":false,"stats":null}])"), json);
+  BOOST_TEST(json.ends_with(R"(},{"depth":1,"name":"null_memory_resource","strata":false,"stats":null}])"),
+             json);
 }
 
 BOOST_AUTO_TEST_CASE(json_export_of_a_live_chain_tracks_the_counters) {
@@ -217,13 +219,16 @@ BOOST_AUTO_TEST_CASE(json_export_of_a_live_chain_tracks_the_counters) {
       R"("peak_bytes_in_use":100,"bytes_reserved":100,"allocations":1,"deallocations":0,)"
       R"("failed_allocations":0,"upstream_allocations":1,"upstream_deallocations":0,"misuse_detected":0}},)"
       R"({"depth":1,"name":"page_resource","strata":true,"stats":{"bytes_in_use":100,)"
-      R"("peak_bytes_in_use":100,"bytes_reserved":)" + page + R"(,"allocations":1,"deallocations":0,)"
+      R"("peak_bytes_in_use":100,"bytes_reserved":)" +
+      page +
+      R"(,"allocations":1,"deallocations":0,)"
       R"("failed_allocations":0,"upstream_allocations":1,"upstream_deallocations":0,"misuse_detected":0}}])";
   BOOST_TEST(strata::format_chain_json(&tracked) == expected);
   tracked.deallocate(p, 100, 8);
   const std::string after = strata::format_chain_json(&tracked);
   BOOST_TEST(after.find(R"("bytes_in_use":0,"peak_bytes_in_use":100,"bytes_reserved":0,)"
-                        R"("allocations":1,"deallocations":1,)") != std::string::npos, after);
+                        R"("allocations":1,"deallocations":1,)") != std::string::npos,
+             after);
 }
 
 BOOST_AUTO_TEST_CASE(json_export_of_no_chain_is_an_empty_array) {

@@ -164,12 +164,12 @@ BOOST_AUTO_TEST_CASE(budget_exhaustion_throws_and_the_provider_recovers) {
 
 BOOST_AUTO_TEST_CASE(cached_chunks_are_evicted_to_make_room_before_failing) {
   strata::test::counting_resource upstream;
-  strata::chunk_provider chunks{{.max_chunk_size = 256 * kib, .byte_budget = 256 * kib, .ratchet_floor = false},
-                                &upstream};
+  strata::chunk_provider chunks{
+      {.max_chunk_size = 256 * kib, .byte_budget = 256 * kib, .ratchet_floor = false}, &upstream};
   void* a = chunks.allocate(64 * kib, 8);
   void* b = chunks.allocate(64 * kib, 8);
   chunks.deallocate(a, 64 * kib, 8);
-  chunks.deallocate(b, 64 * kib, 8);  // 128 KiB cached
+  chunks.deallocate(b, 64 * kib, 8);          // 128 KiB cached
   void* big = chunks.allocate(256 * kib, 8);  // fits only if the cache makes room
   BOOST_TEST(chunks.details().evicted_by_budget == 2u);
   BOOST_TEST(upstream.bytes_outstanding() == 256 * kib);
@@ -195,7 +195,7 @@ BOOST_AUTO_TEST_CASE(budget_warning_fires_once_per_rising_edge) {
   for (int i = 0; i < 3; ++i) {
     chunks.deallocate(held.back(), 64 * kib, 8);
     held.pop_back();
-  }  // 128 KiB: re-armed
+  }                                              // 128 KiB: re-armed
   held.push_back(chunks.allocate(64 * kib, 8));  // 192 KiB: below
   held.push_back(chunks.allocate(64 * kib, 8));  // 256 KiB: crossed again
   BOOST_TEST(events.size() == 2u);
@@ -268,8 +268,8 @@ BOOST_AUTO_TEST_CASE(provable_misuse_is_counted_and_not_obeyed) {
   strata::chunk_provider chunks{{.thread_cache_bytes = 0}, &upstream};
   void* p = chunks.allocate(8 * kib, 8);
   alignas(8192) static std::byte foreign[8192];
-  chunks.deallocate(foreign, 8 * kib, 8);                     // never handed out
-  chunks.deallocate(p, 64 * kib, 8);                          // wrong class
+  chunks.deallocate(foreign, 8 * kib, 8);                          // never handed out
+  chunks.deallocate(p, 64 * kib, 8);                               // wrong class
   chunks.deallocate(static_cast<std::byte*>(p) + 64, 8 * kib, 8);  // not a chunk start
   BOOST_TEST(chunks.stats().misuse_detected == 3u);
   BOOST_REQUIRE(recorder.taken().size() == 3u);
@@ -413,7 +413,8 @@ BOOST_AUTO_TEST_CASE(a_provider_can_be_the_upstream_of_another) {
   std::vector<void*> held;
   for (int round = 0; round < 3; ++round) {
     for (int i = 0; i < 20; ++i) held.push_back(small.allocate(std::size_t{4} << (i % 4) << 10, 8));
-    for (std::size_t i = 0; i < held.size(); ++i) small.deallocate(held[i], std::size_t{4} << (i % 4) << 10, 8);
+    for (std::size_t i = 0; i < held.size(); ++i)
+      small.deallocate(held[i], std::size_t{4} << (i % 4) << 10, 8);
     held.clear();
   }
   small.trim();
@@ -424,18 +425,20 @@ BOOST_AUTO_TEST_CASE(a_provider_can_be_the_upstream_of_another) {
 }
 
 BOOST_AUTO_TEST_CASE(max_chunk_size_above_two_to_the_47_is_rejected) {
-  BOOST_CHECK_THROW(strata::chunk_provider({.max_chunk_size = std::size_t{1} << 48}, std::pmr::new_delete_resource()),
-                    std::invalid_argument);
+  BOOST_CHECK_THROW(
+      strata::chunk_provider({.max_chunk_size = std::size_t{1} << 48}, std::pmr::new_delete_resource()),
+      std::invalid_argument);
   BOOST_CHECK_NO_THROW(
       strata::chunk_provider({.max_chunk_size = std::size_t{1} << 47}, std::pmr::new_delete_resource()));
 }
 
 BOOST_AUTO_TEST_CASE(a_budget_warning_callback_that_throws_does_not_fail_the_allocation) {
   strata::test::counting_resource upstream;
-  strata::chunk_provider chunks{{.byte_budget = 64 * kib,
-                                 .budget_warning_fraction = 0.5,
-                                 .on_budget_warning = [](const auto&) { throw std::runtime_error("shed load"); }},
-                                &upstream};
+  strata::chunk_provider chunks{
+      {.byte_budget = 64 * kib,
+       .budget_warning_fraction = 0.5,
+       .on_budget_warning = [](const auto&) { throw std::runtime_error("shed load"); }},
+      &upstream};
   void* p = nullptr;
   BOOST_CHECK_NO_THROW(p = chunks.allocate(32 * kib, 8));
   chunks.deallocate(p, 32 * kib, 8);
@@ -469,7 +472,8 @@ BOOST_AUTO_TEST_CASE(invalid_options_name_the_field) {
     return std::string("accepted");
   };
   BOOST_TEST(message({.min_chunk_size = 3000}).find("min_chunk_size") != std::string::npos);
-  BOOST_TEST(message({.min_chunk_size = 8192, .max_chunk_size = 4096}).find("max_chunk_size") != std::string::npos);
+  BOOST_TEST(message({.min_chunk_size = 8192, .max_chunk_size = 4096}).find("max_chunk_size") !=
+             std::string::npos);
   BOOST_TEST(message({.budget_warning_fraction = 0}).find("budget_warning_fraction") != std::string::npos);
   BOOST_CHECK_THROW(strata::chunk_provider(nullptr), std::invalid_argument);
 }
@@ -598,8 +602,8 @@ BOOST_AUTO_TEST_CASE(a_provider_destroyed_before_its_threads_exit_loses_nothing,
 BOOST_AUTO_TEST_CASE(preferred_size_answers_the_floor_class_for_smaller_requests) {
   strata::test::counting_resource upstream;
   strata::chunk_provider chunks{{.min_chunk_size = 4096, .max_chunk_size = 1 << 20}, &upstream};
-  const strata::resource& link = chunks;  // the hint is part of strata::resource
-  BOOST_TEST(link.preferred_size(100) == 4096u);    // floor at min_chunk_size
+  const strata::resource& link = chunks;             // the hint is part of strata::resource
+  BOOST_TEST(link.preferred_size(100) == 4096u);     // floor at min_chunk_size
   BOOST_TEST(link.preferred_size(20000) == 20000u);  // above the floor: as asked
   void* p = chunks.allocate(64 << 10, 16);           // raises the floor to 64 KiB
   BOOST_TEST(link.preferred_size(4096) == std::size_t{64} << 10);

@@ -24,14 +24,14 @@ namespace {
 
 enum class flaw {
   none,
-  misaligns,            // alignments >= 16 come back 8 bytes off
-  overlaps,             // every 64-byte request gets the same static block
-  miscounts,            // bytes_in_use drifts by one per allocation
-  shares_zero_blocks,   // allocate(0) always returns the same address
+  misaligns,           // alignments >= 16 come back 8 bytes off
+  overlaps,            // every 64-byte request gets the same static block
+  miscounts,           // bytes_in_use drifts by one per allocation
+  shares_zero_blocks,  // allocate(0) always returns the same address
   accepts_bad_alignment,
   ignores_impossible_sizes,  // "succeeds" for sizes above 2^61 with a dummy block
   leaks_at_destruction,
-  hides_upstream,       // upstream_resource() says nullptr, so chains cannot be walked
+  hides_upstream,  // upstream_resource() says nullptr, so chains cannot be walked
 };
 
 // A forwarding strata resource with one deliberate defect.
@@ -144,7 +144,8 @@ BOOST_AUTO_TEST_CASE(impossible_sizes_that_succeed_are_caught) {
 }
 
 BOOST_AUTO_TEST_CASE(upstream_blocks_left_at_destruction_are_caught) {
-  BOOST_TEST(!kit::check_destruction_returns_everything<flawed_factory<flaw::leaks_at_destruction>>().empty());
+  BOOST_TEST(
+      !kit::check_destruction_returns_everything<flawed_factory<flaw::leaks_at_destruction>>().empty());
 }
 
 BOOST_AUTO_TEST_CASE(a_hidden_upstream_is_caught) {

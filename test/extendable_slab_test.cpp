@@ -51,7 +51,8 @@ struct xslab_factory {
   static constexpr bool has_upstream = true;
   static constexpr bool thread_safe = true;
   std::unique_ptr<strata::resource> make(std::pmr::memory_resource* upstream) const {
-    return std::make_unique<strata::extendable_slab>(options{.slot_size = 64, .slots_per_segment = 64}, upstream);
+    return std::make_unique<strata::extendable_slab>(options{.slot_size = 64, .slots_per_segment = 64},
+                                                     upstream);
   }
 };
 
@@ -90,8 +91,11 @@ BOOST_AUTO_TEST_CASE(segments_are_asked_aligned_to_their_size_and_only_when_need
 
 BOOST_AUTO_TEST_CASE(grows_to_many_segments_and_returns_empty_ones) {
   strata::test::counting_resource upstream;
-  strata::extendable_slab s{{.slot_size = 32, .slots_per_segment = 16, .max_empty_segments = 1,
-                             .reclaim_period = 0, .thread_cache_slots = 8},
+  strata::extendable_slab s{{.slot_size = 32,
+                             .slots_per_segment = 16,
+                             .max_empty_segments = 1,
+                             .reclaim_period = 0,
+                             .thread_cache_slots = 8},
                             &upstream};
   std::vector<void*> slots;
   for (int i = 0; i < 16 * 20; ++i) slots.push_back(s.allocate(32, 8));
@@ -115,8 +119,11 @@ BOOST_AUTO_TEST_CASE(grows_to_many_segments_and_returns_empty_ones) {
 
 BOOST_AUTO_TEST_CASE(empty_segments_within_the_working_set_period_are_kept) {
   strata::test::counting_resource upstream;
-  strata::extendable_slab s{{.slot_size = 32, .slots_per_segment = 4, .max_empty_segments = 0,
-                             .reclaim_period = 1000, .thread_cache_slots = 0},
+  strata::extendable_slab s{{.slot_size = 32,
+                             .slots_per_segment = 4,
+                             .max_empty_segments = 0,
+                             .reclaim_period = 1000,
+                             .thread_cache_slots = 0},
                             &upstream};
   std::vector<void*> slots;
   for (int i = 0; i < 4 * 5; ++i) slots.push_back(s.allocate(32, 8));
@@ -132,8 +139,11 @@ BOOST_AUTO_TEST_CASE(empty_segments_within_the_working_set_period_are_kept) {
 
 BOOST_AUTO_TEST_CASE(empty_segments_idle_for_a_whole_period_are_returned) {
   strata::test::counting_resource upstream;
-  strata::extendable_slab s{{.slot_size = 32, .slots_per_segment = 4, .max_empty_segments = 1,
-                             .reclaim_period = 8, .thread_cache_slots = 0},
+  strata::extendable_slab s{{.slot_size = 32,
+                             .slots_per_segment = 4,
+                             .max_empty_segments = 1,
+                             .reclaim_period = 8,
+                             .thread_cache_slots = 0},
                             &upstream};
   std::vector<void*> slots;
   for (int i = 0; i < 4 * 4; ++i) slots.push_back(s.allocate(32, 8));
@@ -151,8 +161,11 @@ BOOST_AUTO_TEST_CASE(empty_segments_idle_for_a_whole_period_are_returned) {
 
 BOOST_AUTO_TEST_CASE(partial_segments_are_preferred_over_empty_ones) {
   strata::test::counting_resource upstream;
-  strata::extendable_slab s{{.slot_size = 32, .slots_per_segment = 4, .max_empty_segments = 4,
-                             .reclaim_period = 0, .thread_cache_slots = 0},
+  strata::extendable_slab s{{.slot_size = 32,
+                             .slots_per_segment = 4,
+                             .max_empty_segments = 4,
+                             .reclaim_period = 0,
+                             .thread_cache_slots = 0},
                             &upstream};
   std::vector<void*> slots;
   for (int i = 0; i < 8; ++i) slots.push_back(s.allocate(32, 8));
@@ -160,7 +173,7 @@ BOOST_AUTO_TEST_CASE(partial_segments_are_preferred_over_empty_ones) {
   const std::uintptr_t second = segment_of(s, slots[4]);
   BOOST_TEST_REQUIRE(first != second);
   for (int i = 4; i < 8; ++i) s.deallocate(slots[static_cast<std::size_t>(i)], 32, 8);  // second: empty
-  s.deallocate(slots[1], 32, 8);  // first: partial
+  s.deallocate(slots[1], 32, 8);                                                        // first: partial
   BOOST_TEST(s.details().empty_segments == 1u);
   BOOST_TEST(s.details().partial_segments == 1u);
   void* p = s.allocate(32, 8);
@@ -322,15 +335,19 @@ BOOST_AUTO_TEST_CASE(invalid_options_name_the_field) {
   BOOST_TEST(message_of({.slot_size = 0}).find("slot_size") != std::string::npos);
   BOOST_TEST(message_of({.slot_alignment = 3}).find("slot_alignment") != std::string::npos);
   BOOST_TEST(message_of({.slot_alignment = 8192}).find("slot_alignment") != std::string::npos);
-  BOOST_TEST(message_of({.slots_per_segment = std::size_t{1} << 30}).find("slots_per_segment") != std::string::npos);
+  BOOST_TEST(message_of({.slots_per_segment = std::size_t{1} << 30}).find("slots_per_segment") !=
+             std::string::npos);
   BOOST_CHECK_THROW((strata::extendable_slab{{}, nullptr}), std::invalid_argument);
 }
 
 BOOST_AUTO_TEST_CASE(slots_freed_on_other_threads_are_never_handed_out_twice,
                      *boost::unit_test::label("threaded")) {
   strata::tracking_resource upstream{strata::system_pages()};
-  strata::extendable_slab s{{.slot_size = 48, .slots_per_segment = 32, .max_empty_segments = 0,
-                             .reclaim_period = 16, .thread_cache_slots = 16},
+  strata::extendable_slab s{{.slot_size = 48,
+                             .slots_per_segment = 32,
+                             .max_empty_segments = 0,
+                             .reclaim_period = 16,
+                             .thread_cache_slots = 16},
                             &upstream};
   constexpr int thread_count = 4;
   constexpr int rounds = 20000;

@@ -149,8 +149,8 @@ BOOST_AUTO_TEST_SUITE(fault_injection)
 BOOST_AUTO_TEST_CASE(chunk_provider_growth_failure_keeps_cached_and_live_chunks) {
   fault_resource upstream;
   {
-    strata::chunk_provider chunks{{.min_chunk_size = 4 * kib, .max_chunk_size = 256 * kib, .byte_budget = 1024 * kib},
-                                  &upstream};
+    strata::chunk_provider chunks{
+        {.min_chunk_size = 4 * kib, .max_chunk_size = 256 * kib, .byte_budget = 1024 * kib}, &upstream};
     const filled a = fill(chunks, 64 * kib, 8, 0xa1);
     const filled b = fill(chunks, 128 * kib, 8, 0xb2);
     // Cached for reuse (in the largest class in demand: the ratchet floor
@@ -163,7 +163,8 @@ BOOST_AUTO_TEST_CASE(chunk_provider_growth_failure_keeps_cached_and_live_chunks)
     BOOST_CHECK_NO_THROW(again = chunks.allocate(128 * kib, 8));  // the cache needs no upstream
     BOOST_TEST(again == spare);
     expect_upstream_failure([&] { static_cast<void>(chunks.allocate(128 * kib, 8)); }, "chunk_provider");
-    expect_upstream_failure([&] { static_cast<void>(chunks.allocate(512 * kib, 8)); }, "chunk_provider");  // oversized
+    expect_upstream_failure([&] { static_cast<void>(chunks.allocate(512 * kib, 8)); },
+                            "chunk_provider");  // oversized
     const strata::resource_stats after = chunks.stats();
     BOOST_TEST(after.failed_allocations == before.failed_allocations + 2);
     BOOST_TEST(after.bytes_in_use == before.bytes_in_use + 128 * kib);
@@ -216,7 +217,8 @@ BOOST_AUTO_TEST_CASE(extendable_slab_segment_growth_failure) {
     BOOST_TEST_CONTEXT("hardened " << hardened) {
       fault_resource upstream;
       {
-        strata::extendable_slab slab{{.slot_size = 64, .slots_per_segment = 8, .hardened = hardened}, &upstream};
+        strata::extendable_slab slab{{.slot_size = 64, .slots_per_segment = 8, .hardened = hardened},
+                                     &upstream};
         std::vector<filled> live;
         for (int i = 0; i < 8; ++i) live.push_back(fill(slab, 64, 8, static_cast<unsigned char>(0x10 + i)));
         BOOST_TEST(slab.segment_count() == 1u);
@@ -230,7 +232,8 @@ BOOST_AUTO_TEST_CASE(extendable_slab_segment_growth_failure) {
         slab.deallocate(live.back().p, 64, 8);
         live.pop_back();
         live.push_back(fill(slab, 64, 8, 0x77));  // the freed slot, no upstream call
-        expect_upstream_failure([&] { static_cast<void>(slab.allocate(1000, 8)); }, "extendable_slab");  // forwarded
+        expect_upstream_failure([&] { static_cast<void>(slab.allocate(1000, 8)); },
+                                "extendable_slab");  // forwarded
         BOOST_TEST(slab.details().forwarded_live == 0u);
         upstream.heal();
         live.push_back(fill(slab, 64, 8, 0x78));
@@ -256,7 +259,8 @@ BOOST_AUTO_TEST_CASE(extendable_slab_segment_growth_failure) {
 BOOST_AUTO_TEST_CASE(extendable_slab_growth_failure_on_many_threads, *boost::unit_test::label("threaded")) {
   fault_resource upstream;
   {
-    strata::extendable_slab slab{{.slot_size = 32, .slots_per_segment = 16, .thread_cache_slots = 8}, &upstream};
+    strata::extendable_slab slab{{.slot_size = 32, .slots_per_segment = 16, .thread_cache_slots = 8},
+                                 &upstream};
     upstream.arm(6);
     constexpr int thread_count = 4;
     std::vector<std::size_t> served(thread_count);
@@ -324,7 +328,8 @@ BOOST_AUTO_TEST_CASE(arena_construction_failure_and_independence_afterwards) {
     bool exhausted = false;
     for (int i = 0; i < 2000 && !exhausted; ++i) {
       try {
-        live.push_back(fill(heap, i % 7 == 0 ? 300 * kib : 16 + (i * 37) % 3000, 16, static_cast<unsigned char>(i)));
+        live.push_back(
+            fill(heap, i % 7 == 0 ? 300 * kib : 16 + (i * 37) % 3000, 16, static_cast<unsigned char>(i)));
       } catch (const strata::allocation_failure& e) {
         BOOST_TEST((e.reason() == strata::failure_reason::capacity));  // never the upstream
         exhausted = true;
@@ -366,7 +371,8 @@ BOOST_AUTO_TEST_CASE(monotonic_arena_chunk_failure_with_marks_and_reset) {
     }
     BOOST_TEST(served >= 2u);
     BOOST_TEST(keep.intact());
-    expect_upstream_failure([&] { static_cast<void>(arena.allocate(64 * kib, 8)); }, "monotonic_arena");  // dedicated
+    expect_upstream_failure([&] { static_cast<void>(arena.allocate(64 * kib, 8)); },
+                            "monotonic_arena");  // dedicated
     BOOST_TEST(arena.stats().failed_allocations == 2u);
     arena.rewind(m);
     BOOST_TEST(arena.stats().bytes_in_use == 1000u);
@@ -463,7 +469,8 @@ const subject subjects[] = {
     {"chunk_provider",
      [](std::pmr::memory_resource* up) {
        return std::make_unique<strata::chunk_provider>(
-           strata::chunk_provider::options{.min_chunk_size = 64, .max_chunk_size = 4 * kib, .thread_cache_bytes = 256},
+           strata::chunk_provider::options{
+               .min_chunk_size = 64, .max_chunk_size = 4 * kib, .thread_cache_bytes = 256},
            up);
      }},
     {"monotonic_arena",
@@ -474,8 +481,11 @@ const subject subjects[] = {
     {"extendable_slab",
      [](std::pmr::memory_resource* up) {
        return std::make_unique<strata::extendable_slab>(
-           strata::extendable_slab::options{.slot_size = 64, .slots_per_segment = 4, .max_empty_segments = 0,
-                                            .reclaim_period = 0, .thread_cache_slots = 4},
+           strata::extendable_slab::options{.slot_size = 64,
+                                            .slots_per_segment = 4,
+                                            .max_empty_segments = 0,
+                                            .reclaim_period = 0,
+                                            .thread_cache_slots = 4},
            up);
      }},
     {"slab",
@@ -522,7 +532,9 @@ struct containers {
     const auto same = [](std::string_view a, std::string_view b) { return a == b; };
     return std::equal(words.begin(), words.end(), model_words.begin(), model_words.end(), same) &&
            std::equal(index.begin(), index.end(), model_index.begin(), model_index.end(),
-                      [&](const auto& a, const auto& b) { return a.first == b.first && same(a.second, b.second); }) &&
+                      [&](const auto& a, const auto& b) {
+                        return a.first == b.first && same(a.second, b.second);
+                      }) &&
            same(text, model_text);
   }
 };

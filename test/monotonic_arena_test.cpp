@@ -84,7 +84,9 @@ class recording_resource final : public std::pmr::memory_resource {
   std::pmr::memory_resource* next_;
 };
 
-std::byte* bytes_of(void* p) { return static_cast<std::byte*>(p); }
+std::byte* bytes_of(void* p) {
+  return static_cast<std::byte*>(p);
+}
 
 void expect_bad_option(const strata::monotonic_arena::options& opts, const std::string& field) {
   strata::test::counting_resource upstream;
@@ -92,8 +94,8 @@ void expect_bad_option(const strata::monotonic_arena::options& opts, const std::
     strata::monotonic_arena arena{opts, &upstream};
     BOOST_ERROR("options with a bad " << field << " were accepted");
   } catch (const std::invalid_argument& e) {
-    BOOST_TEST(std::string(e.what()).find(field) != std::string::npos,
-               e.what() << " does not name " << field);
+    BOOST_TEST(std::string(e.what()).find(field) != std::string::npos, e.what()
+                                                                           << " does not name " << field);
   }
 }
 
@@ -202,8 +204,8 @@ BOOST_AUTO_TEST_CASE(reset_sizes_the_next_chunk_for_the_previous_request) {
   for (int i = 0; i < 40; ++i) static_cast<void>(arena.allocate(1000, 8));
   BOOST_TEST(upstream.sizes.size() > 1u);  // grew over several chunks
   arena.reset();
-  BOOST_TEST(counted.bytes_outstanding() == 0u);                 // keep_none kept nothing
-  BOOST_TEST(arena.details().next_chunk_size == 65536u);         // 40,000 bytes and a footer
+  BOOST_TEST(counted.bytes_outstanding() == 0u);          // keep_none kept nothing
+  BOOST_TEST(arena.details().next_chunk_size == 65536u);  // 40,000 bytes and a footer
   upstream.sizes.clear();
   for (int i = 0; i < 40; ++i) static_cast<void>(arena.allocate(1000, 8));
   BOOST_TEST(upstream.sizes == std::vector<std::size_t>{65536}, boost::test_tools::per_element());
@@ -277,11 +279,11 @@ BOOST_AUTO_TEST_CASE(deallocating_the_latest_block_rolls_back_and_older_ones_do_
   std::byte* b = bytes_of(arena.allocate(64, 8));
   arena.deallocate(b, 64, 8);
   BOOST_TEST(bytes_of(arena.allocate(64, 8)) == b);  // rolled back and reused
-  arena.deallocate(a, 64, 8);                         // not the latest: no-op
+  arena.deallocate(a, 64, 8);                        // not the latest: no-op
   std::byte* c = bytes_of(arena.allocate(64, 8));
   BOOST_TEST(c == b + 64);
   BOOST_TEST(c != a);
-  std::byte* z = bytes_of(arena.allocate(0, 8));      // size 0 still takes a byte
+  std::byte* z = bytes_of(arena.allocate(0, 8));  // size 0 still takes a byte
   BOOST_TEST(bytes_of(arena.allocate(0, 1)) == z + 1);
 }
 
@@ -306,7 +308,7 @@ BOOST_AUTO_TEST_CASE(every_deallocate_lowers_bytes_in_use_and_reset_zeroes_it) {
   void* c = arena.allocate(25, 8);
   BOOST_TEST(arena.stats().bytes_in_use == 175u);
   BOOST_TEST(arena.stats().peak_bytes_in_use == 175u);  // computed lazily, but never stale when read
-  arena.deallocate(a, 100, 8);  // not reused, still counted off
+  arena.deallocate(a, 100, 8);                          // not reused, still counted off
   BOOST_TEST(arena.stats().bytes_in_use == 75u);
   arena.deallocate(c, 25, 8);
   BOOST_TEST(arena.stats().bytes_in_use == 50u);
@@ -335,7 +337,7 @@ BOOST_AUTO_TEST_CASE(reset_keeps_chunks_per_each_retention_policy) {
       {policy::keep_none, 0, 0},
       {policy::keep_largest, 32768, 1},
       {policy::keep_up_to_retain_bytes, 16384 + 8192, 2},  // 32 KiB does not fit 26,576; 4 KiB no more
-      {policy::adaptive, 32768, 1},                         // a 29,000-byte request needs 32 KiB
+      {policy::adaptive, 32768, 1},                        // a 29,000-byte request needs 32 KiB
   };
   for (const expectation& e : cases) {
     BOOST_TEST_CONTEXT("policy " << static_cast<int>(e.retention)) {
@@ -373,7 +375,7 @@ BOOST_AUTO_TEST_CASE(adaptive_retention_lets_no_single_huge_request_pin_memory) 
     arena->reset();
   }
   BOOST_TEST(largest_upstream.bytes_outstanding() >= 512u * 1024);  // pinned by keep_largest
-  BOOST_TEST(adaptive_upstream.bytes_outstanding() <= 4096u);        // the typical 3,000 bytes
+  BOOST_TEST(adaptive_upstream.bytes_outstanding() <= 4096u);       // the typical 3,000 bytes
   BOOST_TEST(adaptive.details().next_chunk_size == 4096u);
   BOOST_TEST(adaptive.details().largest_request_footprint >= 600000u);
   // Two outliers in sixteen reach the 90th percentile: then the capacity is kept.
@@ -464,23 +466,23 @@ BOOST_AUTO_TEST_CASE(foreign_stale_and_rewound_past_markers_are_reported_and_ign
     BOOST_TEST(arena.stats().misuse_detected == count);
     BOOST_TEST(bytes_of(arena.allocate(16, 8)) == before + 16);  // nothing moved
   };
-  expect_ignored(other.mark(), 1);                         // another arena's
-  expect_ignored(strata::monotonic_arena::marker{}, 2);    // nobody's
+  expect_ignored(other.mark(), 1);                       // another arena's
+  expect_ignored(strata::monotonic_arena::marker{}, 2);  // nobody's
   const auto outer = arena.mark();
   std::byte* between = bytes_of(arena.allocate(16, 8));
   const auto inner = arena.mark();
   arena.rewind(outer);
-  arena.rewind(inner);                                     // ahead of the current point
+  arena.rewind(inner);  // ahead of the current point
   BOOST_TEST(arena.stats().misuse_detected == 3u);
   BOOST_TEST(bytes_of(arena.allocate(16, 8)) == between);  // still at the outer mark
   const auto before_reset = arena.mark();
   arena.reset();
   a = bytes_of(arena.allocate(16, 8));
-  expect_ignored(before_reset, 4);                         // from before reset()
+  expect_ignored(before_reset, 4);  // from before reset()
   const auto before_release = arena.mark();
   arena.release();
   static_cast<void>(arena.allocate(16, 8));
-  expect_ignored(before_release, 5);                       // from before release()
+  expect_ignored(before_release, 5);  // from before release()
   const auto reports = recorder.taken();
   BOOST_TEST_REQUIRE(reports.size() == 5u);
   for (const strata::misuse_report& r : reports) {
@@ -531,7 +533,7 @@ BOOST_AUTO_TEST_CASE(requests_above_max_chunk_size_get_a_dedicated_chunk) {
   std::memset(big, 0x11, 100000);
   BOOST_TEST(upstream.sizes.size() == 2u);
   BOOST_TEST(upstream.sizes[1] >= 100000u);
-  BOOST_TEST(upstream.sizes[1] < 100000u + 64);  // its own size, not a power of two
+  BOOST_TEST(upstream.sizes[1] < 100000u + 64);            // its own size, not a power of two
   BOOST_TEST(bytes_of(arena.allocate(100, 8)) == a + 96);  // the current chunk goes on
   BOOST_TEST(arena.details().dedicated_chunks == 1u);
   BOOST_TEST(arena.details().wasted_tail_bytes == 0u);

@@ -48,7 +48,9 @@ BOOST_AUTO_TEST_CASE(every_reason_and_misuse_kind_has_a_name) {
 
 namespace {
 int handler_calls = 0;
-void counting_handler(const strata::misuse_report&) noexcept { ++handler_calls; }
+void counting_handler(const strata::misuse_report&) noexcept {
+  ++handler_calls;
+}
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(misuse_handler_is_replaceable_and_restorable) {

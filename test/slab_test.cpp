@@ -247,9 +247,9 @@ BOOST_AUTO_TEST_CASE(hardened_mode_catches_foreign_and_interior_pointers) {
   void* a = s.allocate(32, 8);
   void* b = s.allocate(32, 8);
   alignas(64) std::byte not_ours[64]{};
-  s.deallocate(not_ours, 32, 8);                              // outside the region
-  s.deallocate(static_cast<std::byte*>(a) + 8, 32, 8);        // inside, off a slot boundary
-  s.deallocate(static_cast<std::byte*>(b) + 4 * 32, 32, 8);   // on a boundary, never carved
+  s.deallocate(not_ours, 32, 8);                             // outside the region
+  s.deallocate(static_cast<std::byte*>(a) + 8, 32, 8);       // inside, off a slot boundary
+  s.deallocate(static_cast<std::byte*>(b) + 4 * 32, 32, 8);  // on a boundary, never carved
   BOOST_TEST(s.stats().misuse_detected == 3u);
   const auto reports = recorder.taken();
   BOOST_TEST_REQUIRE(reports.size() == 3u);
@@ -290,7 +290,8 @@ BOOST_AUTO_TEST_CASE(a_foreign_pointer_is_counted_and_ignored) {
   strata::test::counting_resource upstream;
   strata::slab s{{.slot_size = 32, .capacity = 8}, &upstream};
   void* a = s.allocate(32, 8);
-  alignas(64) std::byte not_ours[64]{};  // a writable block: the misuse must not be obeyed, whatever the build
+  alignas(64)
+      std::byte not_ours[64]{};  // a writable block: the misuse must not be obeyed, whatever the build
   s.deallocate(not_ours, 32, 8);
   BOOST_TEST(s.stats().misuse_detected == 1u);
   BOOST_TEST(upstream.deallocations() == 0u);  // not passed on
@@ -313,8 +314,8 @@ BOOST_AUTO_TEST_CASE(pointers_just_outside_the_region_are_refused) {
   for (int i = 0; i < 8; ++i) live.push_back(s.allocate(64, 64));
   for (void* p : live) s.deallocate(p, 64, 64);
   const std::size_t free_before = s.free_slots();
-  for (std::byte* outside : {memory.data(), memory.data() + 56, memory.data() + 63, inner.data() + inner.size(),
-                             inner.data() + inner.size() + 8}) {
+  for (std::byte* outside : {memory.data(), memory.data() + 56, memory.data() + 63,
+                             inner.data() + inner.size(), inner.data() + inner.size() + 8}) {
     s.deallocate(outside, 64, 64);
   }
   BOOST_TEST(s.stats().misuse_detected == 5u);
@@ -335,10 +336,13 @@ BOOST_AUTO_TEST_CASE(pointers_just_outside_the_region_are_refused) {
 // anything else throws invalid_argument — with slots free or not.
 BOOST_AUTO_TEST_CASE(alignments_are_served_forwarded_or_refused_in_every_state) {
   strata::test::counting_resource upstream;
-  strata::slab s{{.slot_size = 64, .slot_alignment = 16, .capacity = 4,
+  strata::slab s{{.slot_size = 64,
+                  .slot_alignment = 16,
+                  .capacity = 4,
                   .on_exhaustion = strata::slab::exhaustion::throw_bad_alloc},
                  &upstream};
-  const std::size_t bad[] = {0, 3, 5, 6, 12, 15, 17, 24, 48, 4097, SIZE_MAX, SIZE_MAX / 2, std::size_t{3} << 62};
+  const std::size_t bad[] = {
+      0, 3, 5, 6, 12, 15, 17, 24, 48, 4097, SIZE_MAX, SIZE_MAX / 2, std::size_t{3} << 62};
   const auto probe = [&](const char* state) {
     BOOST_TEST_CONTEXT(state) {
       const strata::resource_stats before = s.stats();
@@ -361,7 +365,8 @@ BOOST_AUTO_TEST_CASE(alignments_are_served_forwarded_or_refused_in_every_state) 
     }
   };
   probe("fresh");
-  for (std::size_t alignment : {std::size_t{1}, std::size_t{2}, std::size_t{4}, std::size_t{8}, std::size_t{16}}) {
+  for (std::size_t alignment :
+       {std::size_t{1}, std::size_t{2}, std::size_t{4}, std::size_t{8}, std::size_t{16}}) {
     void* p = s.allocate(64, alignment);
     BOOST_TEST(s.contains(p));
     s.deallocate(p, 64, alignment);
@@ -379,8 +384,14 @@ BOOST_AUTO_TEST_CASE(pmr_list_and_map_nodes_fit_a_slab_sized_by_a_probe) {
   // The documented way to size a slab for a container: insert one element on
   // a probe resource and read the node request.
   probe_resource probe;
-  { std::pmr::list<long> l{&probe}; l.push_back(1); }
-  { std::pmr::map<int, double> m{&probe}; m.emplace(1, 1.0); }
+  {
+    std::pmr::list<long> l{&probe};
+    l.push_back(1);
+  }
+  {
+    std::pmr::map<int, double> m{&probe};
+    m.emplace(1, 1.0);
+  }
   BOOST_TEST_REQUIRE(probe.requests.size() == 2u);
   const auto [list_node, list_align] = probe.requests[0];
   const auto [map_node, map_align] = probe.requests[1];
@@ -410,7 +421,10 @@ BOOST_AUTO_TEST_CASE(pmr_list_and_map_nodes_fit_a_slab_sized_by_a_probe) {
   BOOST_TEST(lists.stats().bytes_in_use == 0u);
   BOOST_TEST(maps.stats().bytes_in_use == 0u);
   // for_type gives the options for a record type directly.
-  struct record { double x; char tag[24]; };
+  struct record {
+    double x;
+    char tag[24];
+  };
   constexpr auto o = strata::slab::options::for_type<record>(10);
   BOOST_TEST(o.slot_size == sizeof(record));
   BOOST_TEST(o.slot_alignment == alignof(record));

@@ -136,12 +136,12 @@ class mailbox {
 };
 
 struct workload {
-  int operations;                                  // per thread
+  int operations;  // per thread
   std::function<std::size_t(std::mt19937_64&)> size;
-  std::size_t max_alignment_log2;                  // alignments 1 .. 2^max
-  std::size_t max_live = 64;                       // per thread, before it frees
+  std::size_t max_alignment_log2;                            // alignments 1 .. 2^max
+  std::size_t max_live = 64;                                 // per thread, before it frees
   std::function<void(int thread, int step)> housekeeping{};  // every 256 operations; may be empty
-  std::function<void()> observe{};                 // the observer thread's read (stats, details)
+  std::function<void()> observe{};                           // the observer thread's read (stats, details)
 };
 
 struct outcome {
@@ -234,7 +234,8 @@ outcome hammer(std::pmr::memory_resource& r, const workload& w) {
   return total;
 }
 
-void expect_balanced(const outcome& out, const strata::resource_stats& before, const strata::resource_stats& after) {
+void expect_balanced(const outcome& out, const strata::resource_stats& before,
+                     const strata::resource_stats& after) {
   BOOST_TEST(out.bad_tags == 0u);
   BOOST_TEST(out.misaligned == 0u);
   BOOST_TEST(out.allocations == out.deallocations);
@@ -259,7 +260,9 @@ struct checked_upstream {
   }
 };
 
-std::size_t small(std::mt19937_64& rng) { return rng() % 4 == 0 ? rng() % 2048 : 1 + rng() % 256; }
+std::size_t small(std::mt19937_64& rng) {
+  return rng() % 4 == 0 ? rng() % 2048 : 1 + rng() % 256;
+}
 
 }  // namespace
 
@@ -270,25 +273,26 @@ BOOST_AUTO_TEST_SUITE(stress, *boost::unit_test::label("threaded"))
 BOOST_AUTO_TEST_CASE(chunk_provider_cross_thread_frees_with_trim) {
   checked_upstream upstream;
   {
-    strata::chunk_provider chunks{{.min_chunk_size = 4096,
-                                   .max_chunk_size = 256 << 10,
-                                   .thread_cache_bytes = 64 << 10},
-                                  &upstream.pages};
+    strata::chunk_provider chunks{
+        {.min_chunk_size = 4096, .max_chunk_size = 256 << 10, .thread_cache_bytes = 64 << 10},
+        &upstream.pages};
     const strata::resource_stats before = chunks.stats();
     workload w{.operations = scaled(6000),
-               .size = [](std::mt19937_64& rng) {
-                 return rng() % 16 == 0 ? (std::size_t{256} << 10) + rng() % 100000  // oversized
-                                        : std::size_t{1} << (6 + rng() % 12);
-               },
+               .size =
+                   [](std::mt19937_64& rng) {
+                     return rng() % 16 == 0 ? (std::size_t{256} << 10) + rng() % 100000  // oversized
+                                            : std::size_t{1} << (6 + rng() % 12);
+                   },
                .max_alignment_log2 = 16,
                .max_live = 24,
-               .housekeeping = [&](int t, int step) {
-                 if (t == 0) {
-                   chunks.trim(step % 512 == 255 ? 0 : 1 << 20);
-                 } else if (t == 1) {
-                   static_cast<void>(chunks.reserve(16 << 10, 2));
-                 }
-               },
+               .housekeeping =
+                   [&](int t, int step) {
+                     if (t == 0) {
+                       chunks.trim(step % 512 == 255 ? 0 : 1 << 20);
+                     } else if (t == 1) {
+                       static_cast<void>(chunks.reserve(16 << 10, 2));
+                     }
+                   },
                .observe = [&] { static_cast<void>(chunks.details()); }};
     const outcome out = hammer(chunks, w);
     const strata::resource_stats after = chunks.stats();
@@ -313,11 +317,12 @@ BOOST_AUTO_TEST_CASE(extendable_slab_cross_thread_frees_with_reclaim) {
                                   .thread_cache_slots = 16},
                                  &upstream.pages};
     const strata::resource_stats before = slab.stats();
-    workload w{.operations = scaled(40000),
-               .size = [](std::mt19937_64& rng) { return rng() % 64 == 0 ? 97 + rng() % 400 : 1 + rng() % 96; },
-               .max_alignment_log2 = 4,
-               .housekeeping = [&](int, int) { slab.trim(); },
-               .observe = [&] { static_cast<void>(slab.details()); }};
+    workload w{
+        .operations = scaled(40000),
+        .size = [](std::mt19937_64& rng) { return rng() % 64 == 0 ? 97 + rng() % 400 : 1 + rng() % 96; },
+        .max_alignment_log2 = 4,
+        .housekeeping = [&](int, int) { slab.trim(); },
+        .observe = [&] { static_cast<void>(slab.details()); }};
     const outcome out = hammer(slab, w);
     const strata::resource_stats after = slab.stats();
     expect_balanced(out, before, after);
@@ -339,12 +344,16 @@ BOOST_AUTO_TEST_CASE(extendable_slab_cross_thread_frees_with_reclaim) {
 BOOST_AUTO_TEST_CASE(hardened_extendable_slab_cross_thread_frees) {
   checked_upstream upstream;
   {
-    strata::extendable_slab slab{{.slot_size = 48, .slots_per_segment = 64, .hardened = true}, &upstream.pages};
+    strata::extendable_slab slab{{.slot_size = 48, .slots_per_segment = 64, .hardened = true},
+                                 &upstream.pages};
     const strata::resource_stats before = slab.stats();
     workload w{.operations = scaled(20000),
                .size = [](std::mt19937_64& rng) { return 1 + rng() % 48; },
                .max_alignment_log2 = 4,
-               .housekeeping = [&](int t, int) { if (t == 2) slab.trim(); },
+               .housekeeping =
+                   [&](int t, int) {
+                     if (t == 2) slab.trim();
+                   },
                .observe = [&] { static_cast<void>(slab.stats()); }};
     const outcome out = hammer(slab, w);
     expect_balanced(out, before, slab.stats());
@@ -363,13 +372,15 @@ BOOST_AUTO_TEST_CASE(extendable_slab_on_chunk_provider_chain) {
     {
       strata::extendable_slab slab{{.slot_size = 32, .slots_per_segment = 100, .reclaim_period = 4}, &chunks};
       const strata::resource_stats before = slab.stats();
-      workload w{.operations = scaled(30000),
-                 .size = [](std::mt19937_64& rng) { return rng() % 32 == 0 ? 4000 + rng() % 9000 : 1 + rng() % 32; },
-                 .max_alignment_log2 = 5,
-                 .housekeeping = [&](int t, int) {
-                   if (t == 0) slab.trim();
-                   if (t == 3) chunks.trim(64 << 10);
-                 }};
+      workload w{
+          .operations = scaled(30000),
+          .size = [](std::mt19937_64& rng) { return rng() % 32 == 0 ? 4000 + rng() % 9000 : 1 + rng() % 32; },
+          .max_alignment_log2 = 5,
+          .housekeeping =
+              [&](int t, int) {
+                if (t == 0) slab.trim();
+                if (t == 3) chunks.trim(64 << 10);
+              }};
       const outcome out = hammer(slab, w);
       expect_balanced(out, before, slab.stats());
       BOOST_TEST(chunks.stats().misuse_detected == 0u);
@@ -385,12 +396,14 @@ BOOST_AUTO_TEST_CASE(extendable_slab_on_chunk_provider_chain) {
 BOOST_AUTO_TEST_CASE(arena_cross_thread_frees_small_and_large) {
   checked_upstream upstream;
   {
-    strata::arena heap{{.capacity = 64 << 20, .refill_bytes = 4096, .cache_bytes_per_class = 8192}, &upstream.pages};
+    strata::arena heap{{.capacity = 64 << 20, .refill_bytes = 4096, .cache_bytes_per_class = 8192},
+                       &upstream.pages};
     const strata::resource_stats before = heap.stats();
     workload w{.operations = scaled(30000),
-               .size = [](std::mt19937_64& rng) {
-                 return rng() % 128 == 0 ? (std::size_t{256} << 10) + rng() % (1 << 20) : small(rng);
-               },
+               .size =
+                   [](std::mt19937_64& rng) {
+                     return rng() % 128 == 0 ? (std::size_t{256} << 10) + rng() % (1 << 20) : small(rng);
+                   },
                .max_alignment_log2 = 13,
                .observe = [&] { static_cast<void>(heap.details()); }};
     const outcome out = hammer(heap, w);
@@ -416,7 +429,10 @@ BOOST_AUTO_TEST_CASE(hardened_arena_cross_thread_frees) {
     strata::arena heap{opts, &upstream.pages};
     const strata::resource_stats before = heap.stats();
     workload w{.operations = scaled(12000),
-               .size = [](std::mt19937_64& rng) { return rng() % 64 == 0 ? (std::size_t{256} << 10) + rng() % 100000 : small(rng); },
+               .size =
+                   [](std::mt19937_64& rng) {
+                     return rng() % 64 == 0 ? (std::size_t{256} << 10) + rng() % 100000 : small(rng);
+                   },
                .max_alignment_log2 = 13,
                .observe = [&] { static_cast<void>(heap.stats()); }};
     const outcome out = hammer(heap, w);
@@ -434,7 +450,8 @@ BOOST_AUTO_TEST_CASE(arena_near_capacity_recovers_from_exhaustion) {
   {
     // One thread's live set alone (up to 61 blocks of 4 KiB on average) is
     // more than the capacity, whatever the scheduling.
-    strata::arena heap{{.capacity = 128 << 10, .refill_bytes = 1024, .cache_bytes_per_class = 2048}, &upstream.pages};
+    strata::arena heap{{.capacity = 128 << 10, .refill_bytes = 1024, .cache_bytes_per_class = 2048},
+                       &upstream.pages};
     std::vector<std::size_t> last_served(thread_count);
     std::atomic<std::uint64_t> refused{0};
     std::atomic<std::uint64_t> served{0};
@@ -448,7 +465,8 @@ BOOST_AUTO_TEST_CASE(arena_near_capacity_recovers_from_exhaustion) {
           for (int i = 0; i < scaled(8000); ++i) {
             const std::size_t bytes = 16 + rng() % 8000;
             try {
-              block b{static_cast<std::byte*>(heap.allocate(bytes, 16)), bytes, 16, static_cast<std::uint64_t>(i)};
+              block b{static_cast<std::byte*>(heap.allocate(bytes, 16)), bytes, 16,
+                      static_cast<std::uint64_t>(i)};
               write_tag(b);
               live.push_back(b);
               last_served[t] = bytes;
@@ -458,7 +476,8 @@ BOOST_AUTO_TEST_CASE(arena_near_capacity_recovers_from_exhaustion) {
             }
             if (live.size() > 60 || (!live.empty() && rng() % 3 == 0)) {
               const std::size_t j = rng() % live.size();
-              if (!tag_intact(live[j])) bad_tags.fetch_add(1, std::memory_order_relaxed);  // Boost.Test is not thread-safe
+              if (!tag_intact(live[j]))
+                bad_tags.fetch_add(1, std::memory_order_relaxed);  // Boost.Test is not thread-safe
               heap.deallocate(live[j].pointer, live[j].bytes, live[j].alignment);
               live[j] = live.back();
               live.pop_back();
@@ -524,10 +543,9 @@ BOOST_AUTO_TEST_CASE(tracking_resource_cross_thread_frees) {
                                          .on_leak = [&](const auto& report) { leaks += report.blocks; }},
                                         &upstream.pages};
       const strata::resource_stats before = tracked.stats();
-      workload w{.operations = scaled(8000),
-                 .size = small,
-                 .max_alignment_log2 = 12,
-                 .observe = [&] { static_cast<void>(tracked.live_blocks()); }};
+      workload w{.operations = scaled(8000), .size = small, .max_alignment_log2 = 12, .observe = [&] {
+                   static_cast<void>(tracked.live_blocks());
+                 }};
       const outcome out = hammer(tracked, w);
       expect_balanced(out, before, tracked.stats());
       BOOST_TEST(tracked.live_blocks() == 0u);

@@ -84,7 +84,7 @@ BOOST_AUTO_TEST_CASE(double_free_and_unknown_pointer_are_detected_and_not_forwar
   tracked.deallocate(p, 64, 8);  // double free
   int local = 0;
   tracked.deallocate(&local, sizeof local, alignof(int));  // never handed out
-  BOOST_TEST(upstream.mismatches() == 0u);  // neither reached the upstream
+  BOOST_TEST(upstream.mismatches() == 0u);                 // neither reached the upstream
   BOOST_TEST(upstream.deallocations() == 1u);
   const auto d = tracked.details();
   BOOST_TEST(d.double_frees == 1u);

@@ -29,12 +29,12 @@ class counting_upstream final : public bpmr::memory_resource {
 
  private:
   void* do_allocate(std::size_t bytes, std::size_t alignment) override {
-    void* p = ::operator new(bytes, std::align_val_t{alignment});
+    void* p = ::operator new (bytes, std::align_val_t{alignment});
     outstanding_ += bytes;
     return p;
   }
   void do_deallocate(void* p, std::size_t bytes, std::size_t alignment) override {
-    ::operator delete(p, bytes, std::align_val_t{alignment});
+    ::operator delete (p, bytes, std::align_val_t{alignment});
     outstanding_ -= bytes;
   }
   bool do_is_equal(const bpmr::memory_resource& other) const noexcept override { return this == &other; }
@@ -52,7 +52,9 @@ class unsync_pool_resource final : public std::pmr::memory_resource {
   }
 
  private:
-  void* do_allocate(std::size_t bytes, std::size_t alignment) override { return pool_.allocate(bytes, alignment); }
+  void* do_allocate(std::size_t bytes, std::size_t alignment) override {
+    return pool_.allocate(bytes, alignment);
+  }
   void do_deallocate(void* p, std::size_t bytes, std::size_t alignment) override {
     pool_.deallocate(p, bytes, alignment);
   }

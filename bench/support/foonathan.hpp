@@ -38,12 +38,12 @@ struct counting_heap {
   static inline std::size_t outstanding = 0;
 
   void* allocate_node(std::size_t size, std::size_t alignment) {
-    void* p = ::operator new(size, std::align_val_t{alignment});
+    void* p = ::operator new (size, std::align_val_t{alignment});
     outstanding += size;
     return p;
   }
   void deallocate_node(void* p, std::size_t size, std::size_t alignment) noexcept {
-    ::operator delete(p, size, std::align_val_t{alignment});
+    ::operator delete (p, size, std::align_val_t{alignment});
     outstanding -= size;
   }
 };
@@ -63,8 +63,8 @@ inline meter heap_meter() {
 class pool_resource final : public fm::memory_resource_adapter<pool> {
  public:
   explicit pool_resource(std::size_t node_size, std::size_t nodes_per_block = 4096)
-      : fm::memory_resource_adapter<pool>(
-            pool(node_size, pool::min_block_size(node_size, nodes_per_block))) {}
+      : fm::memory_resource_adapter<pool>(pool(node_size, pool::min_block_size(node_size, nodes_per_block))) {
+  }
 };
 
 /// memory_pool_collection (one node pool per power-of-two size, up to

@@ -47,21 +47,22 @@ namespace strata::bench {
 class bare_chunk_stack final : public std::pmr::memory_resource {
  public:
   ~bare_chunk_stack() override {
-    for (std::size_t i = 0; i < count_; ++i) ::operator delete(stack_[i], std::align_val_t{alignment_});
+    for (std::size_t i = 0; i < count_; ++i) ::operator delete (stack_[i], std::align_val_t{alignment_});
   }
 
  private:
   void* do_allocate(std::size_t bytes, std::size_t alignment) override {
-    if (count_ != 0) [[likely]] return stack_[--count_];
+    if (count_ != 0) [[likely]]
+      return stack_[--count_];
     alignment_ = alignment > alignment_ ? alignment : alignment_;
-    return ::operator new(bytes, std::align_val_t{alignment_});
+    return ::operator new (bytes, std::align_val_t{alignment_});
   }
   void do_deallocate(void* p, std::size_t, std::size_t) override {
     if (count_ < capacity) [[likely]] {
       stack_[count_++] = p;
       return;
     }
-    ::operator delete(p, std::align_val_t{alignment_});
+    ::operator delete (p, std::align_val_t{alignment_});
   }
   bool do_is_equal(const memory_resource& other) const noexcept override { return this == &other; }
 
@@ -77,10 +78,10 @@ class bare_free_list final : public std::pmr::memory_resource {
  public:
   explicit bare_free_list(std::size_t block_size, std::size_t capacity = std::size_t{64} << 20)
       : block_size_((block_size + 15) & ~std::size_t{15}),
-        buffer_(static_cast<std::byte*>(::operator new(capacity, std::align_val_t{4096}))),
+        buffer_(static_cast<std::byte*>(::operator new (capacity, std::align_val_t{4096}))),
         end_(buffer_ + capacity),
         fresh_(buffer_) {}
-  ~bare_free_list() override { ::operator delete(buffer_, std::align_val_t{4096}); }
+  ~bare_free_list() override { ::operator delete (buffer_, std::align_val_t{4096}); }
   /// Bytes carved from the buffer so far (the floor's footprint).
   std::size_t carved() const noexcept { return static_cast<std::size_t>(fresh_ - buffer_); }
 
@@ -114,10 +115,10 @@ class bare_free_list final : public std::pmr::memory_resource {
 class bare_size_class_lists final : public std::pmr::memory_resource {
  public:
   explicit bare_size_class_lists(std::size_t capacity = std::size_t{256} << 20)
-      : buffer_(static_cast<std::byte*>(::operator new(capacity, std::align_val_t{4096}))),
+      : buffer_(static_cast<std::byte*>(::operator new (capacity, std::align_val_t{4096}))),
         end_(buffer_ + capacity),
         fresh_(buffer_) {}
-  ~bare_size_class_lists() override { ::operator delete(buffer_, std::align_val_t{4096}); }
+  ~bare_size_class_lists() override { ::operator delete (buffer_, std::align_val_t{4096}); }
   /// Bytes carved from the buffer so far (the floor's footprint).
   std::size_t carved() const noexcept { return static_cast<std::size_t>(fresh_ - buffer_); }
 
@@ -154,10 +155,10 @@ class bare_size_class_lists final : public std::pmr::memory_resource {
 class bare_bump final : public std::pmr::memory_resource {
  public:
   explicit bare_bump(std::size_t capacity = std::size_t{8} << 20)
-      : buffer_(static_cast<std::byte*>(::operator new(capacity, std::align_val_t{4096}))),
+      : buffer_(static_cast<std::byte*>(::operator new (capacity, std::align_val_t{4096}))),
         end_(buffer_ + capacity),
         cursor_(buffer_) {}
-  ~bare_bump() override { ::operator delete(buffer_, std::align_val_t{4096}); }
+  ~bare_bump() override { ::operator delete (buffer_, std::align_val_t{4096}); }
   void reset() noexcept { cursor_ = buffer_; }
   /// Bytes bumped over since the last reset (the floor's footprint).
   std::size_t carved() const noexcept { return static_cast<std::size_t>(cursor_ - buffer_); }
@@ -166,7 +167,8 @@ class bare_bump final : public std::pmr::memory_resource {
   void* do_allocate(std::size_t bytes, std::size_t alignment) override {
     auto* p = reinterpret_cast<std::byte*>((reinterpret_cast<std::uintptr_t>(cursor_) + alignment - 1) &
                                            ~(alignment - 1));
-    if (p + bytes > end_) [[unlikely]] throw std::bad_alloc();
+    if (p + bytes > end_) [[unlikely]]
+      throw std::bad_alloc();
     cursor_ = p + bytes;
     return p;
   }
@@ -256,7 +258,8 @@ class peer_resource final : public std::pmr::memory_resource {
  public:
   using allocate_fn = void* (*)(std::size_t bytes, std::size_t alignment);
   using deallocate_fn = void (*)(void* p, std::size_t bytes, std::size_t alignment);
-  peer_resource(allocate_fn allocate, deallocate_fn deallocate) : allocate_(allocate), deallocate_(deallocate) {}
+  peer_resource(allocate_fn allocate, deallocate_fn deallocate)
+      : allocate_(allocate), deallocate_(deallocate) {}
 
  private:
   void* do_allocate(std::size_t bytes, std::size_t alignment) override {
@@ -264,7 +267,9 @@ class peer_resource final : public std::pmr::memory_resource {
     if (p == nullptr) throw std::bad_alloc();
     return p;
   }
-  void do_deallocate(void* p, std::size_t bytes, std::size_t alignment) override { deallocate_(p, bytes, alignment); }
+  void do_deallocate(void* p, std::size_t bytes, std::size_t alignment) override {
+    deallocate_(p, bytes, alignment);
+  }
   bool do_is_equal(const memory_resource& other) const noexcept override { return this == &other; }
   allocate_fn allocate_;
   deallocate_fn deallocate_;
@@ -301,7 +306,9 @@ inline std::size_t (*mi_usable_size)(const void*) = nullptr;
 inline std::size_t (*tc_malloc_size)(void*) = nullptr;
 inline std::size_t (*tbb_msize)(void*) = nullptr;
 
-inline int je_align_flag(std::size_t alignment) { return static_cast<int>(std::countr_zero(alignment)); }
+inline int je_align_flag(std::size_t alignment) {
+  return static_cast<int>(std::countr_zero(alignment));
+}
 
 }  // namespace detail
 
@@ -329,7 +336,8 @@ inline const std::vector<peer>& peers() {
                        })});
     }
     d::je_mallocx = reinterpret_cast<void* (*)(std::size_t, int)>(d::symbol("libjemalloc.so.2", "mallocx"));
-    d::je_sdallocx = reinterpret_cast<void (*)(void*, std::size_t, int)>(d::symbol("libjemalloc.so.2", "sdallocx"));
+    d::je_sdallocx =
+        reinterpret_cast<void (*)(void*, std::size_t, int)>(d::symbol("libjemalloc.so.2", "sdallocx"));
     if (d::je_mallocx != nullptr && d::je_sdallocx != nullptr) {
       static peer_resource jemalloc{
           [](std::size_t n, std::size_t a) { return d::je_mallocx(n, d::je_align_flag(a)); },
@@ -350,7 +358,8 @@ inline const std::vector<peer>& peers() {
     }
     d::tbb_aligned_malloc = reinterpret_cast<void* (*)(std::size_t, std::size_t)>(
         d::symbol("libtbbmalloc.so.2", "scalable_aligned_malloc"));
-    d::tbb_aligned_free = reinterpret_cast<void (*)(void*)>(d::symbol("libtbbmalloc.so.2", "scalable_aligned_free"));
+    d::tbb_aligned_free =
+        reinterpret_cast<void (*)(void*)>(d::symbol("libtbbmalloc.so.2", "scalable_aligned_free"));
     if (d::tbb_aligned_malloc != nullptr && d::tbb_aligned_free != nullptr) {
       static peer_resource tbbmalloc{[](std::size_t n, std::size_t a) { return d::tbb_aligned_malloc(n, a); },
                                      [](void* p, std::size_t, std::size_t) { d::tbb_aligned_free(p); }};
@@ -374,8 +383,10 @@ class mi_heap_resource final : public std::pmr::memory_resource {
       d::mi_heap_new = reinterpret_cast<void* (*)()>(d::symbol("libmimalloc.so.2", "mi_heap_new"));
       d::mi_heap_malloc_aligned = reinterpret_cast<void* (*)(void*, std::size_t, std::size_t)>(
           d::symbol("libmimalloc.so.2", "mi_heap_malloc_aligned"));
-      d::mi_heap_destroy = reinterpret_cast<void (*)(void*)>(d::symbol("libmimalloc.so.2", "mi_heap_destroy"));
-      return d::mi_heap_new != nullptr && d::mi_heap_malloc_aligned != nullptr && d::mi_heap_destroy != nullptr;
+      d::mi_heap_destroy =
+          reinterpret_cast<void (*)(void*)>(d::symbol("libmimalloc.so.2", "mi_heap_destroy"));
+      return d::mi_heap_new != nullptr && d::mi_heap_malloc_aligned != nullptr &&
+             d::mi_heap_destroy != nullptr;
     }();
     return loaded;
   }
@@ -403,7 +414,8 @@ class mi_heap_resource final : public std::pmr::memory_resource {
 /// iteration under callgrind from two runs of different n.
 template <class Function>
 benchmark::internal::Benchmark* add(const std::string& name, Function&& function) {
-  benchmark::internal::Benchmark* b = benchmark::RegisterBenchmark(name.c_str(), std::forward<Function>(function));
+  benchmark::internal::Benchmark* b =
+      benchmark::RegisterBenchmark(name.c_str(), std::forward<Function>(function));
   if (const char* n = std::getenv("STRATA_BENCH_ITERATIONS")) b->Iterations(std::atoll(n));
   return b;
 }

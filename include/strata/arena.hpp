@@ -33,7 +33,7 @@ namespace detail {
 
 inline constexpr unsigned arena_class_count = 96;
 inline constexpr std::size_t arena_max_small = std::size_t{256} << 10;  // largest class
-inline constexpr std::size_t arena_page = 4096;  // large-path granularity; largest class alignment
+inline constexpr std::size_t arena_page = 4096;             // large-path granularity; largest class alignment
 inline constexpr unsigned arena_large = arena_class_count;  // "class" of the large path
 
 /// Returns the block size of class cls (< arena_class_count).
@@ -83,7 +83,8 @@ inline constexpr std::size_t arena_table_max = 1024;
 
 /// Returns the smallest class whose blocks hold bytes. Requires: bytes <= arena_max_small.
 [[nodiscard]] constexpr unsigned arena_size_class(std::size_t bytes) noexcept {
-  if (bytes <= arena_table_max) [[likely]] return arena_small_class_table[(bytes + 15) >> 4];
+  if (bytes <= arena_table_max) [[likely]]
+    return arena_small_class_table[(bytes + 15) >> 4];
   return arena_size_class_computed(bytes);
 }
 
@@ -108,7 +109,8 @@ inline constexpr auto arena_aligned_class = [] {
 [[nodiscard]] inline unsigned arena_class_for(std::size_t bytes, std::size_t alignment) noexcept {
   if (bytes > arena_max_small) return arena_large;
   const unsigned cls = arena_size_class(bytes);
-  if (alignment <= 16) [[likely]] return cls;  // every class is aligned to 16
+  if (alignment <= 16) [[likely]]
+    return cls;  // every class is aligned to 16
   if (alignment > arena_page) return arena_large;
   return arena_aligned_class[static_cast<unsigned>(std::countr_zero(alignment))][cls];
 }
@@ -215,19 +217,19 @@ class arena final : public resource {
     std::size_t block_size;
     std::size_t central_blocks;  ///< free blocks in the central pool
     std::size_t central_bytes;
-    std::size_t cached_blocks;   ///< free blocks in thread caches
+    std::size_t cached_blocks;  ///< free blocks in thread caches
   };
 
   struct details_type {
-    std::size_t capacity;           ///< bytes of the region
-    std::size_t remaining;          ///< never carved, plus free large extents
+    std::size_t capacity;                ///< bytes of the region
+    std::size_t remaining;               ///< never carved, plus free large extents
     std::vector<class_details> classes;  ///< all 96, smallest first
-    std::size_t large_live;         ///< large blocks handed out
-    std::size_t large_live_bytes;   ///< their page-rounded sizes
-    std::size_t large_free;         ///< free extents kept for large requests
+    std::size_t large_live;              ///< large blocks handed out
+    std::size_t large_live_bytes;        ///< their page-rounded sizes
+    std::size_t large_free;              ///< free extents kept for large requests
     std::size_t large_free_bytes;
-    std::uint64_t remote_frees;     ///< lower bound on frees of blocks another thread allocated
-    std::size_t threads_attached;   ///< live thread caches
+    std::uint64_t remote_frees;    ///< lower bound on frees of blocks another thread allocated
+    std::size_t threads_attached;  ///< live thread caches
   };
 
   // ---------------------------------------------------------- construction
@@ -339,9 +341,9 @@ class arena final : public resource {
   // O(1); partial lists (thread exit, hardened mode) go to the loose list.
   struct alignas(64) central_pool {  // apart from each other and from the read-only fields above
     mutable std::mutex mutex;
-    void* batches = nullptr;    // top batch head; batches linked through word 1
+    void* batches = nullptr;  // top batch head; batches linked through word 1
     std::size_t batch_count = 0;
-    void* loose = nullptr;      // blocks linked through word 0
+    void* loose = nullptr;  // blocks linked through word 0
     std::size_t loose_count = 0;
   };
   struct block_record {
@@ -351,30 +353,30 @@ class arena final : public resource {
   };
 
   options options_;
-  std::uint64_t id_;                       // unique per arena, never reused
-  detail::link_codec codec_;               // central-pool links (hardened only)
-  std::uintptr_t base_;                    // region start
-  std::size_t capacity_;                   // region bytes (a multiple of arena_page)
+  std::uint64_t id_;          // unique per arena, never reused
+  detail::link_codec codec_;  // central-pool links (hardened only)
+  std::uintptr_t base_;       // region start
+  std::size_t capacity_;      // region bytes (a multiple of arena_page)
   // Per class: blocks a refill takes, and blocks a bin holds before handing a batch back.
   std::array<std::uint32_t, detail::arena_class_count> batch_{};
   std::array<std::uint32_t, detail::arena_class_count> bin_limit_{};
   std::array<central_pool, detail::arena_class_count> pools_;
 
-  alignas(64) mutable std::mutex region_mutex_;  // guards everything down to large_live_bytes_
-  std::size_t cursor_ = 0;                 // offset of the first byte never carved
+  alignas(64) mutable std::mutex region_mutex_;      // guards everything down to large_live_bytes_
+  std::size_t cursor_ = 0;                           // offset of the first byte never carved
   std::map<std::size_t, std::size_t> free_extents_;  // offset -> size, coalesced
   std::map<std::size_t, std::size_t> large_live_;    // offset -> page-rounded size
   std::size_t large_free_bytes_ = 0;
   std::size_t large_live_bytes_ = 0;
 
-  mutable std::mutex hardened_mutex_;       // guards handed_out_ (hardened mode only)
+  mutable std::mutex hardened_mutex_;  // guards handed_out_ (hardened mode only)
   std::unordered_map<const void*, block_record> handed_out_;
 
   // Guarded by the process-wide registry mutex (see the .cpp).
   std::vector<detail::arena_thread_cache*> caches_;  // attached thread caches, owned
-  std::uint64_t retired_allocations_ = 0;             // counters of detached caches and
-  std::uint64_t retired_deallocations_ = 0;           // of threads that could not attach
-  std::uint64_t retired_bytes_in_use_ = 0;             // modulo 2^64
+  std::uint64_t retired_allocations_ = 0;            // counters of detached caches and
+  std::uint64_t retired_deallocations_ = 0;          // of threads that could not attach
+  std::uint64_t retired_bytes_in_use_ = 0;           // modulo 2^64
   std::uint64_t retired_remote_frees_ = 0;
 
   std::atomic<std::uint64_t> failed_{0};

@@ -50,8 +50,9 @@ struct alignas(64) chunk_bin {
 /// thread's most recently used one is current_thread_cache<chunk_thread_cache>.
 struct chunk_thread_cache {
   std::array<chunk_bin, chunk_class_count> bins{};
-  std::array<single_writer_counter, chunk_class_count> handed{};    // chunks handed out, per class
-  std::array<single_writer_counter, chunk_class_count> returned{};  // chunks given back on this thread, per class
+  std::array<single_writer_counter, chunk_class_count> handed{};  // chunks handed out, per class
+  std::array<single_writer_counter, chunk_class_count>
+      returned{};  // chunks given back on this thread, per class
   // Caller's bytes of normal chunks allocated minus those deallocated on this
   // thread, in two's complement (it goes "below zero" on a thread that frees
   // others' chunks; the sum over threads is exact). One running figure rather
@@ -132,10 +133,10 @@ class chunk_provider final : public resource {
   /// Per-class figures in details().
   struct class_details {
     std::size_t chunk_size;
-    std::size_t cached;         ///< chunks cached (shared pool and thread caches)
-    std::size_t in_use;         ///< chunks handed out and not returned
-    std::uint64_t cache_hits;   ///< requests served from a cache
-    std::uint64_t cache_misses; ///< requests that went upstream
+    std::size_t cached;          ///< chunks cached (shared pool and thread caches)
+    std::size_t in_use;          ///< chunks handed out and not returned
+    std::uint64_t cache_hits;    ///< requests served from a cache
+    std::uint64_t cache_misses;  ///< requests that went upstream
   };
 
   struct details_type {
@@ -230,7 +231,8 @@ class chunk_provider final : public resource {
     }
   }
   [[nodiscard]] detail::chunk_thread_cache* my_cache() const noexcept {
-    const detail::chunk_cache_slot slot = detail::current_thread_cache<detail::chunk_thread_cache>;  // one TLS read
+    const detail::chunk_cache_slot slot =
+        detail::current_thread_cache<detail::chunk_thread_cache>;  // one TLS read
     return slot.owner_id == id_ ? slot.cache : nullptr;
   }
 
@@ -270,7 +272,8 @@ class chunk_provider final : public resource {
   // Empties cache's bins of classes below below_class: upstream when
   // to_upstream, else into the shared pools (even past max_cached_bytes).
   // Returns the chunks moved.
-  std::size_t flush_thread_cache(detail::chunk_thread_cache& cache, unsigned below_class, bool to_upstream) noexcept;
+  std::size_t flush_thread_cache(detail::chunk_thread_cache& cache, unsigned below_class,
+                                 bool to_upstream) noexcept;
   void note_returned(detail::chunk_thread_cache* cache, unsigned cls, std::size_t bytes) noexcept;
   void reject(misuse_kind kind, void* p, std::size_t bytes, std::size_t alignment) noexcept;
   bool invariants_hold() const noexcept;
@@ -282,8 +285,8 @@ class chunk_provider final : public resource {
 
   struct shared_pool {  // one class's chunks beyond the thread caches
     mutable std::mutex mutex;
-    void* head = nullptr;    // chunks linked through their first word; guarded by mutex
-    std::size_t count = 0;   // guarded by mutex
+    void* head = nullptr;                  // chunks linked through their first word; guarded by mutex
+    std::size_t count = 0;                 // guarded by mutex
     std::atomic<std::uint64_t> misses{0};  // requests of this class that went upstream
   };
   struct class_totals {  // counters of thread caches already detached
@@ -299,44 +302,44 @@ class chunk_provider final : public resource {
 
   // What the fast paths read, together at the start of the object (the
   // first two cache lines, with the base's vptr and upstream).
-  std::uint64_t id_;                                  // unique per provider, never reused
-  std::size_t min_chunk_mask_;                        // min_chunk_size - 1
-  std::atomic<unsigned> fast_ceiling_;                // largest class the allocate fast path serves
+  std::uint64_t id_;                    // unique per provider, never reused
+  std::size_t min_chunk_mask_;          // min_chunk_size - 1
+  std::atomic<unsigned> fast_ceiling_;  // largest class the allocate fast path serves
   // Chunks a thread bin may hold per class: 0 outside [floor, max class] and
   // when thread caches are off, so one load decides the deallocate fast path.
   std::array<std::atomic<std::uint8_t>, detail::chunk_class_count> bin_capacity_{};
 
   options options_;
-  detail::link_codec codec_;                          // shared pool links (hardened only)
-  unsigned min_class_;                                // log2(min_chunk_size)
-  unsigned max_class_;                                // log2(max_chunk_size)
-  std::size_t warning_threshold_;                     // bytes; unlimited when no budget
-  std::mutex floor_mutex_;                            // serializes floor changes
-  std::atomic<unsigned> floor_;                       // smallest cached class
+  detail::link_codec codec_;       // shared pool links (hardened only)
+  unsigned min_class_;             // log2(min_chunk_size)
+  unsigned max_class_;             // log2(max_chunk_size)
+  std::size_t warning_threshold_;  // bytes; unlimited when no budget
+  std::mutex floor_mutex_;         // serializes floor changes
+  std::atomic<unsigned> floor_;    // smallest cached class
   std::array<shared_pool, detail::chunk_class_count> pools_;
   std::atomic<std::size_t> shared_cached_bytes_{0};
-  std::atomic<std::size_t> bytes_reserved_{0};        // held from upstream; the budget's measure
+  std::atomic<std::size_t> bytes_reserved_{0};  // held from upstream; the budget's measure
   std::atomic<bool> warning_armed_{true};
 
-  mutable std::mutex blocks_mutex_;                   // guards blocks_ and oversized counters
+  mutable std::mutex blocks_mutex_;                       // guards blocks_ and oversized counters
   std::vector<std::pair<void*, upstream_block>> blocks_;  // every chunk held from upstream, sorted
   std::size_t oversized_live_ = 0;
-  std::size_t oversized_bytes_in_use_ = 0;            // caller's sizes
+  std::size_t oversized_bytes_in_use_ = 0;  // caller's sizes
   std::uint64_t oversized_allocations_ = 0;
   std::uint64_t oversized_deallocations_ = 0;
 
   // Guarded by the process-wide registry mutex (see the .cpp).
-  std::vector<detail::chunk_thread_cache*> caches_;   // attached thread caches, owned
+  std::vector<detail::chunk_thread_cache*> caches_;                        // attached thread caches, owned
   std::array<class_totals, detail::chunk_class_count> retired_classes_{};  // of detached caches
-  std::uint64_t retired_bytes_in_use_ = 0;            // of detached caches (two's complement)
-  std::size_t released_in_use_ = 0;                   // caller bytes dropped by release()
+  std::uint64_t retired_bytes_in_use_ = 0;  // of detached caches (two's complement)
+  std::size_t released_in_use_ = 0;         // caller bytes dropped by release()
   std::array<std::uint64_t, detail::chunk_class_count> released_classes_{};  // chunks dropped by release()
 
   std::atomic<std::uint64_t> failed_{0};
-  std::atomic<std::uint64_t> rejected_{0};            // deallocates refused as misuse
+  std::atomic<std::uint64_t> rejected_{0};  // deallocates refused as misuse
   std::atomic<std::uint64_t> upstream_allocations_{0};
   std::atomic<std::uint64_t> upstream_deallocations_{0};
-  std::atomic<std::size_t> peak_{0};                  // sampled high-water mark
+  std::atomic<std::size_t> peak_{0};  // sampled high-water mark
   std::atomic<std::uint64_t> evicted_by_floor_{0};
   std::atomic<std::uint64_t> evicted_by_trim_{0};
   std::atomic<std::uint64_t> evicted_by_budget_{0};
@@ -347,7 +350,8 @@ class chunk_provider final : public resource {
 
 // Serves a chunk from this thread's cache: no lock, no atomic read-modify-write.
 inline void* chunk_provider::do_allocate(std::size_t bytes, std::size_t alignment) {
-  const detail::chunk_cache_slot slot = detail::current_thread_cache<detail::chunk_thread_cache>;  // one TLS read
+  const detail::chunk_cache_slot slot =
+      detail::current_thread_cache<detail::chunk_thread_cache>;  // one TLS read
   // A zero alignment passes the power-of-two test here but gives an oversized class.
   if (slot.owner_id == id_ && (alignment & (alignment - 1)) == 0) [[likely]] {
     const std::size_t cls = fast_class_of(bytes, alignment);
@@ -369,7 +373,8 @@ inline void* chunk_provider::do_allocate(std::size_t bytes, std::size_t alignmen
 
 // Keeps a chunk in this thread's cache when its bin has room.
 inline void chunk_provider::do_deallocate(void* p, std::size_t bytes, std::size_t alignment) {
-  const detail::chunk_cache_slot slot = detail::current_thread_cache<detail::chunk_thread_cache>;  // one TLS read
+  const detail::chunk_cache_slot slot =
+      detail::current_thread_cache<detail::chunk_thread_cache>;  // one TLS read
   // A zero alignment passes the power-of-two test here but gives an oversized class.
   if (slot.owner_id == id_ && (alignment & (alignment - 1)) == 0) [[likely]] {
     const std::size_t cls = fast_class_of(bytes, alignment);
@@ -379,7 +384,8 @@ inline void chunk_provider::do_deallocate(void* p, std::size_t bytes, std::size_
     // the alignment test (p's low cls bits shifted out and back) runs only
     // for cls <= max_class_; it is one instruction shorter than a mask.
     if (count < bin_capacity_[cls].load(std::memory_order_relaxed) &&
-        (reinterpret_cast<std::uintptr_t>(p) >> cls << cls) == reinterpret_cast<std::uintptr_t>(p)) [[likely]] {
+        (reinterpret_cast<std::uintptr_t>(p) >> cls << cls) == reinterpret_cast<std::uintptr_t>(p))
+        [[likely]] {
       detail::poison_memory(p, std::size_t{1} << cls);
       bin.chunks[count] = p;
       bin.count.store(count + 1, std::memory_order_relaxed);

@@ -31,23 +31,25 @@ namespace detail {
 /// chain through memory on both allocate and deallocate. stats() sums them
 /// under the registry mutex.
 struct alignas(64) xslab_thread_cache {
-  void* head = nullptr;                  // free slots (plain links; caches are off in hardened mode)
-  single_writer_counter pushed{0};               // slots put on head: deallocations and refills
-  single_writer_counter popped{0};               // slots taken off head: allocations and flushes
-  single_writer_counter refilled{0};             // of pushed, by refills
-  single_writer_counter flushed{0};              // of popped, by flushes
-  single_writer_counter forwarded_allocations{0};    // made on this thread
+  void* head = nullptr;               // free slots (plain links; caches are off in hardened mode)
+  single_writer_counter pushed{0};    // slots put on head: deallocations and refills
+  single_writer_counter popped{0};    // slots taken off head: allocations and flushes
+  single_writer_counter refilled{0};  // of pushed, by refills
+  single_writer_counter flushed{0};   // of popped, by flushes
+  single_writer_counter forwarded_allocations{0};  // made on this thread
   single_writer_counter forwarded_deallocations{0};
   // Caller's bytes allocated minus those deallocated on this thread, in two's
   // complement (it goes "below zero" on a thread that frees others' slots; the
   // sum over threads is exact). One running figure rather than two sums, so
   // the allocate fast path keeps the peak without a subtraction.
   single_writer_counter bytes_in_use{0};
-  single_writer_counter peak_bytes_in_use{0};    // of this thread's own view
-  std::uintptr_t hot_segment = 0;        // the segment of the last slot freed here, known to be the slab's...
-  std::uint64_t hot_epoch = 0;           // ...as long as the slab's reclaim epoch is still this one
+  single_writer_counter peak_bytes_in_use{0};  // of this thread's own view
+  std::uintptr_t hot_segment = 0;  // the segment of the last slot freed here, known to be the slab's...
+  std::uint64_t hot_epoch = 0;     // ...as long as the slab's reclaim epoch is still this one
 
-  [[nodiscard]] static std::uint64_t get(const single_writer_counter& c) noexcept { return c.load(std::memory_order_relaxed); }
+  [[nodiscard]] static std::uint64_t get(const single_writer_counter& c) noexcept {
+    return c.load(std::memory_order_relaxed);
+  }
   [[nodiscard]] std::uint64_t size() const noexcept { return get(pushed) - get(popped); }
   [[nodiscard]] std::uint64_t allocations() const noexcept {
     return get(popped) - get(flushed) + get(forwarded_allocations);
@@ -71,16 +73,19 @@ class segment_table {
  public:
   explicit segment_table(unsigned log2_capacity)
       : bits_(log2_capacity),
-        entries_(static_cast<std::uintptr_t*>(::operator new(capacity() * sizeof(std::uintptr_t), std::align_val_t{64}))) {
+        entries_(static_cast<std::uintptr_t*>(
+            ::operator new (capacity() * sizeof(std::uintptr_t), std::align_val_t{64}))) {
     std::fill_n(entries_, capacity(), std::uintptr_t{0});
   }
-  ~segment_table() { ::operator delete(entries_, std::align_val_t{64}); }
+  ~segment_table() { ::operator delete (entries_, std::align_val_t{64}); }
   segment_table(const segment_table&) = delete;
   segment_table& operator=(const segment_table&) = delete;
 
   [[nodiscard]] unsigned bits() const noexcept { return bits_; }
   [[nodiscard]] std::size_t capacity() const noexcept { return std::size_t{1} << bits_; }
-  [[nodiscard]] std::uintptr_t word() const noexcept { return reinterpret_cast<std::uintptr_t>(entries_) | bits_; }
+  [[nodiscard]] std::uintptr_t word() const noexcept {
+    return reinterpret_cast<std::uintptr_t>(entries_) | bits_;
+  }
   [[nodiscard]] std::atomic_ref<std::uintptr_t> entry(std::size_t i) const noexcept {
     return std::atomic_ref<std::uintptr_t>(entries_[i]);
   }
@@ -95,15 +100,16 @@ class segment_table {
     auto* entries = reinterpret_cast<std::uintptr_t*>(word & ~std::uintptr_t{63});
     const std::size_t mask = (std::size_t{1} << bits) - 1;
     for (std::size_t i = home(segment, bits);; i = (i + 1) & mask) {
-      const std::uintptr_t entry = std::atomic_ref<std::uintptr_t>(entries[i]).load(std::memory_order_relaxed);
+      const std::uintptr_t entry =
+          std::atomic_ref<std::uintptr_t>(entries[i]).load(std::memory_order_relaxed);
       if (entry == segment) return true;
       if (entry == 0) return false;
     }
   }
 
  private:
-  unsigned bits_;              // 3..58
-  std::uintptr_t* entries_;    // 0: empty; read and written through atomic_ref
+  unsigned bits_;            // 3..58
+  std::uintptr_t* entries_;  // 0: empty; read and written through atomic_ref
 };
 
 struct xslab_segment;  // the header at the start of every segment (extendable_slab.cpp)
@@ -175,15 +181,15 @@ class extendable_slab final : public resource {
     std::size_t partial_segments;
     std::size_t full_segments;
     std::size_t empty_segments;
-    std::size_t cached_slots;               ///< free slots in thread caches
-    std::uint64_t growth_events;            ///< segments obtained from upstream
-    std::uint64_t concurrent_growths;       ///< of which grown while another thread was growing
-    std::uint64_t reclaimed_segments;       ///< empty segments returned upstream
-    std::uint64_t forwarded_too_large;      ///< requests forwarded for their size or alignment
+    std::size_t cached_slots;           ///< free slots in thread caches
+    std::uint64_t growth_events;        ///< segments obtained from upstream
+    std::uint64_t concurrent_growths;   ///< of which grown while another thread was growing
+    std::uint64_t reclaimed_segments;   ///< empty segments returned upstream
+    std::uint64_t forwarded_too_large;  ///< requests forwarded for their size or alignment
     std::size_t forwarded_live;
-    std::uint64_t corrupted_links;          ///< free-list links that failed validation (hardened)
-    std::uint64_t double_frees;             ///< (hardened)
-    std::size_t lost_slots;                 ///< slots cut off corrupted lists, unusable until destruction
+    std::uint64_t corrupted_links;  ///< free-list links that failed validation (hardened)
+    std::uint64_t double_frees;     ///< (hardened)
+    std::size_t lost_slots;         ///< slots cut off corrupted lists, unusable until destruction
     std::size_t threads_attached;
   };
 
@@ -209,7 +215,9 @@ class extendable_slab final : public resource {
   /// Returns the size (and alignment) of every segment asked of the upstream.
   [[nodiscard]] std::size_t segment_bytes() const noexcept { return std::size_t{1} << segment_shift_; }
   /// Returns the number of segments held.
-  [[nodiscard]] std::size_t segment_count() const noexcept { return segment_count_.load(std::memory_order_relaxed); }
+  [[nodiscard]] std::size_t segment_count() const noexcept {
+    return segment_count_.load(std::memory_order_relaxed);
+  }
   /// Returns the bytes of slots in the segments held: segment_count() x slots_per_segment x stride().
   [[nodiscard]] std::size_t capacity_bytes() const noexcept {
     return segment_count() * options_.slots_per_segment * stride_;
@@ -245,7 +253,8 @@ class extendable_slab final : public resource {
     if (offset < header_bytes_) return false;
     const std::uintptr_t segment = reinterpret_cast<std::uintptr_t>(p) - offset;
     const std::uint64_t epoch = reclaim_epoch_.load(std::memory_order_relaxed);
-    if (segment == cache.hot_segment && cache.hot_epoch == epoch) [[likely]] return true;
+    if (segment == cache.hot_segment && cache.hot_epoch == epoch) [[likely]]
+      return true;
     if (!detail::segment_table::holds(table_word_.load(std::memory_order_acquire), segment)) return false;
     cache.hot_segment = segment;
     cache.hot_epoch = epoch;
@@ -304,46 +313,46 @@ class extendable_slab final : public resource {
 
   // What the fast paths read, together at the start of the object (the
   // first two cache lines, with the base's vptr and upstream).
-  std::uint64_t id_;                    // unique per slab, never reused
-  std::size_t slot_size_ = 0;           // options_.slot_size
-  std::size_t alignment_reject_mask_ = 0;  // ~(slot_alignment - 1)
-  std::uintptr_t segment_mask_ = 0;     // segment bytes - 1
-  std::size_t header_bytes_ = 0;        // header (and hardened bits) before the colour offset
-  std::size_t stride_ = 0;              // bytes per slot
-  std::uint32_t cache_capacity_ = 0;    // slots per thread cache; 0 when caches are off
+  std::uint64_t id_;                             // unique per slab, never reused
+  std::size_t slot_size_ = 0;                    // options_.slot_size
+  std::size_t alignment_reject_mask_ = 0;        // ~(slot_alignment - 1)
+  std::uintptr_t segment_mask_ = 0;              // segment bytes - 1
+  std::size_t header_bytes_ = 0;                 // header (and hardened bits) before the colour offset
+  std::size_t stride_ = 0;                       // bytes per slot
+  std::uint32_t cache_capacity_ = 0;             // slots per thread cache; 0 when caches are off
   std::atomic<std::uint64_t> reclaim_epoch_{1};  // bumped (under mutex_) whenever a segment leaves
 
   options options_;
-  unsigned segment_shift_ = 0;          // log2(segment bytes)
-  std::size_t colour_step_ = 0;         // bytes between colours: a cache line, or the slot alignment if larger
-  std::size_t colour_count_ = 1;        // distinct colours the slack allows
-  detail::link_codec codec_;            // hardened links
+  unsigned segment_shift_ = 0;    // log2(segment bytes)
+  std::size_t colour_step_ = 0;   // bytes between colours: a cache line, or the slot alignment if larger
+  std::size_t colour_count_ = 1;  // distinct colours the slack allows
+  detail::link_codec codec_;      // hardened links
   std::atomic<std::uintptr_t> table_word_{0};  // the current segment_table's word()
 
-  mutable std::mutex mutex_;            // guards everything below up to the counters
+  mutable std::mutex mutex_;                      // guards everything below up to the counters
   std::vector<detail::xslab_segment*> segments_;  // held segments, sorted by address
   detail::xslab_segment* partial_ = nullptr;      // segments with free slots and some in use
   detail::xslab_segment* empty_ = nullptr;        // segments with none in use
   detail::xslab_segment* full_ = nullptr;         // segments with no free slot
   std::size_t empty_count_ = 0;
-  std::size_t empty_low_water_ = 0;     // fewest empty segments seen this period
-  std::size_t period_ops_ = 0;          // refills and flushes this period
-  std::size_t table_used_ = 0;          // entries in *table_
+  std::size_t empty_low_water_ = 0;                             // fewest empty segments seen this period
+  std::size_t period_ops_ = 0;                                  // refills and flushes this period
+  std::size_t table_used_ = 0;                                  // entries in *table_
   std::vector<std::unique_ptr<detail::segment_table>> tables_;  // current last; older ones stay for readers
-  std::unordered_map<void*, forwarded_block> forwarded_;       // live forwarded blocks
+  std::unordered_map<void*, forwarded_block> forwarded_;        // live forwarded blocks
   std::size_t lost_slots_ = 0;
-  std::uint64_t growth_count_ = 0;      // segments grown, for the colour
+  std::uint64_t growth_count_ = 0;  // segments grown, for the colour
 
   // Guarded by the process-wide registry mutex (see the .cpp).
   std::vector<detail::xslab_thread_cache*> caches_;  // attached thread caches, owned
   std::uint64_t retired_allocations_ = 0;            // of detached caches
   std::uint64_t retired_deallocations_ = 0;
-  std::uint64_t retired_bytes_in_use_ = 0;          // two's complement
+  std::uint64_t retired_bytes_in_use_ = 0;  // two's complement
 
-  detail::atomic_counters central_;     // calls without a thread cache, upstream traffic, misuse
+  detail::atomic_counters central_;  // calls without a thread cache, upstream traffic, misuse
   std::atomic<std::size_t> segment_count_{0};
-  std::atomic<std::size_t> peak_{0};    // of detached caches
-  std::atomic<unsigned> growers_{0};    // threads obtaining a segment right now
+  std::atomic<std::size_t> peak_{0};  // of detached caches
+  std::atomic<unsigned> growers_{0};  // threads obtaining a segment right now
   std::atomic<std::uint64_t> growth_events_{0};
   std::atomic<std::uint64_t> concurrent_growths_{0};
   std::atomic<std::uint64_t> reclaimed_{0};
@@ -357,7 +366,8 @@ class extendable_slab final : public resource {
 // Pops this thread's magazine: no lock, no atomic read-modify-write (the
 // count and counters are single-writer atomics so stats() may read them).
 inline void* extendable_slab::do_allocate(std::size_t bytes, std::size_t alignment) {
-  const detail::xslab_cache_slot slot = detail::current_thread_cache<detail::xslab_thread_cache>;  // one TLS read
+  const detail::xslab_cache_slot slot =
+      detail::current_thread_cache<detail::xslab_thread_cache>;  // one TLS read
   if (slot.owner_id == id_ && bytes <= slot_size_ && fits_slot_alignment(alignment)) [[likely]] {
     detail::xslab_thread_cache& cache = *slot.cache;
     void* p = cache.head;
@@ -375,7 +385,8 @@ inline void* extendable_slab::do_allocate(std::size_t bytes, std::size_t alignme
 // Pushes a slot of one of our segments onto this thread's magazine, whichever
 // thread allocated it. Hardened mode never attaches caches, so it always goes slow.
 inline void extendable_slab::do_deallocate(void* p, std::size_t bytes, std::size_t alignment) {
-  const detail::xslab_cache_slot slot = detail::current_thread_cache<detail::xslab_thread_cache>;  // one TLS read
+  const detail::xslab_cache_slot slot =
+      detail::current_thread_cache<detail::xslab_thread_cache>;  // one TLS read
   if (slot.owner_id == id_) [[likely]] {
     detail::xslab_thread_cache& cache = *slot.cache;
     // in_some_segment's first case only: p is past the header of the segment

@@ -73,7 +73,9 @@ class resource : public std::pmr::memory_resource {
   /// classes the provider would map and unmap each time. A hint: callers
   /// may ignore it, and it may change as other threads allocate. Resources
   /// without a preference answer bytes.
-  [[nodiscard]] std::size_t preferred_size(std::size_t bytes) const noexcept { return do_preferred_size(bytes); }
+  [[nodiscard]] std::size_t preferred_size(std::size_t bytes) const noexcept {
+    return do_preferred_size(bytes);
+  }
 
   ~resource() override;
 
@@ -86,9 +88,7 @@ class resource : public std::pmr::memory_resource {
   virtual resource_stats do_stats() const noexcept = 0;
   virtual void do_reset_peak() noexcept = 0;
   virtual std::size_t do_preferred_size(std::size_t bytes) const noexcept { return bytes; }
-  bool do_is_equal(const std::pmr::memory_resource& other) const noexcept final {
-    return this == &other;
-  }
+  bool do_is_equal(const std::pmr::memory_resource& other) const noexcept final { return this == &other; }
 
   std::pmr::memory_resource* upstream_;  // upstream (held, not owned); nullptr at the bottom
   std::string_view name_;                // static string naming the class
@@ -139,13 +139,13 @@ class allocation_failure : public std::bad_alloc {
 
 /// Kinds of deallocate (or rewind) a resource can prove wrong.
 enum class misuse_kind : std::uint8_t {
-  unknown_pointer,      ///< the pointer was never handed out by this resource
-  double_free,          ///< the block was already returned
-  size_mismatch,        ///< deallocate's size differs from allocate's
-  alignment_mismatch,   ///< deallocate's alignment differs from allocate's
-  duplicate_handout,    ///< an upstream handed out a block that is still live (tracking_resource)
-  foreign_marker,       ///< a marker from another arena, or from before a reset
-  wrong_thread,         ///< a single-owner resource used from a second thread
+  unknown_pointer,     ///< the pointer was never handed out by this resource
+  double_free,         ///< the block was already returned
+  size_mismatch,       ///< deallocate's size differs from allocate's
+  alignment_mismatch,  ///< deallocate's alignment differs from allocate's
+  duplicate_handout,   ///< an upstream handed out a block that is still live (tracking_resource)
+  foreign_marker,      ///< a marker from another arena, or from before a reset
+  wrong_thread,        ///< a single-owner resource used from a second thread
 };
 
 /// Returns a short lower-case name for kind, such as "double_free".
@@ -155,9 +155,9 @@ enum class misuse_kind : std::uint8_t {
 struct misuse_report {
   std::string_view resource_name;  ///< the resource that detected it
   misuse_kind kind;
-  const void* pointer;             ///< the block concerned (may be nullptr)
-  std::size_t bytes;               ///< the size the caller passed
-  std::size_t alignment;           ///< the alignment the caller passed
+  const void* pointer;    ///< the block concerned (may be nullptr)
+  std::size_t bytes;      ///< the size the caller passed
+  std::size_t alignment;  ///< the alignment the caller passed
 };
 
 /// A function called for every detected misuse, after it has been counted in
@@ -181,17 +181,15 @@ void report_misuse(const misuse_report& report) noexcept;
 namespace detail {
 
 /// Throws std::invalid_argument naming the resource and the bad alignment.
-[[noreturn, gnu::cold]] void throw_bad_alignment(std::string_view resource_name,
-                                                 std::size_t alignment);
+[[noreturn, gnu::cold]] void throw_bad_alignment(std::string_view resource_name, std::size_t alignment);
 
 /// Throws std::invalid_argument "strata::<resource>: <field> <problem>".
-[[noreturn, gnu::cold]] void throw_bad_option(std::string_view resource_name,
-                                              std::string_view field, std::string_view problem);
+[[noreturn, gnu::cold]] void throw_bad_option(std::string_view resource_name, std::string_view field,
+                                              std::string_view problem);
 
 /// Throws allocation_failure.
-[[noreturn, gnu::cold]] void throw_allocation_failure(std::string_view resource_name,
-                                                      std::size_t bytes, std::size_t alignment,
-                                                      failure_reason reason);
+[[noreturn, gnu::cold]] void throw_allocation_failure(std::string_view resource_name, std::size_t bytes,
+                                                      std::size_t alignment, failure_reason reason);
 
 /// Returns upstream->allocate(bytes, alignment). A plain std::bad_alloc from
 /// the upstream becomes allocation_failure(resource_name, upstream_failed), so

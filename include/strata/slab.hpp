@@ -66,11 +66,11 @@ class slab final : public resource {
   };
 
   struct details_type {
-    std::size_t capacity;                   ///< slots in the region
-    std::size_t stride;                     ///< bytes per slot
-    std::size_t carved_slots;               ///< slots ever handed out of the fresh part of the region
-    std::size_t free_slots;                 ///< slots available: on the free list plus not yet carved
-    std::size_t lost_slots;                 ///< slots cut off a corrupted free list (hardened), unusable until destruction
+    std::size_t capacity;      ///< slots in the region
+    std::size_t stride;        ///< bytes per slot
+    std::size_t carved_slots;  ///< slots ever handed out of the fresh part of the region
+    std::size_t free_slots;    ///< slots available: on the free list plus not yet carved
+    std::size_t lost_slots;    ///< slots cut off a corrupted free list (hardened), unusable until destruction
     std::uint64_t forwarded_too_large;      ///< requests forwarded because of their size or alignment
     std::uint64_t forwarded_on_exhaustion;  ///< requests forwarded because the slab was full
     std::size_t forwarded_live;             ///< forwarded blocks not yet deallocated
@@ -105,8 +105,8 @@ class slab final : public resource {
   [[nodiscard]] std::size_t capacity() const noexcept { return options_.capacity; }
   /// Returns the slots that can still be handed out without forwarding.
   [[nodiscard]] std::size_t free_slots() const noexcept {
-    const std::uint64_t live = (allocations_ - forwarded_allocations_) - (deallocations_ - forwarded_deallocations_) -
-                               released_slots_;
+    const std::uint64_t live = (allocations_ - forwarded_allocations_) -
+                               (deallocations_ - forwarded_deallocations_) - released_slots_;
     return options_.capacity - lost_slots_ - static_cast<std::size_t>(live);
   }
   /// Returns the bytes each slot occupies: slot_size rounded up to slot_alignment.
@@ -140,7 +140,8 @@ class slab final : public resource {
   void note_allocate(std::size_t bytes) noexcept {
     ++allocations_;
     bytes_allocated_ += bytes;
-    if (const std::size_t in_use = bytes_allocated_ - bytes_deallocated_; in_use > peak_) [[unlikely]] peak_ = in_use;
+    if (const std::size_t in_use = bytes_allocated_ - bytes_deallocated_; in_use > peak_) [[unlikely]]
+      peak_ = in_use;
   }
   void note_deallocate(std::size_t bytes) noexcept {
     ++deallocations_;
@@ -169,36 +170,37 @@ class slab final : public resource {
 
   // Hot state first, next to the vtable pointer: the fast paths touch only
   // these (and stride_ when carving).
-  void* head_ = nullptr;               // free list (links encoded when checked_ && hardened)
-  std::size_t fast_slot_size_ = 0;     // slot_size + 1, or 0 in checked mode: the fast path serves bytes below it
-  std::size_t alignment_reject_ = 0;   // ~(slot_alignment - 1): bits a served alignment's mask must not have
-  std::uintptr_t begin_address_ = 0;   // begin_ as an integer, for the fast path's one-compare region test
-  std::size_t fast_span_ = 0;          // end_ - begin_, or 0 in checked mode: the fast path frees below it
+  void* head_ = nullptr;  // free list (links encoded when checked_ && hardened)
+  std::size_t fast_slot_size_ =
+      0;  // slot_size + 1, or 0 in checked mode: the fast path serves bytes below it
+  std::size_t alignment_reject_ = 0;  // ~(slot_alignment - 1): bits a served alignment's mask must not have
+  std::uintptr_t begin_address_ = 0;  // begin_ as an integer, for the fast path's one-compare region test
+  std::size_t fast_span_ = 0;         // end_ - begin_, or 0 in checked mode: the fast path frees below it
   // Fast-path counters, summed by do_stats(). Interleaved so that the two
   // each path updates are not adjacent: GCC 12 -O3 would otherwise merge them
   // into one SSE load-add-store whose setup adds instructions to both paths.
   std::uint64_t allocations_ = 0;
-  std::uint64_t deallocations_ = 0;     // successful ones; refused ones are in counters_
+  std::uint64_t deallocations_ = 0;  // successful ones; refused ones are in counters_
   std::size_t bytes_allocated_ = 0;
-  std::size_t bytes_deallocated_ = 0;   // includes what release() dropped
+  std::size_t bytes_deallocated_ = 0;  // includes what release() dropped
   std::size_t peak_ = 0;
-  std::byte* fresh_ = nullptr;         // next slot never handed out; slots from here to end_ are uncarved
-  std::byte* end_ = nullptr;           // one past the last slot
+  std::byte* fresh_ = nullptr;  // next slot never handed out; slots from here to end_ are uncarved
+  std::byte* end_ = nullptr;    // one past the last slot
 
   options options_;
-  std::size_t stride_ = 0;             // bytes per slot, a multiple of slot_alignment
-  std::size_t region_bytes_ = 0;       // bytes taken from upstream for the region (0: caller's buffer)
+  std::size_t stride_ = 0;        // bytes per slot, a multiple of slot_alignment
+  std::size_t region_bytes_ = 0;  // bytes taken from upstream for the region (0: caller's buffer)
   std::size_t region_alignment_ = 0;
-  std::byte* region_ = nullptr;        // what the upstream returned (nullptr: caller's buffer)
-  std::byte* begin_ = nullptr;         // first slot
-  std::size_t free_count_ = 0;         // length of the free list (kept in checked mode only)
-  bool checked_ = false;               // every call goes through the slow path (hardened or debug build)
-  detail::link_codec codec_;           // identity when not hardened
+  std::byte* region_ = nullptr;  // what the upstream returned (nullptr: caller's buffer)
+  std::byte* begin_ = nullptr;   // first slot
+  std::size_t free_count_ = 0;   // length of the free list (kept in checked mode only)
+  bool checked_ = false;         // every call goes through the slow path (hardened or debug build)
+  detail::link_codec codec_;     // identity when not hardened
   std::unique_ptr<std::uint64_t[]> live_words_;  // checked mode: one "handed out" bit per slot
   std::uint64_t forwarded_allocations_ = 0;
   std::uint64_t forwarded_deallocations_ = 0;
-  std::uint64_t released_slots_ = 0;    // slots live at release(), no longer counted as live
-  detail::plain_counters counters_;     // slow-path events: failures, misuse, upstream traffic
+  std::uint64_t released_slots_ = 0;  // slots live at release(), no longer counted as live
+  detail::plain_counters counters_;   // slow-path events: failures, misuse, upstream traffic
   std::unordered_map<void*, forwarded_block> forwarded_;  // live forwarded blocks (global heap bookkeeping)
   std::size_t lost_slots_ = 0;
   std::uint64_t forwarded_too_large_ = 0;

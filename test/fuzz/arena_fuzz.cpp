@@ -41,8 +41,10 @@ struct target {
       case 0: {
         r.reset_peak();
         const strata::resource_stats s = r.stats();
-        if (s.peak_bytes_in_use < s.bytes_in_use) fail("arena: reset_peak() left the peak below bytes_in_use");
-        if (!threads_used && s.peak_bytes_in_use != s.bytes_in_use) fail("arena: reset_peak() did not lower the peak");
+        if (s.peak_bytes_in_use < s.bytes_in_use)
+          fail("arena: reset_peak() left the peak below bytes_in_use");
+        if (!threads_used && s.peak_bytes_in_use != s.bytes_in_use)
+          fail("arena: reset_peak() did not lower the peak");
         break;
       }
       case 1: {
@@ -65,8 +67,9 @@ struct target {
         check(r, live);
         while (!burst.empty()) {
           const auto& blocks = live.blocks();
-          const auto it = std::find_if(blocks.begin(), blocks.end(),
-                                       [&](const strata::fuzz::block& b) { return b.pointer == burst.back(); });
+          const auto it = std::find_if(blocks.begin(), blocks.end(), [&](const strata::fuzz::block& b) {
+            return b.pointer == burst.back();
+          });
           const strata::fuzz::block b = live.take(static_cast<std::size_t>(it - blocks.begin()));
           r.deallocate(b.pointer, b.bytes, b.alignment);
           burst.pop_back();

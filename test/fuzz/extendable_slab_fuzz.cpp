@@ -53,8 +53,10 @@ struct target {
       case 1: {
         r.reset_peak();
         const strata::resource_stats s = r.stats();
-        if (s.peak_bytes_in_use < s.bytes_in_use) fail("extendable_slab: reset_peak() left the peak below bytes_in_use");
-        if (!threads_used && s.peak_bytes_in_use != s.bytes_in_use) fail("extendable_slab: reset_peak() did not lower the peak");
+        if (s.peak_bytes_in_use < s.bytes_in_use)
+          fail("extendable_slab: reset_peak() left the peak below bytes_in_use");
+        if (!threads_used && s.peak_bytes_in_use != s.bytes_in_use)
+          fail("extendable_slab: reset_peak() did not lower the peak");
         break;
       }
       default: {
@@ -89,11 +91,13 @@ struct target {
     const strata::resource_stats s = r.stats();
     const strata::extendable_slab::details_type d = r.details();
     const strata::extendable_slab::options& o = r.get_options();
-    if (d.segments.size() != r.segment_count()) fail("extendable_slab: segment_count() differs from details()");
+    if (d.segments.size() != r.segment_count())
+      fail("extendable_slab: segment_count() differs from details()");
     if (d.partial_segments + d.full_segments + d.empty_segments != d.segments.size()) {
       fail("extendable_slab: partial + full + empty is not every segment");
     }
-    if (r.capacity_bytes() != r.segment_count() * o.slots_per_segment * r.stride()) fail("extendable_slab: capacity_bytes()");
+    if (r.capacity_bytes() != r.segment_count() * o.slots_per_segment * r.stride())
+      fail("extendable_slab: capacity_bytes()");
     std::size_t in_use = 0;
     for (const auto& seg : d.segments) {
       if (seg.in_use > seg.slots) fail("extendable_slab: a segment has more slots in use than slots");
@@ -109,7 +113,8 @@ struct target {
       });
       if (!held) fail("extendable_slab: a slot lies in no segment the slab holds");
     }
-    if (in_use != in_slots + d.cached_slots) fail("extendable_slab: slots in use are not the live slots plus the cached ones");
+    if (in_use != in_slots + d.cached_slots)
+      fail("extendable_slab: slots in use are not the live slots plus the cached ones");
     if (d.forwarded_live != live.size() - in_slots) fail("extendable_slab: forwarded_live drifted");
     if (d.corrupted_links != 0 || d.double_frees != 0 || d.lost_slots != 0) {
       fail("extendable_slab: correct use seen as corruption");
@@ -121,7 +126,8 @@ struct target {
     if (upstream->live_blocks() != d.segments.size() + d.forwarded_live) {
       fail("extendable_slab: upstream blocks are not the segments plus the forwarded blocks");
     }
-    if (s.bytes_reserved != upstream->stats().bytes_in_use) fail("extendable_slab: bytes_reserved differs from the upstream's view");
+    if (s.bytes_reserved != upstream->stats().bytes_in_use)
+      fail("extendable_slab: bytes_reserved differs from the upstream's view");
   }
 };
 

@@ -16,10 +16,10 @@
 // At the end every block is freed and the resource destroyed; the upstream
 // must then hold nothing and must have seen no misuse.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
-#include <algorithm>
 #include <cstring>
 #include <iterator>
 #include <map>
@@ -78,7 +78,8 @@ class live_set {
   block take(std::size_t i) {
     const block b = blocks_[i];
     // Both ends and a byte per page: enough to see an overlapping block's tag.
-    for (std::size_t k = 0; k < b.bytes; k = k < 64 || k + 64 >= b.bytes ? k + 1 : std::min(k + 4096, b.bytes - 64)) {
+    for (std::size_t k = 0; k < b.bytes;
+         k = k < 64 || k + 64 >= b.bytes ? k + 1 : std::min(k + 4096, b.bytes - 64)) {
       if (std::to_integer<unsigned char>(b.pointer[k]) != b.tag) fail("block contents were overwritten");
     }
     by_address_.erase(reinterpret_cast<std::uintptr_t>(b.pointer));
@@ -108,7 +109,7 @@ class live_set {
   [[nodiscard]] const std::vector<block>& blocks() const { return blocks_; }
 
  private:
-  std::vector<block> blocks_;                         // in allocation order
+  std::vector<block> blocks_;                            // in allocation order
   std::map<std::uintptr_t, std::uintptr_t> by_address_;  // start -> end
   std::size_t bytes_ = 0;
   std::uint64_t next_serial_ = 0;
@@ -120,10 +121,18 @@ class live_set {
 inline std::size_t pick_size(input& in) {
   const std::uint16_t w = in.word();
   switch (w & 7) {
-    case 0: return 0;
-    case 1: case 2: case 3: case 4: return (w >> 3) & 511;
-    case 5: case 6: return (w >> 3) & 16383;
-    default: return static_cast<std::size_t>(w >> 3) << 5;  // up to 256 KiB
+    case 0:
+      return 0;
+    case 1:
+    case 2:
+    case 3:
+    case 4:
+      return (w >> 3) & 511;
+    case 5:
+    case 6:
+      return (w >> 3) & 16383;
+    default:
+      return static_cast<std::size_t>(w >> 3) << 5;  // up to 256 KiB
   }
 }
 
@@ -143,7 +152,8 @@ int run(const std::uint8_t* data, std::size_t size) {
   input in(data, size);
   bool leaked = false;
   {
-    strata::tracking_resource upstream{{.on_leak = [&](const auto&) { leaked = true; }}, strata::system_pages()};
+    strata::tracking_resource upstream{{.on_leak = [&](const auto&) { leaked = true; }},
+                                       strata::system_pages()};
     {
       Target target;
       auto r = [&] {
@@ -157,7 +167,9 @@ int run(const std::uint8_t* data, std::size_t size) {
       unsigned char tag = 1;
       while (!in.empty()) {
         switch (in.byte() % 8) {
-          case 0: case 1: case 2: {
+          case 0:
+          case 1:
+          case 2: {
             const std::size_t bytes = pick_size(in);
             const std::size_t alignment = std::size_t{1} << (in.byte() % 13);
             void* p = nullptr;
@@ -176,7 +188,9 @@ int run(const std::uint8_t* data, std::size_t size) {
             tag = static_cast<unsigned char>(tag % 250 + 1);
             break;
           }
-          case 3: case 4: case 5:
+          case 3:
+          case 4:
+          case 5:
             if (live.size() != 0) {
               const block b = live.take(in.byte() % live.size());
               r->deallocate(b.pointer, b.bytes, b.alignment);
@@ -186,7 +200,8 @@ int run(const std::uint8_t* data, std::size_t size) {
             target.special(*r, in, live);
             break;
           case 7:
-            if (target.exact_stats(*r) && r->stats().bytes_in_use != live.bytes()) fail("bytes_in_use drifted");
+            if (target.exact_stats(*r) && r->stats().bytes_in_use != live.bytes())
+              fail("bytes_in_use drifted");
             if (r->stats().misuse_detected != 0) fail("correct use was reported as misuse");
             if constexpr (requires { target.check(*r, live); }) target.check(*r, live);
             break;

@@ -17,7 +17,8 @@ struct target {
 
   std::unique_ptr<strata::monotonic_arena> make(std::pmr::memory_resource* upstream) {
     return std::make_unique<strata::monotonic_arena>(
-        strata::monotonic_arena::options{.first_chunk_size = 256, .max_chunk_size = std::size_t{64} << 10}, upstream);
+        strata::monotonic_arena::options{.first_chunk_size = 256, .max_chunk_size = std::size_t{64} << 10},
+        upstream);
   }
   void special(strata::monotonic_arena& r, strata::fuzz::input& in, strata::fuzz::live_set& live) {
     const std::uint8_t op = in.byte();

@@ -15,8 +15,8 @@ using strata::fuzz::fail;
 
 struct target {
   strata::tracking_resource* upstream = nullptr;
-  std::vector<std::byte> buffer;           // the caller's buffer, when chosen
-  bool own_region = true;                  // the region came from the upstream
+  std::vector<std::byte> buffer;  // the caller's buffer, when chosen
+  bool own_region = true;         // the region came from the upstream
 
   std::unique_ptr<strata::slab> make(strata::tracking_resource* up, strata::fuzz::input& in) {
     upstream = up;
@@ -26,8 +26,8 @@ struct target {
     opts.slot_alignment = std::size_t{1} << (in.byte() % 13);
     opts.capacity = in.byte() % 65;
     const std::uint8_t flags = in.byte();
-    opts.on_exhaustion = flags & 1 ? strata::slab::exhaustion::throw_bad_alloc
-                                   : strata::slab::exhaustion::forward_upstream;
+    opts.on_exhaustion =
+        flags & 1 ? strata::slab::exhaustion::throw_bad_alloc : strata::slab::exhaustion::forward_upstream;
     opts.hardened = (flags & 2) != 0;
     if (flags & 4) {  // a caller buffer, misaligned on purpose by up to 63 bytes
       own_region = false;
@@ -64,7 +64,8 @@ struct target {
     return bytes <= r.get_options().slot_size && alignment <= r.get_options().slot_alignment;
   }
 
-  void on_failure(const strata::slab& r, std::size_t bytes, std::size_t alignment, const strata::fuzz::live_set&) {
+  void on_failure(const strata::slab& r, std::size_t bytes, std::size_t alignment,
+                  const strata::fuzz::live_set&) {
     // The upstream never fails for these sizes, so the only refusal allowed is
     // a full region with on_exhaustion = throw_bad_alloc.
     if (r.get_options().on_exhaustion != strata::slab::exhaustion::throw_bad_alloc) {
@@ -81,7 +82,8 @@ struct target {
     for (const strata::fuzz::block& b : live.blocks()) {
       if (r.contains(b.pointer)) {
         ++in_region;
-        if (!fits(r, b.bytes, b.alignment)) fail("slab: a request too big for a slot was served from the region");
+        if (!fits(r, b.bytes, b.alignment))
+          fail("slab: a request too big for a slot was served from the region");
         if (r.usable_size(b.pointer) != r.stride()) fail("slab: usable_size of a slot is not the stride");
         if (b.bytes > r.stride()) fail("slab: block larger than its slot");
       } else if (r.usable_size(b.pointer) != 0) {
@@ -92,7 +94,8 @@ struct target {
     if (d.free_slots != r.free_slots()) fail("slab: details().free_slots differs from free_slots()");
     if (d.forwarded_live != live.size() - in_region) fail("slab: forwarded_live drifted");
     if (d.carved_slots > d.capacity || d.carved_slots < in_region) fail("slab: carved_slots out of range");
-    if (d.lost_slots != 0 || d.corrupted_links != 0 || d.double_frees != 0) fail("slab: correct use seen as corruption");
+    if (d.lost_slots != 0 || d.corrupted_links != 0 || d.double_frees != 0)
+      fail("slab: correct use seen as corruption");
     if (r.stride() % r.get_options().slot_alignment != 0 || r.stride() < r.get_options().slot_size) {
       fail("slab: stride does not hold an aligned slot");
     }

@@ -76,8 +76,8 @@ inline std::string describe(const live_block& b) {
 }
 
 /// Allocates, checks alignment, fills with tag. Records a finding on a bad pointer.
-inline bool take(std::pmr::memory_resource& r, std::size_t bytes, std::size_t alignment,
-                 unsigned char tag, std::vector<live_block>& live, findings& found) {
+inline bool take(std::pmr::memory_resource& r, std::size_t bytes, std::size_t alignment, unsigned char tag,
+                 std::vector<live_block>& live, findings& found) {
   void* p = r.allocate(bytes, alignment);
   live_block b{static_cast<std::byte*>(p), bytes, alignment, tag};
   if (p == nullptr) {
@@ -133,8 +133,8 @@ inline std::string counter_text(const char* name, std::uint64_t got, std::uint64
 
 /// Checks the counters a workload must have moved, from two snapshots.
 inline void expect_counts(const resource_stats& before, const resource_stats& after,
-                          std::uint64_t allocations, std::uint64_t deallocations,
-                          std::uint64_t failures, findings& found) {
+                          std::uint64_t allocations, std::uint64_t deallocations, std::uint64_t failures,
+                          findings& found) {
   const auto check = [&](const char* name, std::uint64_t got, std::uint64_t want) {
     if (got != want) found.push_back(counter_text(name, got, want));
   };
@@ -149,8 +149,8 @@ inline void expect_counts(const resource_stats& before, const resource_stats& af
 
 // ----------------------------------------------------------------- checks
 
-inline constexpr std::size_t sizes[] = {0,  1,   7,   8,   15,   16,   23,   24,    31,
-                                        48, 64,  100, 255, 256,  1000, 4095, 4096, 4097, 65536};
+inline constexpr std::size_t sizes[] = {0,  1,   7,   8,   15,   16,   23,   24,   31,   48,
+                                        64, 100, 255, 256, 1000, 4095, 4096, 4097, 65536};
 inline constexpr std::size_t max_alignment = 4096;
 
 /// Every power-of-two alignment 1..4096 over a size matrix: aligned, writable,
@@ -276,31 +276,64 @@ findings check_containers(unsigned seed = 7) {
     for (int step = 0; step < 4000; ++step) {
       const std::uint32_t key = rng() % 500;
       switch (rng() % 8) {
-        case 0: pv.push_back(key); sv.push_back(key); break;
-        case 1: if (!sv.empty()) { pv.pop_back(); sv.pop_back(); } break;
-        case 2: ps.append(key % 40, static_cast<char>('a' + key % 26));
-                ss.append(key % 40, static_cast<char>('a' + key % 26)); break;
-        case 3: if (ss.size() > 10) { ps.erase(key % 10, 7); ss.erase(key % 10, 7); } break;
-        case 4: pl.push_front(key); sl.push_front(key); break;
-        case 5: pm.try_emplace(key, std::string(key % 60, 'x')); sm.try_emplace(key, std::string(key % 60, 'x'));
-                break;
-        case 6: pm.erase(key); sm.erase(key); pl.remove(key); sl.remove(key); break;
-        case 7: pu[key] += step; su[key] += step; if (key % 3 == 0) { pu.erase(key / 2); su.erase(key / 2); }
-                break;
+        case 0:
+          pv.push_back(key);
+          sv.push_back(key);
+          break;
+        case 1:
+          if (!sv.empty()) {
+            pv.pop_back();
+            sv.pop_back();
+          }
+          break;
+        case 2:
+          ps.append(key % 40, static_cast<char>('a' + key % 26));
+          ss.append(key % 40, static_cast<char>('a' + key % 26));
+          break;
+        case 3:
+          if (ss.size() > 10) {
+            ps.erase(key % 10, 7);
+            ss.erase(key % 10, 7);
+          }
+          break;
+        case 4:
+          pl.push_front(key);
+          sl.push_front(key);
+          break;
+        case 5:
+          pm.try_emplace(key, std::string(key % 60, 'x'));
+          sm.try_emplace(key, std::string(key % 60, 'x'));
+          break;
+        case 6:
+          pm.erase(key);
+          sm.erase(key);
+          pl.remove(key);
+          sl.remove(key);
+          break;
+        case 7:
+          pu[key] += step;
+          su[key] += step;
+          if (key % 3 == 0) {
+            pu.erase(key / 2);
+            su.erase(key / 2);
+          }
+          break;
       }
     }
     expect(std::equal(pv.begin(), pv.end(), sv.begin(), sv.end()), found, "pmr::vector differs");
     expect(std::string_view(ps) == ss, found, "pmr::string differs");
     expect(std::equal(pl.begin(), pl.end(), sl.begin(), sl.end()), found, "pmr::list differs");
-    expect(pm.size() == sm.size() &&
-               std::equal(pm.begin(), pm.end(), sm.begin(),
-                          [](const auto& a, const auto& b) { return a.first == b.first && std::string_view(a.second) == b.second; }),
+    expect(pm.size() == sm.size() && std::equal(pm.begin(), pm.end(), sm.begin(),
+                                                [](const auto& a, const auto& b) {
+                                                  return a.first == b.first &&
+                                                         std::string_view(a.second) == b.second;
+                                                }),
            found, "pmr::map differs");
-    expect(pu.size() == su.size() &&
-               std::all_of(su.begin(), su.end(), [&](const auto& kv) {
-                 auto it = pu.find(kv.first);
-                 return it != pu.end() && it->second == kv.second;
-               }),
+    expect(pu.size() == su.size() && std::all_of(su.begin(), su.end(),
+                                                 [&](const auto& kv) {
+                                                   auto it = pu.find(kv.first);
+                                                   return it != pu.end() && it->second == kv.second;
+                                                 }),
            found, "pmr::unordered_map differs");
   }
   const resource_stats after = r.stats();
@@ -321,7 +354,8 @@ findings check_as_std_upstream() {
   strata::resource& r = *in.tested;
   const resource_stats before = r.stats();
   {
-    std::pmr::unsynchronized_pool_resource pool{{.max_blocks_per_chunk = 64, .largest_required_pool_block = 512}, &r};
+    std::pmr::unsynchronized_pool_resource pool{
+        {.max_blocks_per_chunk = 64, .largest_required_pool_block = 512}, &r};
     std::pmr::monotonic_buffer_resource mono{&r};
     std::pmr::vector<std::pmr::string> a{&pool};
     std::pmr::vector<std::pmr::string> b{&mono};
@@ -345,16 +379,19 @@ template <class Factory>
 findings check_destruction_returns_everything() {
   findings found;
   if constexpr (Factory::has_upstream) {
-    strata::tracking_resource upstream{{.on_leak = [&](const auto& report) {
-                                          found.push_back(std::to_string(report.blocks) +
-                                                          " upstream blocks leaked");
-                                        }},
-                                       system_pages()};
+    strata::tracking_resource upstream{
+        {.on_leak =
+             [&](const auto& report) {
+               found.push_back(std::to_string(report.blocks) + " upstream blocks leaked");
+             }},
+        system_pages()};
     {
       std::unique_ptr<strata::resource> r = Factory{}.make(&upstream);
       std::vector<live_block> live;
-      for (std::size_t i = 0; i < 300; ++i) take(*r, 8 + (i * 37) % 3000, std::size_t{1} << (i % 8), 0x11, live, found);
-      for (std::size_t i = 0; i < live.size(); i += 2) r->deallocate(live[i].pointer, live[i].bytes, live[i].alignment);
+      for (std::size_t i = 0; i < 300; ++i)
+        take(*r, 8 + (i * 37) % 3000, std::size_t{1} << (i % 8), 0x11, live, found);
+      for (std::size_t i = 0; i < live.size(); i += 2)
+        r->deallocate(live[i].pointer, live[i].bytes, live[i].alignment);
       expect(upstream.live_blocks() > 0, found, "the resource took nothing from its upstream");
     }  // destroyed with half its blocks still live
     expect(upstream.live_blocks() == 0, found,
@@ -375,10 +412,12 @@ findings check_exception_safety() {
   if constexpr (Factory::has_upstream) {
     for (std::uint64_t k = 0; k < 500; ++k) {
       bool threw = false;
-      strata::tracking_resource upstream{{.on_leak = [&](const auto& report) {
-                                            found.push_back("failure point " + std::to_string(k) + ": " +
-                                                            std::to_string(report.blocks) + " upstream blocks leaked");
-                                          }},
+      strata::tracking_resource upstream{{.on_leak =
+                                              [&](const auto& report) {
+                                                found.push_back("failure point " + std::to_string(k) + ": " +
+                                                                std::to_string(report.blocks) +
+                                                                " upstream blocks leaked");
+                                              }},
                                          system_pages()};
       upstream.set_allocation_limit(k);
       std::unique_ptr<strata::resource> r;
@@ -398,7 +437,8 @@ findings check_exception_safety() {
       } catch (const std::bad_alloc&) {
         threw = true;
       }
-      upstream.set_allocation_limit(strata::tracking_resource::unlimited);  // if the workload never reached it
+      upstream.set_allocation_limit(
+          strata::tracking_resource::unlimited);  // if the workload never reached it
       const resource_stats s = r->stats();
       expect(s.bytes_in_use == 0, found,
              "failure point " + std::to_string(k) + ": bytes_in_use is " + std::to_string(s.bytes_in_use) +
@@ -428,7 +468,8 @@ findings check_identity() {
   instance<Factory> b;
   expect(a.tested->is_equal(*a.tested), found, "a resource is not equal to itself");
   expect(!a.tested->is_equal(*b.tested), found, "two distinct resources compare equal");
-  expect(!a.tested->is_equal(*std::pmr::new_delete_resource()), found, "a resource equals new_delete_resource");
+  expect(!a.tested->is_equal(*std::pmr::new_delete_resource()), found,
+         "a resource equals new_delete_resource");
   expect(a.tested->upstream_resource() == (Factory::has_upstream ? &a.upstream : nullptr), found,
          "upstream_resource() is not the upstream given");
   expect(!a.tested->name().empty(), found, "name() is empty");
@@ -504,41 +545,41 @@ inline void expect_clean(const findings& found) {
 /// Instantiates every conformance check for Factory as test cases of a
 /// "conformance" suite; the concurrent check is labelled "threaded" (the
 /// TSan run selects it) and is disabled for resources that are not thread-safe.
-#define STRATA_CONFORMANCE_SUITE(Factory)                                                       \
-  BOOST_AUTO_TEST_SUITE(conformance)                                                            \
-  BOOST_AUTO_TEST_CASE(every_alignment_and_size_is_honoured) {                                  \
-    strata::test::conformance::expect_clean(strata::test::conformance::check_alignment_matrix<Factory>()); \
-  }                                                                                             \
-  BOOST_AUTO_TEST_CASE(size_zero_gives_unique_pointers) {                                       \
-    strata::test::conformance::expect_clean(strata::test::conformance::check_zero_size<Factory>()); \
-  }                                                                                             \
-  BOOST_AUTO_TEST_CASE(impossible_sizes_throw_bad_alloc_and_leave_it_usable) {                  \
-    strata::test::conformance::expect_clean(strata::test::conformance::check_huge_sizes<Factory>()); \
-  }                                                                                             \
-  BOOST_AUTO_TEST_CASE(bad_alignment_throws_invalid_argument) {                                 \
+#define STRATA_CONFORMANCE_SUITE(Factory)                                                                   \
+  BOOST_AUTO_TEST_SUITE(conformance)                                                                        \
+  BOOST_AUTO_TEST_CASE(every_alignment_and_size_is_honoured) {                                              \
+    strata::test::conformance::expect_clean(strata::test::conformance::check_alignment_matrix<Factory>());  \
+  }                                                                                                         \
+  BOOST_AUTO_TEST_CASE(size_zero_gives_unique_pointers) {                                                   \
+    strata::test::conformance::expect_clean(strata::test::conformance::check_zero_size<Factory>());         \
+  }                                                                                                         \
+  BOOST_AUTO_TEST_CASE(impossible_sizes_throw_bad_alloc_and_leave_it_usable) {                              \
+    strata::test::conformance::expect_clean(strata::test::conformance::check_huge_sizes<Factory>());        \
+  }                                                                                                         \
+  BOOST_AUTO_TEST_CASE(bad_alignment_throws_invalid_argument) {                                             \
     strata::test::conformance::expect_clean(strata::test::conformance::check_invalid_alignment<Factory>()); \
-  }                                                                                             \
-  BOOST_AUTO_TEST_CASE(pmr_containers_match_std_allocator) {                                    \
-    strata::test::conformance::expect_clean(strata::test::conformance::check_containers<Factory>()); \
-  }                                                                                             \
-  BOOST_AUTO_TEST_CASE(serves_as_upstream_of_std_resources) {                                   \
-    strata::test::conformance::expect_clean(strata::test::conformance::check_as_std_upstream<Factory>()); \
-  }                                                                                             \
-  BOOST_AUTO_TEST_CASE(destruction_returns_everything_upstream,                                 \
-                       *boost::unit_test::enable_if<Factory::has_upstream>()) {                 \
-    strata::test::conformance::expect_clean(                                                    \
-        strata::test::conformance::check_destruction_returns_everything<Factory>());            \
-  }                                                                                             \
-  BOOST_AUTO_TEST_CASE(survives_an_upstream_failure_at_every_point,                              \
-                       *boost::unit_test::enable_if<Factory::has_upstream>()) {                 \
-    strata::test::conformance::expect_clean(strata::test::conformance::check_exception_safety<Factory>()); \
-  }                                                                                             \
-  BOOST_AUTO_TEST_CASE(equality_is_identity) {                                                  \
-    strata::test::conformance::expect_clean(strata::test::conformance::check_identity<Factory>()); \
-  }                                                                                             \
-  BOOST_AUTO_TEST_CASE(concurrent_use_never_hands_out_a_block_twice,                            \
-                       *boost::unit_test::label("threaded") *                                   \
-                           boost::unit_test::enable_if<Factory::thread_safe>()) {               \
-    strata::test::conformance::expect_clean(strata::test::conformance::check_concurrent_use<Factory>()); \
-  }                                                                                             \
+  }                                                                                                         \
+  BOOST_AUTO_TEST_CASE(pmr_containers_match_std_allocator) {                                                \
+    strata::test::conformance::expect_clean(strata::test::conformance::check_containers<Factory>());        \
+  }                                                                                                         \
+  BOOST_AUTO_TEST_CASE(serves_as_upstream_of_std_resources) {                                               \
+    strata::test::conformance::expect_clean(strata::test::conformance::check_as_std_upstream<Factory>());   \
+  }                                                                                                         \
+  BOOST_AUTO_TEST_CASE(destruction_returns_everything_upstream,                                             \
+                       *boost::unit_test::enable_if<Factory::has_upstream>()) {                             \
+    strata::test::conformance::expect_clean(                                                                \
+        strata::test::conformance::check_destruction_returns_everything<Factory>());                        \
+  }                                                                                                         \
+  BOOST_AUTO_TEST_CASE(survives_an_upstream_failure_at_every_point,                                         \
+                       *boost::unit_test::enable_if<Factory::has_upstream>()) {                             \
+    strata::test::conformance::expect_clean(strata::test::conformance::check_exception_safety<Factory>());  \
+  }                                                                                                         \
+  BOOST_AUTO_TEST_CASE(equality_is_identity) {                                                              \
+    strata::test::conformance::expect_clean(strata::test::conformance::check_identity<Factory>());          \
+  }                                                                                                         \
+  BOOST_AUTO_TEST_CASE(                                                                                     \
+      concurrent_use_never_hands_out_a_block_twice,                                                         \
+      *boost::unit_test::label("threaded") * boost::unit_test::enable_if<Factory::thread_safe>()) {         \
+    strata::test::conformance::expect_clean(strata::test::conformance::check_concurrent_use<Factory>());    \
+  }                                                                                                         \
   BOOST_AUTO_TEST_SUITE_END()

@@ -23,9 +23,9 @@ class counting_resource final : public std::pmr::memory_resource {
   counting_resource(const counting_resource&) = delete;
   counting_resource& operator=(const counting_resource&) = delete;
   ~counting_resource() override {
-    BOOST_CHECK_MESSAGE(blocks_.empty(), "counting_resource destroyed with " << blocks_.size()
-                                                                             << " blocks outstanding");
-    for (const auto& [p, b] : blocks_) ::operator delete(p, std::align_val_t{b.alignment});
+    BOOST_CHECK_MESSAGE(blocks_.empty(),
+                        "counting_resource destroyed with " << blocks_.size() << " blocks outstanding");
+    for (const auto& [p, b] : blocks_) ::operator delete (p, std::align_val_t{b.alignment});
   }
 
   [[nodiscard]] std::size_t bytes_outstanding() const noexcept { return bytes_; }
@@ -43,7 +43,7 @@ class counting_resource final : public std::pmr::memory_resource {
   };
   void* do_allocate(std::size_t bytes, std::size_t alignment) override {
     if (failing_) throw std::bad_alloc();
-    void* p = ::operator new(bytes == 0 ? 1 : bytes, std::align_val_t{alignment});
+    void* p = ::operator new (bytes == 0 ? 1 : bytes, std::align_val_t{alignment});
     blocks_.emplace(p, info{bytes, alignment});
     bytes_ += bytes;
     ++allocations_;
@@ -60,11 +60,9 @@ class counting_resource final : public std::pmr::memory_resource {
     bytes_ -= bytes;
     ++deallocations_;
     blocks_.erase(it);
-    ::operator delete(p, std::align_val_t{alignment});
+    ::operator delete (p, std::align_val_t{alignment});
   }
-  bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override {
-    return this == &other;
-  }
+  bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override { return this == &other; }
 
   std::map<void*, info> blocks_;
   std::size_t bytes_ = 0;

@@ -27,7 +27,10 @@ struct null_default_resource {
 class misuse_recorder {
  public:
   misuse_recorder() { previous_ = set_misuse_handler(&record); }
-  ~misuse_recorder() { set_misuse_handler(previous_); reports().clear(); }
+  ~misuse_recorder() {
+    set_misuse_handler(previous_);
+    reports().clear();
+  }
   misuse_recorder(const misuse_recorder&) = delete;
   misuse_recorder& operator=(const misuse_recorder&) = delete;
 

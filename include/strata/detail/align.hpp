@@ -21,8 +21,7 @@ namespace strata::detail {
 
 /// Returns value rounded up to a multiple of alignment (a power of two), or
 /// false in `ok` when that would wrap around.
-[[nodiscard]] constexpr std::size_t round_up(std::size_t value, std::size_t alignment,
-                                             bool& ok) noexcept {
+[[nodiscard]] constexpr std::size_t round_up(std::size_t value, std::size_t alignment, bool& ok) noexcept {
   const std::size_t mask = alignment - 1;
   ok = value <= SIZE_MAX - mask;
   return (value + mask) & ~mask;

@@ -12,24 +12,24 @@
 namespace strata::detail {
 
 /// Prints the failed condition with its message and aborts.
-[[noreturn, gnu::cold]] void assertion_failed(const char* condition, const char* message,
-                                              const char* file, int line) noexcept;
+[[noreturn, gnu::cold]] void assertion_failed(const char* condition, const char* message, const char* file,
+                                              int line) noexcept;
 
 }  // namespace strata::detail
 
 #if defined(NDEBUG)
 #define STRATA_ASSERT(condition, message) static_cast<void>(sizeof(static_cast<bool>(condition)))
 #else
-#define STRATA_ASSERT(condition, message)                                                 \
-  (static_cast<bool>(condition)                                                           \
-       ? static_cast<void>(0)                                                             \
+#define STRATA_ASSERT(condition, message) \
+  (static_cast<bool>(condition)           \
+       ? static_cast<void>(0)             \
        : ::strata::detail::assertion_failed(#condition, message, __FILE__, __LINE__))
 #endif
 
 #if defined(STRATA_EXPENSIVE_CHECKS)
-#define STRATA_ASSERT_EXPENSIVE(condition, message)                                       \
-  (static_cast<bool>(condition)                                                           \
-       ? static_cast<void>(0)                                                             \
+#define STRATA_ASSERT_EXPENSIVE(condition, message) \
+  (static_cast<bool>(condition)                     \
+       ? static_cast<void>(0)                       \
        : ::strata::detail::assertion_failed(#condition, message, __FILE__, __LINE__))
 #else
 #define STRATA_ASSERT_EXPENSIVE(condition, message) static_cast<void>(0)

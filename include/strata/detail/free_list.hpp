@@ -61,10 +61,14 @@ class link_codec {
 struct slot_bits {
   std::uint64_t* words = nullptr;
 
-  [[nodiscard]] bool test(std::size_t index) const noexcept { return (words[index / 64] >> (index % 64)) & 1u; }
+  [[nodiscard]] bool test(std::size_t index) const noexcept {
+    return (words[index / 64] >> (index % 64)) & 1u;
+  }
   void set(std::size_t index) noexcept { words[index / 64] |= std::uint64_t{1} << (index % 64); }
   void clear(std::size_t index) noexcept { words[index / 64] &= ~(std::uint64_t{1} << (index % 64)); }
-  [[nodiscard]] static constexpr std::size_t words_for(std::size_t slots) noexcept { return (slots + 63) / 64; }
+  [[nodiscard]] static constexpr std::size_t words_for(std::size_t slots) noexcept {
+    return (slots + 63) / 64;
+  }
 };
 
 }  // namespace strata::detail

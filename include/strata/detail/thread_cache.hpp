@@ -73,7 +73,7 @@ inline void single_writer_add(single_writer_counter& counter, std::uint64_t by =
 struct thread_counters {
   single_writer_counter allocations{0};
   single_writer_counter deallocations{0};
-  single_writer_counter bytes_in_use{0};       // as two's complement: may "wrap below zero"
+  single_writer_counter bytes_in_use{0};  // as two's complement: may "wrap below zero"
   single_writer_counter peak_bytes_in_use{0};
 
   void on_allocate(std::uint64_t bytes) noexcept {
@@ -81,7 +81,8 @@ struct thread_counters {
     const std::uint64_t in_use = bytes_in_use.load(std::memory_order_relaxed) + bytes;
     bytes_in_use.store(in_use, std::memory_order_relaxed);
     // The signed view keeps a thread that freed others' blocks from raising the peak.
-    if (static_cast<std::int64_t>(in_use) > static_cast<std::int64_t>(peak_bytes_in_use.load(std::memory_order_relaxed))) {
+    if (static_cast<std::int64_t>(in_use) >
+        static_cast<std::int64_t>(peak_bytes_in_use.load(std::memory_order_relaxed))) {
       peak_bytes_in_use.store(in_use, std::memory_order_relaxed);
     }
   }
