@@ -39,17 +39,18 @@ namespace {
 
 constexpr std::string_view resource_name = "arena";
 
-std::uint64_t remote_lower_bound(const detail::thread_counters& c) noexcept {
-  const std::uint64_t allocated = c.allocations.load(std::memory_order_relaxed);
-  const std::uint64_t freed = c.deallocations.load(std::memory_order_relaxed);
+std::uint64_t remote_lower_bound(const detail::arena_thread_cache& c) noexcept {
+  const std::uint64_t allocated = c.allocations();
+  const std::uint64_t freed = c.deallocations();
   return freed > allocated ? freed - allocated : 0;
 }
 
 }  // namespace
 
-// Lets the thread-exit hook reach the arena's private detach.
+// Lets the thread-exit hook reach the arena's private members.
 struct arena_access {
-  static void detach(arena& a, detail::arena_thread_cache* cache) noexcept { a.detach(cache); }
+  static detail::thread_cache_set<detail::arena_thread_cache>& caches(arena& a) noexcept { return a.caches_; }
+  static void drain(arena& a, detail::arena_thread_cache& cache) noexcept { a.drain(cache); }
 };
 
 // One registry of live arenas and their threads' caches (the lifetime scheme
@@ -103,42 +104,29 @@ arena::~arena() {
   upstream_resource()->deallocate(region, capacity_, detail::arena_page);
 }
 
-detail::arena_thread_cache& arena::attach() {
-  // Hardened mode never arms the fast path: every call must see the side metadata.
-  const bool arm = !options_.hardened;
-  if (detail::arena_thread_cache* cache = registry().attach(id_, caches_, arm)) return *cache;
-  // This thread's attachment list is gone (thread exit, static destruction):
-  // give it a cache only the arena owns. Its blocks stay in it until the
-  // arena dies (they are region memory, so nothing is lost).
-  std::lock_guard lock(registry().mutex());
-  auto owned = std::make_unique<detail::arena_thread_cache>();
-  caches_.push_back(owned.get());
-  if (arm)
-    detail::current_thread_cache<detail::arena_thread_cache> = detail::arena_cache_slot{id_, owned.get()};
-  return *owned.release();
+detail::arena_thread_cache* arena::attach() noexcept {
+  // Hardened mode has no caches: every call must see the side metadata.
+  if (options_.hardened) return nullptr;
+  try {
+    // nullptr once this thread's exit hooks have run (thread_local or static
+    // destructors): such calls go straight to the central pools, so no cache
+    // is left behind that no exit hook would hand back.
+    return registry().attach(id_, caches_, true);
+  } catch (const std::bad_alloc&) {
+    return nullptr;
+  }
 }
 
-void arena::detach(detail::arena_thread_cache* cache) noexcept {
+void arena::drain(detail::arena_thread_cache& cache) noexcept {
   for (unsigned cls = 0; cls < detail::arena_class_count; ++cls) {
-    detail::arena_bin& bin = cache->bins[cls];
+    detail::arena_bin& bin = cache.bins[cls];
     const std::size_t count = bin.count.load(std::memory_order_relaxed);
     if (count == 0) continue;
     give_blocks(cls, block_list{bin.head, walk(bin.head, count), count});
     bin.head = nullptr;
     bin.count.store(0, std::memory_order_relaxed);
   }
-  const detail::thread_counters& c = cache->counters;
-  retired_allocations_ += c.allocations.load(std::memory_order_relaxed);
-  retired_deallocations_ += c.deallocations.load(std::memory_order_relaxed);
-  retired_bytes_in_use_ += c.bytes_in_use.load(std::memory_order_relaxed);
-  retired_remote_frees_ += remote_lower_bound(c);
-  const auto thread_peak = static_cast<std::int64_t>(c.peak_bytes_in_use.load(std::memory_order_relaxed));
-  if (thread_peak > 0) {
-    peak_.store(std::max(peak_.load(std::memory_order_relaxed), static_cast<std::size_t>(thread_peak)),
-                std::memory_order_relaxed);
-  }
-  std::erase(caches_, cache);
-  delete cache;
+  retired_remote_frees_ += remote_lower_bound(cache);
 }
 
 // -------------------------------------------------------------- allocation
@@ -157,10 +145,12 @@ void* arena::allocate_slow(std::size_t bytes, std::size_t alignment) {
   detail::check_alignment(resource_name, alignment);
   const unsigned cls = detail::arena_class_for(bytes, alignment);
   void* p = nullptr;
+  detail::arena_thread_cache* cache = nullptr;
   try {
     if (cls == detail::arena_large) {
       p = large_allocate(bytes, alignment);
-    } else if (options_.hardened) {
+    } else if (options_.hardened || (cache = attach()) == nullptr) {
+      // One block at a time, straight from the central pool or a fresh run.
       const block_list got = take_blocks(cls, 1, bytes, alignment);
       p = got.head;
       if (got.count > 1) {
@@ -170,7 +160,7 @@ void* arena::allocate_slow(std::size_t bytes, std::size_t alignment) {
       }
       detail::unpoison_memory(p, detail::arena_class_size(cls));
     } else {
-      detail::arena_bin& bin = attach().bins[cls];
+      detail::arena_bin& bin = cache->bins[cls];
       if (bin.head == nullptr) {
         // The bin is empty: it becomes the rest of a fresh batch.
         const block_list got = take_blocks(cls, batch_[cls], bytes, alignment);
@@ -201,7 +191,8 @@ void* arena::allocate_slow(std::size_t bytes, std::size_t alignment) {
     failed_.fetch_add(1, std::memory_order_relaxed);
     throw;
   }
-  count_allocation(bytes);
+  if (cache == nullptr) cache = attach();
+  count_allocation(cache, bytes);
   STRATA_ASSERT(detail::is_aligned(p, alignment), "arena block misaligned");
   STRATA_ASSERT_EXPENSIVE(invariants_hold(), "arena books drifted");
   return p;
@@ -494,23 +485,18 @@ void arena::deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) n
       reject(misuse_kind::unknown_pointer, p, bytes, alignment);
       return;
     }
-    count_deallocation(bytes);
+    count_deallocation(attach(), bytes);
     STRATA_ASSERT_EXPENSIVE(invariants_hold(), "arena books drifted");
     return;
   }
-  detail::arena_thread_cache* cache = nullptr;
-  if (!options_.hardened) {
-    try {
-      cache = &attach();
-    } catch (...) {
-      cache = nullptr;  // no memory for a cache: the block goes straight to the central pool
-    }
-  }
+  // Without a cache (hardened, exiting thread, no memory for one) the block
+  // goes straight to the central pool.
+  detail::arena_thread_cache* cache = attach();
   if (cache == nullptr) {
     detail::poison_memory(p, detail::arena_class_size(cls));
     link_set(p, 0, nullptr);  // encoded when hardened: this block goes to the central pool
     give_blocks(cls, block_list{p, p, 1});
-    count_deallocation(bytes);
+    count_deallocation(nullptr, bytes);
     return;
   }
   detail::arena_bin& bin = cache->bins[cls];
@@ -529,7 +515,7 @@ void arena::deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) n
     give_blocks(cls, block_list{p, last, batch});
   }
   bin.count.store(count, std::memory_order_relaxed);
-  cache->counters.on_deallocate(bytes);
+  cache->on_deallocate(bytes);
 }
 
 // ---------------------------------------------------------- hardened mode
@@ -563,26 +549,22 @@ bool arena::release_block(void* p, std::size_t bytes, std::size_t alignment) noe
 
 // --------------------------------------------------------------- counting
 
-void arena::count_allocation(std::size_t bytes) {
-  try {
-    attach().counters.on_allocate(bytes);
+void arena::count_allocation(detail::arena_thread_cache* cache, std::size_t bytes) noexcept {
+  if (cache != nullptr) {
+    cache->on_allocate(bytes);
     return;
-  } catch (...) {
   }
   std::lock_guard lock(registry().mutex());
-  ++retired_allocations_;
-  retired_bytes_in_use_ += bytes;
+  caches_.count_cacheless_allocation(bytes);
 }
 
-void arena::count_deallocation(std::size_t bytes) noexcept {
-  try {
-    attach().counters.on_deallocate(bytes);
+void arena::count_deallocation(detail::arena_thread_cache* cache, std::size_t bytes) noexcept {
+  if (cache != nullptr) {
+    cache->on_deallocate(bytes);
     return;
-  } catch (...) {
   }
   std::lock_guard lock(registry().mutex());
-  ++retired_deallocations_;
-  retired_bytes_in_use_ -= bytes;
+  caches_.count_cacheless_deallocation(bytes);
 }
 
 bool arena::link_valid(const void* next, unsigned cls, bool should_end) const noexcept {
@@ -609,27 +591,17 @@ void arena::reject(misuse_kind kind, void* p, std::size_t bytes, std::size_t ali
 
 resource_stats arena::do_stats() const noexcept {
   resource_stats s;
-  std::uint64_t in_use = 0;  // modulo 2^64: threads' figures may each be "negative"
-  std::size_t peak = peak_.load(std::memory_order_relaxed);
+  detail::cache_totals t;
   {
     std::lock_guard lock(registry().mutex());
-    for (const detail::arena_thread_cache* cache : caches_) {
-      const detail::thread_counters& c = cache->counters;
-      s.allocations += c.allocations.load(std::memory_order_relaxed);
-      s.deallocations += c.deallocations.load(std::memory_order_relaxed);
-      in_use += c.bytes_in_use.load(std::memory_order_relaxed);
-      const auto thread_peak = static_cast<std::int64_t>(c.peak_bytes_in_use.load(std::memory_order_relaxed));
-      if (thread_peak > 0) peak = std::max(peak, static_cast<std::size_t>(thread_peak));
-    }
-    s.allocations += retired_allocations_;
-    s.deallocations += retired_deallocations_;
-    in_use += retired_bytes_in_use_;
+    t = caches_.totals();
   }
   const std::uint64_t rejected = rejected_.load(std::memory_order_relaxed);
-  s.deallocations += rejected;
+  s.allocations = t.allocations;
+  s.deallocations = t.deallocations + rejected;
   s.misuse_detected = rejected;
-  s.bytes_in_use = static_cast<std::size_t>(in_use);
-  s.peak_bytes_in_use = std::max(peak, s.bytes_in_use);
+  s.bytes_in_use = static_cast<std::size_t>(t.bytes_in_use);
+  s.peak_bytes_in_use = std::max(t.peak_bytes_in_use, s.bytes_in_use);
   s.bytes_reserved = capacity_;
   s.failed_allocations = failed_.load(std::memory_order_relaxed);
   s.upstream_allocations = 1;  // the region; returned only by the destructor
@@ -637,15 +609,8 @@ resource_stats arena::do_stats() const noexcept {
 }
 
 void arena::do_reset_peak() noexcept {
-  // Best effort: a thread cache's peak has one writer, its thread, which may
-  // overwrite this store with its own newer figure.
   std::lock_guard lock(registry().mutex());
-  for (detail::arena_thread_cache* cache : caches_) {
-    detail::thread_counters& c = cache->counters;
-    const auto in_use = static_cast<std::int64_t>(c.bytes_in_use.load(std::memory_order_relaxed));
-    c.peak_bytes_in_use.store(in_use > 0 ? static_cast<std::uint64_t>(in_use) : 0, std::memory_order_relaxed);
-  }
-  peak_.store(0, std::memory_order_relaxed);
+  caches_.reset_peak();
 }
 
 arena::details_type arena::details() const {
@@ -655,8 +620,8 @@ arena::details_type arena::details() const {
   {
     std::lock_guard lock(registry().mutex());
     d.remote_frees = retired_remote_frees_;
-    for (const detail::arena_thread_cache* cache : caches_) {
-      d.remote_frees += remote_lower_bound(cache->counters);
+    for (const detail::arena_thread_cache* cache : caches_.caches()) {
+      d.remote_frees += remote_lower_bound(*cache);
       for (unsigned cls = 0; cls < detail::arena_class_count; ++cls) {
         d.classes[cls].cached_blocks += cache->bins[cls].count.load(std::memory_order_relaxed);
       }

@@ -35,23 +35,20 @@ std::size_t class_size(unsigned cls) noexcept {
 
 }  // namespace
 
-// Lets the thread-exit hook reach the provider's private detach.
+// Lets the thread-exit hook reach the provider's private members.
 struct chunk_provider_access {
+  static detail::thread_cache_set<detail::chunk_thread_cache>& caches(chunk_provider& provider) noexcept {
+    return provider.caches_;
+  }
   // Requires the registry mutex. Calls no upstream (which could be another
-  // provider needing that mutex): the thread's chunks move to the shared pools.
-  static void detach(chunk_provider& provider, detail::chunk_thread_cache* cache) noexcept {
-    provider.flush_thread_cache(*cache, detail::chunk_class_count, false);
+  // provider needing that mutex): the thread's chunks move to the shared
+  // pools; its per-class counts are kept here (the set folds the rest).
+  static void drain(chunk_provider& provider, detail::chunk_thread_cache& cache) noexcept {
+    provider.flush_thread_cache(cache, detail::chunk_class_count, false);
     for (unsigned cls = 0; cls < detail::chunk_class_count; ++cls) {
-      provider.retired_classes_[cls].handed += cache->handed[cls].load(std::memory_order_relaxed);
-      provider.retired_classes_[cls].returned += cache->returned[cls].load(std::memory_order_relaxed);
+      provider.retired_classes_[cls].handed += cache.handed[cls].load(std::memory_order_relaxed);
+      provider.retired_classes_[cls].returned += cache.returned[cls].load(std::memory_order_relaxed);
     }
-    provider.retired_bytes_in_use_ += cache->bytes_in_use.load(std::memory_order_relaxed);
-    std::size_t peak = provider.peak_.load(std::memory_order_relaxed);
-    provider.peak_.store(
-        std::max<std::size_t>(peak, cache->peak_bytes_in_use.load(std::memory_order_relaxed)),
-        std::memory_order_relaxed);
-    std::erase(provider.caches_, cache);
-    delete cache;
   }
 };
 
@@ -153,7 +150,7 @@ void* chunk_provider::allocate_slow(std::size_t bytes, std::size_t alignment) {
     // A thread without a cache (exiting, or out of memory for one): count centrally.
     std::lock_guard lock(registry().mutex());
     ++retired_classes_[cls].handed;
-    retired_bytes_in_use_ += bytes;
+    caches_.count_cacheless_allocation(bytes);
   }
   detail::unpoison_memory(chunk, class_size(cls));
   STRATA_ASSERT(detail::is_aligned(chunk, class_size(cls)), "chunk not aligned to its size");
@@ -193,8 +190,7 @@ void* chunk_provider::take_from_upstream(std::size_t size, std::size_t alignment
       ++oversized_live_;
       oversized_bytes_in_use_ += bytes;
       ++oversized_allocations_;
-      peak_.store(std::max(peak_.load(std::memory_order_relaxed), oversized_bytes_in_use_),
-                  std::memory_order_relaxed);
+      caches_.raise_peak(oversized_bytes_in_use_);
     }
   } catch (...) {
     if (block != nullptr) upstream_resource()->deallocate(block, size, alignment);  // lose nothing
@@ -282,13 +278,13 @@ void chunk_provider::note_returned(detail::chunk_thread_cache* cache, unsigned c
                                    std::size_t bytes) noexcept {
   if (cache != nullptr) {
     detail::single_writer_add(cache->returned[cls]);
-    detail::single_writer_add(cache->bytes_in_use, -static_cast<std::uint64_t>(bytes));
+    cache->note_deallocated(bytes);
     return;
   }
   // A thread without a cache: count on the provider.
   std::lock_guard lock(registry().mutex());
   ++retired_classes_[cls].returned;
-  retired_bytes_in_use_ -= bytes;
+  caches_.count_cacheless_deallocation(bytes);
 }
 
 void chunk_provider::reject(misuse_kind kind, void* p, std::size_t bytes, std::size_t alignment) noexcept {
@@ -506,21 +502,19 @@ void chunk_provider::release() noexcept {
   {
     std::lock_guard registry_lock(registry().mutex());
     // What callers still hold is dropped from the books, per class and in bytes.
-    std::uint64_t in_use = retired_bytes_in_use_;
     std::array<std::uint64_t, detail::chunk_class_count> outstanding{};
     for (unsigned cls = 0; cls < detail::chunk_class_count; ++cls) {
       outstanding[cls] = retired_classes_[cls].handed - retired_classes_[cls].returned;
     }
-    for (detail::chunk_thread_cache* cache : caches_) {
+    for (detail::chunk_thread_cache* cache : caches_.caches()) {
       for (detail::chunk_bin& bin : cache->bins) bin.count.store(0, std::memory_order_relaxed);
       for (unsigned cls = 0; cls < detail::chunk_class_count; ++cls) {
         outstanding[cls] += cache->handed[cls].load(std::memory_order_relaxed) -
                             cache->returned[cls].load(std::memory_order_relaxed);
       }
-      in_use += cache->bytes_in_use.load(std::memory_order_relaxed);
     }
     released_classes_ = outstanding;
-    released_in_use_ = static_cast<std::size_t>(in_use);
+    caches_.forget_bytes_in_use();
     for (shared_pool& pool : pools_) {
       std::lock_guard lock(pool.mutex);
       pool.head = nullptr;
@@ -552,32 +546,19 @@ std::size_t chunk_provider::chunk_size_for(std::size_t bytes, std::size_t alignm
 
 resource_stats chunk_provider::do_stats() const noexcept {
   resource_stats s;
-  std::uint64_t in_use_bytes = 0;
-  std::size_t peak = peak_.load(std::memory_order_relaxed);
+  detail::cache_totals t;
   {
     std::lock_guard lock(registry().mutex());
-    for (const detail::chunk_thread_cache* cache : caches_) {
-      for (unsigned cls = min_class_; cls <= max_class_; ++cls) {
-        s.allocations += cache->handed[cls].load(std::memory_order_relaxed);
-        s.deallocations += cache->returned[cls].load(std::memory_order_relaxed);
-      }
-      in_use_bytes += cache->bytes_in_use.load(std::memory_order_relaxed);
-      peak = std::max<std::size_t>(peak, cache->peak_bytes_in_use.load(std::memory_order_relaxed));
-    }
-    for (const class_totals& totals : retired_classes_) {
-      s.allocations += totals.handed;
-      s.deallocations += totals.returned;
-    }
-    in_use_bytes += retired_bytes_in_use_;
+    t = caches_.totals();  // normal chunks; retired_classes_ holds the same per class, for details()
     std::lock_guard blocks_lock(blocks_mutex_);
-    s.allocations += oversized_allocations_;
-    s.deallocations += oversized_deallocations_;
-    s.bytes_in_use = static_cast<std::size_t>(in_use_bytes) + oversized_bytes_in_use_ - released_in_use_;
+    s.allocations = t.allocations + oversized_allocations_;
+    s.deallocations = t.deallocations + oversized_deallocations_;
+    s.bytes_in_use = static_cast<std::size_t>(t.bytes_in_use) + oversized_bytes_in_use_;
   }
   const std::uint64_t rejected = rejected_.load(std::memory_order_relaxed);
   s.deallocations += rejected;
   s.misuse_detected = rejected;
-  s.peak_bytes_in_use = std::max(peak, s.bytes_in_use);
+  s.peak_bytes_in_use = std::max(t.peak_bytes_in_use, s.bytes_in_use);
   s.bytes_reserved = bytes_reserved_.load(std::memory_order_relaxed);
   s.failed_allocations = failed_.load(std::memory_order_relaxed);
   s.upstream_allocations = upstream_allocations_.load(std::memory_order_relaxed);
@@ -591,14 +572,8 @@ std::size_t chunk_provider::do_preferred_size(std::size_t bytes) const noexcept 
 }
 
 void chunk_provider::do_reset_peak() noexcept {
-  // Best effort: a thread cache's peak has one writer, its thread, which may
-  // overwrite this store with its own newer figure.
   std::lock_guard lock(registry().mutex());
-  for (detail::chunk_thread_cache* cache : caches_) {
-    cache->peak_bytes_in_use.store(cache->bytes_in_use.load(std::memory_order_relaxed),
-                                   std::memory_order_relaxed);
-  }
-  peak_.store(0, std::memory_order_relaxed);
+  caches_.reset_peak();
 }
 
 chunk_provider::details_type chunk_provider::details() const {
@@ -613,7 +588,7 @@ chunk_provider::details_type chunk_provider::details() const {
     for (unsigned cls = min_class_; cls <= max_class_; ++cls) {
       handed[cls] = retired_classes_[cls].handed;
       returned[cls] = retired_classes_[cls].returned;
-      for (const detail::chunk_thread_cache* cache : caches_) {
+      for (const detail::chunk_thread_cache* cache : caches_.caches()) {
         handed[cls] += cache->handed[cls].load(std::memory_order_relaxed);
         returned[cls] += cache->returned[cls].load(std::memory_order_relaxed);
         cached[cls] += cache->bins[cls].count.load(std::memory_order_relaxed);

@@ -422,19 +422,12 @@ struct xslab_impl {
 struct extendable_slab_access {
   // Requires the registry mutex. Calls no upstream: the thread's slots go
   // back to their segments, and empty segments wait for the next reclamation.
-  static void detach(extendable_slab& s, detail::xslab_thread_cache* cache) noexcept {
-    {
-      std::lock_guard lock(s.mutex_);
-      xslab_impl::flush(s, *cache, SIZE_MAX);
-    }
-    s.retired_allocations_ += cache->allocations();
-    s.retired_deallocations_ += cache->deallocations();
-    s.retired_bytes_in_use_ += cache->bytes_in_use.load(std::memory_order_relaxed);
-    s.peak_.store(std::max<std::size_t>(s.peak_.load(std::memory_order_relaxed),
-                                        cache->peak_bytes_in_use.load(std::memory_order_relaxed)),
-                  std::memory_order_relaxed);
-    std::erase(s.caches_, cache);
-    delete cache;
+  static void drain(extendable_slab& s, detail::xslab_thread_cache& cache) noexcept {
+    std::lock_guard lock(s.mutex_);
+    xslab_impl::flush(s, cache, SIZE_MAX);
+  }
+  static detail::thread_cache_set<detail::xslab_thread_cache>& caches(extendable_slab& s) noexcept {
+    return s.caches_;
   }
 };
 
@@ -530,7 +523,7 @@ void* extendable_slab::allocate_slow(std::size_t bytes, std::size_t alignment) {
   detail::xslab_thread_cache* cache = attach();
   const auto counted = [&](void* p) {
     if (cache != nullptr) {
-      note_allocated(*cache, bytes);
+      cache->note_allocated(bytes);
     } else {
       central_.on_allocate(bytes);
     }
@@ -676,7 +669,7 @@ void extendable_slab::deallocate_slow(void* p, std::size_t bytes, std::size_t al
   if (cache != nullptr) {
     // A slot pushed onto the cache is counted by `pushed`; a forwarded block here.
     if (forwarded.alignment != 0) detail::single_writer_add(cache->forwarded_deallocations);
-    note_deallocated(*cache, bytes);
+    cache->note_deallocated(bytes);
   } else {
     central_.on_deallocate(bytes);
   }
@@ -705,36 +698,23 @@ void extendable_slab::trim() noexcept {
 // --------------------------------------------------------------- observers
 
 resource_stats extendable_slab::do_stats() const noexcept {
-  resource_stats s = central_.snapshot();
-  std::uint64_t in_use_bytes = 0;
-  std::size_t peak = std::max(peak_.load(std::memory_order_relaxed), s.peak_bytes_in_use);
+  resource_stats s = central_.snapshot();  // calls without a thread cache, upstream, misuse
+  detail::cache_totals t;
   {
     std::lock_guard lock(registry().mutex());
-    for (const detail::xslab_thread_cache* cache : caches_) {
-      s.allocations += cache->allocations();
-      s.deallocations += cache->deallocations();
-      in_use_bytes += cache->bytes_in_use.load(std::memory_order_relaxed);
-      peak = std::max<std::size_t>(peak, cache->peak_bytes_in_use.load(std::memory_order_relaxed));
-    }
-    s.allocations += retired_allocations_;
-    s.deallocations += retired_deallocations_;
-    in_use_bytes += retired_bytes_in_use_;
+    t = caches_.totals();
   }
-  s.bytes_in_use += static_cast<std::size_t>(in_use_bytes);
-  s.peak_bytes_in_use = std::max(peak, s.bytes_in_use);
+  s.allocations += t.allocations;
+  s.deallocations += t.deallocations;
+  s.bytes_in_use += static_cast<std::size_t>(t.bytes_in_use);
+  s.peak_bytes_in_use = std::max({t.peak_bytes_in_use, s.peak_bytes_in_use, s.bytes_in_use});
   return s;
 }
 
 void extendable_slab::do_reset_peak() noexcept {
-  // Best effort: a thread cache's peak has one writer, its thread, which may
-  // overwrite this store with its own newer figure.
   std::lock_guard lock(registry().mutex());
-  for (detail::xslab_thread_cache* cache : caches_) {
-    cache->peak_bytes_in_use.store(cache->bytes_in_use.load(std::memory_order_relaxed),
-                                   std::memory_order_relaxed);
-  }
+  caches_.reset_peak();
   central_.reset_peak();
-  peak_.store(0, std::memory_order_relaxed);
 }
 
 extendable_slab::details_type extendable_slab::details() const {
@@ -744,7 +724,7 @@ extendable_slab::details_type extendable_slab::details() const {
   d.stride = stride_;
   {
     std::lock_guard lock(registry().mutex());
-    for (const detail::xslab_thread_cache* cache : caches_) d.cached_slots += cache->size();
+    for (const detail::xslab_thread_cache* cache : caches_.caches()) d.cached_slots += cache->size();
     d.threads_attached = caches_.size();
   }
   {

@@ -125,9 +125,23 @@ struct arena_bin {
 
 /// A thread's cache for one arena, owned by the arena and used lock-free by
 /// one thread. Counters are summed by stats() under the registry mutex.
-struct alignas(64) arena_thread_cache {  // its own cache lines: no false sharing between threads
-  thread_counters counters;
+struct alignas(64) arena_thread_cache : thread_cache_base {  // own cache lines: no false sharing
+  single_writer_counter allocated{0};                        // calls served on this thread
+  single_writer_counter freed{0};                            // deallocations obeyed on this thread
   std::array<arena_bin, arena_class_count> bins{};
+
+  [[nodiscard]] std::uint64_t allocations() const noexcept {
+    return allocated.load(std::memory_order_relaxed);
+  }
+  [[nodiscard]] std::uint64_t deallocations() const noexcept { return freed.load(std::memory_order_relaxed); }
+  void on_allocate(std::size_t bytes) noexcept {
+    single_writer_add(allocated);
+    note_allocated(bytes);
+  }
+  void on_deallocate(std::size_t bytes) noexcept {
+    single_writer_add(freed);
+    note_deallocated(bytes);
+  }
 };
 
 using arena_cache_slot = thread_cache_slot<arena_thread_cache>;  // the fast path's MRU slot
@@ -144,7 +158,7 @@ using arena_cache_slot = thread_cache_slot<arena_thread_cache>;  // the fast pat
   unpoison_memory(p, arena_class_size(cls));
   bin.head = *static_cast<void**>(p);
   bin.count.store(bin.count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
-  cache.counters.on_allocate(bytes);
+  cache.on_allocate(bytes);
   return p;
 }
 
@@ -160,7 +174,7 @@ using arena_cache_slot = thread_cache_slot<arena_thread_cache>;  // the fast pat
   poison_memory(p, arena_class_size(cls));
   bin.head = p;
   bin.count.store(count + 1, std::memory_order_relaxed);
-  cache.counters.on_deallocate(bytes);
+  cache.on_deallocate(bytes);
   return true;
 }
 
@@ -286,8 +300,10 @@ class arena final : public resource {
   // Frees what the fast path could not: a full bin (hands a batch to the
   // central pool), large blocks, hardened mode, other threads' first free, misuse.
   STRATA_SLOW_PATH void deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) noexcept;
-  // Returns this thread's cache, creating and registering it if needed.
-  detail::arena_thread_cache& attach();
+  // Returns this thread's cache, creating and registering it if needed;
+  // nullptr in hardened mode, once the thread's exit hooks have run, or when
+  // no memory is left for one: the caller then takes the cache-less path.
+  detail::arena_thread_cache* attach() noexcept;
   // Returns up to want (>= 1) blocks of cls, poisoned and linked through
   // word 0 (tail not set): the central pool first, then a fresh run.
   // Throws: allocation_failure (capacity) when neither has any.
@@ -325,11 +341,12 @@ class arena final : public resource {
   bool link_valid(const void* next, unsigned cls, bool should_end) const noexcept;
   // Counts and reports a link that failed link_valid.
   void reject_link(const void* next, unsigned cls) noexcept;
-  // Moves one thread cache's blocks to the central pools and its counters
-  // into the retired totals. Requires the registry mutex.
-  void detach(detail::arena_thread_cache* cache) noexcept;
-  void count_allocation(std::size_t bytes);
-  void count_deallocation(std::size_t bytes) noexcept;
+  // Moves one thread cache's blocks to the central pools (its counters are
+  // folded by the thread_cache_set). Requires the registry mutex.
+  void drain(detail::arena_thread_cache& cache) noexcept;
+  // Count on cache, or centrally (under the registry mutex) when it is nullptr.
+  void count_allocation(detail::arena_thread_cache* cache, std::size_t bytes) noexcept;
+  void count_deallocation(detail::arena_thread_cache* cache, std::size_t bytes) noexcept;
   void reject(misuse_kind kind, void* p, std::size_t bytes, std::size_t alignment) noexcept;
   bool invariants_hold() const noexcept;
 
@@ -373,15 +390,11 @@ class arena final : public resource {
   std::unordered_map<const void*, block_record> handed_out_;
 
   // Guarded by the process-wide registry mutex (see the .cpp).
-  std::vector<detail::arena_thread_cache*> caches_;  // attached thread caches, owned
-  std::uint64_t retired_allocations_ = 0;            // counters of detached caches and
-  std::uint64_t retired_deallocations_ = 0;          // of threads that could not attach
-  std::uint64_t retired_bytes_in_use_ = 0;           // modulo 2^64
+  detail::thread_cache_set<detail::arena_thread_cache> caches_;  // attached thread caches, owned
   std::uint64_t retired_remote_frees_ = 0;
 
   std::atomic<std::uint64_t> failed_{0};
   std::atomic<std::uint64_t> rejected_{0};  // deallocates refused as misuse
-  std::atomic<std::size_t> peak_{0};        // of detached caches, and reset_peak's floor
 };
 
 // ------------------------------------------------------------- fast paths

@@ -48,17 +48,22 @@ struct alignas(64) chunk_bin {
 /// lock-free by one thread. Counters are summed by stats() (under the
 /// provider registry's mutex, which also keeps the cache alive). The calling
 /// thread's most recently used one is current_thread_cache<chunk_thread_cache>.
-struct chunk_thread_cache {
+/// Its thread_cache_base counts the caller's bytes of normal chunks only.
+struct chunk_thread_cache : thread_cache_base {
   std::array<chunk_bin, chunk_class_count> bins{};
   std::array<single_writer_counter, chunk_class_count> handed{};  // chunks handed out, per class
   std::array<single_writer_counter, chunk_class_count>
       returned{};  // chunks given back on this thread, per class
-  // Caller's bytes of normal chunks allocated minus those deallocated on this
-  // thread, in two's complement (it goes "below zero" on a thread that frees
-  // others' chunks; the sum over threads is exact). One running figure rather
-  // than two sums, so the allocate fast path keeps the peak without a subtraction.
-  single_writer_counter bytes_in_use{0};
-  single_writer_counter peak_bytes_in_use{0};  // of this thread's own view
+
+  [[nodiscard]] std::uint64_t allocations() const noexcept { return sum(handed); }
+  [[nodiscard]] std::uint64_t deallocations() const noexcept { return sum(returned); }
+
+ private:
+  static std::uint64_t sum(const std::array<single_writer_counter, chunk_class_count>& counts) noexcept {
+    std::uint64_t total = 0;
+    for (const single_writer_counter& c : counts) total += c.load(std::memory_order_relaxed);
+    return total;
+  }
 };
 using chunk_cache_slot = thread_cache_slot<chunk_thread_cache>;
 
@@ -222,13 +227,7 @@ class chunk_provider final : public resource {
   // Counts a normal chunk of class cls handed out on this thread and keeps its peak.
   static void note_handed(detail::chunk_thread_cache& cache, std::size_t cls, std::size_t bytes) noexcept {
     detail::single_writer_add(cache.handed[cls]);
-    const std::uint64_t in_use = cache.bytes_in_use.load(std::memory_order_relaxed) + bytes;
-    cache.bytes_in_use.store(in_use, std::memory_order_relaxed);
-    // The signed view keeps a thread that freed others' chunks from raising the peak.
-    if (static_cast<std::int64_t>(in_use) >
-        static_cast<std::int64_t>(cache.peak_bytes_in_use.load(std::memory_order_relaxed))) [[unlikely]] {
-      cache.peak_bytes_in_use.store(in_use, std::memory_order_relaxed);
-    }
+    cache.note_allocated(bytes);
   }
   [[nodiscard]] detail::chunk_thread_cache* my_cache() const noexcept {
     const detail::chunk_cache_slot slot =
@@ -329,17 +328,14 @@ class chunk_provider final : public resource {
   std::uint64_t oversized_deallocations_ = 0;
 
   // Guarded by the process-wide registry mutex (see the .cpp).
-  std::vector<detail::chunk_thread_cache*> caches_;                        // attached thread caches, owned
-  std::array<class_totals, detail::chunk_class_count> retired_classes_{};  // of detached caches
-  std::uint64_t retired_bytes_in_use_ = 0;  // of detached caches (two's complement)
-  std::size_t released_in_use_ = 0;         // caller bytes dropped by release()
+  detail::thread_cache_set<detail::chunk_thread_cache> caches_;              // attached thread caches, owned
+  std::array<class_totals, detail::chunk_class_count> retired_classes_{};    // of detached caches
   std::array<std::uint64_t, detail::chunk_class_count> released_classes_{};  // chunks dropped by release()
 
   std::atomic<std::uint64_t> failed_{0};
   std::atomic<std::uint64_t> rejected_{0};  // deallocates refused as misuse
   std::atomic<std::uint64_t> upstream_allocations_{0};
   std::atomic<std::uint64_t> upstream_deallocations_{0};
-  std::atomic<std::size_t> peak_{0};  // sampled high-water mark
   std::atomic<std::uint64_t> evicted_by_floor_{0};
   std::atomic<std::uint64_t> evicted_by_trim_{0};
   std::atomic<std::uint64_t> evicted_by_budget_{0};
@@ -390,7 +386,7 @@ inline void chunk_provider::do_deallocate(void* p, std::size_t bytes, std::size_
       bin.chunks[count] = p;
       bin.count.store(count + 1, std::memory_order_relaxed);
       detail::single_writer_add(slot.cache->returned[cls]);
-      detail::single_writer_add(slot.cache->bytes_in_use, -static_cast<std::uint64_t>(bytes));
+      slot.cache->note_deallocated(bytes);
       return;
     }
   }

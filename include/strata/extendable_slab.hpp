@@ -30,7 +30,7 @@ namespace detail {
 /// never a read-modify-write): a running count would be a load-add-store
 /// chain through memory on both allocate and deallocate. stats() sums them
 /// under the registry mutex.
-struct alignas(64) xslab_thread_cache {
+struct alignas(64) xslab_thread_cache : thread_cache_base {
   void* head = nullptr;               // free slots (plain links; caches are off in hardened mode)
   single_writer_counter pushed{0};    // slots put on head: deallocations and refills
   single_writer_counter popped{0};    // slots taken off head: allocations and flushes
@@ -38,12 +38,6 @@ struct alignas(64) xslab_thread_cache {
   single_writer_counter flushed{0};   // of popped, by flushes
   single_writer_counter forwarded_allocations{0};  // made on this thread
   single_writer_counter forwarded_deallocations{0};
-  // Caller's bytes allocated minus those deallocated on this thread, in two's
-  // complement (it goes "below zero" on a thread that frees others' slots; the
-  // sum over threads is exact). One running figure rather than two sums, so
-  // the allocate fast path keeps the peak without a subtraction.
-  single_writer_counter bytes_in_use{0};
-  single_writer_counter peak_bytes_in_use{0};  // of this thread's own view
   std::uintptr_t hot_segment = 0;  // the segment of the last slot freed here, known to be the slab's...
   std::uint64_t hot_epoch = 0;     // ...as long as the slab's reclaim epoch is still this one
 
@@ -260,25 +254,13 @@ class extendable_slab final : public resource {
     cache.hot_epoch = epoch;
     return true;
   }
-  static void note_allocated(detail::xslab_thread_cache& cache, std::size_t bytes) noexcept {
-    const std::uint64_t in_use = cache.bytes_in_use.load(std::memory_order_relaxed) + bytes;
-    cache.bytes_in_use.store(in_use, std::memory_order_relaxed);
-    // The signed view keeps a thread that freed others' slots from raising the peak.
-    if (static_cast<std::int64_t>(in_use) >
-        static_cast<std::int64_t>(cache.peak_bytes_in_use.load(std::memory_order_relaxed))) [[unlikely]] {
-      cache.peak_bytes_in_use.store(in_use, std::memory_order_relaxed);
-    }
-  }
-  static void note_deallocated(detail::xslab_thread_cache& cache, std::size_t bytes) noexcept {
-    detail::single_writer_add(cache.bytes_in_use, -static_cast<std::uint64_t>(bytes));
-  }
   // Pushes a slot proven ours onto this thread's magazine, which has room.
   void push_to_cache(detail::xslab_thread_cache& cache, void* p, std::size_t bytes) const noexcept {
     *static_cast<void**>(p) = cache.head;
     detail::poison_memory(p, stride_);  // link word too: the pop unpoisons before reading it
     cache.head = p;
     detail::single_writer_add(cache.pushed);
-    note_deallocated(cache, bytes);
+    cache.note_deallocated(bytes);
   }
   // Whether alignment is a power of two no larger than slot_alignment, in one
   // test: alignment - 1 must share no bit with alignment (a power of two, or
@@ -344,14 +326,10 @@ class extendable_slab final : public resource {
   std::uint64_t growth_count_ = 0;  // segments grown, for the colour
 
   // Guarded by the process-wide registry mutex (see the .cpp).
-  std::vector<detail::xslab_thread_cache*> caches_;  // attached thread caches, owned
-  std::uint64_t retired_allocations_ = 0;            // of detached caches
-  std::uint64_t retired_deallocations_ = 0;
-  std::uint64_t retired_bytes_in_use_ = 0;  // two's complement
+  detail::thread_cache_set<detail::xslab_thread_cache> caches_;  // attached thread caches, owned
 
   detail::atomic_counters central_;  // calls without a thread cache, upstream traffic, misuse
   std::atomic<std::size_t> segment_count_{0};
-  std::atomic<std::size_t> peak_{0};  // of detached caches
   std::atomic<unsigned> growers_{0};  // threads obtaining a segment right now
   std::atomic<std::uint64_t> growth_events_{0};
   std::atomic<std::uint64_t> concurrent_growths_{0};
@@ -375,7 +353,7 @@ inline void* extendable_slab::do_allocate(std::size_t bytes, std::size_t alignme
       detail::unpoison_memory(p, stride_);  // the whole slot, link word included
       cache.head = *static_cast<void**>(p);
       detail::single_writer_add(cache.popped);
-      note_allocated(cache, bytes);
+      cache.note_allocated(bytes);
       return p;
     }
   }

@@ -1,14 +1,20 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <vector>
 
 // Pieces of the per-thread cache machinery that a thread-safe resource with a
 // lock-free fast path needs: the parts its inline fast paths read. The slow
-// parts (the registry of live resources, attaching, the thread-exit hook) are
-// one template in src/thread_cache_registry.hpp, used by chunk_provider,
-// extendable_slab and arena. Not part of the public API.
+// parts (the registry of live resources, attaching, the thread-exit hook,
+// summing counters, peaks, flush requests) are written once: thread_cache_set
+// below (one resource's caches) and the registry in
+// src/thread_cache_registry.hpp, used by chunk_provider, extendable_slab and
+// arena. Not part of the public API.
 //
 // The lifetime scheme every user follows:
 // - each resource has an id that is never reused, and registers itself in a
@@ -66,30 +72,204 @@ inline void single_writer_add(single_writer_counter& counter, std::uint64_t by =
   counter.store(counter.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
 }
 
-/// The per-thread counters a cache keeps for resource_stats: calls, the
-/// caller's bytes this thread holds (it may go below zero on a thread that
-/// frees what others allocated; the sum over threads is exact), and the
-/// high-water mark of this thread's own view. Two or three stores per call.
-struct thread_counters {
-  single_writer_counter allocations{0};
-  single_writer_counter deallocations{0};
-  single_writer_counter bytes_in_use{0};  // as two's complement: may "wrap below zero"
+/// What every per-thread cache keeps for the shared bookkeeping in
+/// thread_cache_set below (stats summing, thread-exit hand-back, peaks,
+/// flush requests). A resource's cache type derives from it and adds its
+/// bins and `allocations()` / `deallocations()` observers (counted in the way
+/// its fast paths find cheapest), so one scheme sums them all.
+///
+/// bytes_in_use is the caller's bytes allocated minus those deallocated on
+/// this thread, in two's complement: it goes "below zero" on a thread that
+/// frees what others allocated, and the sum over threads is exact. The peak
+/// is this thread's own high-water mark. Both have one writer, the thread.
+struct thread_cache_base {
+  single_writer_counter bytes_in_use{0};
   single_writer_counter peak_bytes_in_use{0};
+  /// Set by another thread (trim(), or a resource draining idle caches) to
+  /// ask the owner to hand its cache back at its next slow-path call; the
+  /// owner clears it (take_flush_request). Read with a relaxed load.
+  std::atomic<bool> flush_requested{false};
 
-  void on_allocate(std::uint64_t bytes) noexcept {
-    single_writer_add(allocations);
+  /// Counts bytes handed out on this thread and keeps the peak.
+  void note_allocated(std::uint64_t bytes) noexcept {
     const std::uint64_t in_use = bytes_in_use.load(std::memory_order_relaxed) + bytes;
     bytes_in_use.store(in_use, std::memory_order_relaxed);
     // The signed view keeps a thread that freed others' blocks from raising the peak.
     if (static_cast<std::int64_t>(in_use) >
-        static_cast<std::int64_t>(peak_bytes_in_use.load(std::memory_order_relaxed))) {
+        static_cast<std::int64_t>(peak_bytes_in_use.load(std::memory_order_relaxed))) [[unlikely]] {
       peak_bytes_in_use.store(in_use, std::memory_order_relaxed);
     }
   }
-  void on_deallocate(std::uint64_t bytes) noexcept {
-    single_writer_add(deallocations);
+  /// Counts bytes given back on this thread.
+  void note_deallocated(std::uint64_t bytes) noexcept {
     bytes_in_use.store(bytes_in_use.load(std::memory_order_relaxed) - bytes, std::memory_order_relaxed);
   }
+  /// Whether a flush was requested, clearing the request. Only the owner
+  /// calls it, on a slow path. A request arriving between the load and the
+  /// store is answered by the flush the caller does next.
+  [[nodiscard]] bool take_flush_request() noexcept {
+    if (!flush_requested.load(std::memory_order_relaxed)) return false;
+    flush_requested.store(false, std::memory_order_relaxed);
+    return true;
+  }
+};
+
+/// Sums of a resource's thread-cache counters: calls, the caller's bytes held
+/// (exact as a sum, modulo 2^64 per part) and the best-known peak.
+struct cache_totals {
+  std::uint64_t allocations = 0;
+  std::uint64_t deallocations = 0;
+  std::uint64_t bytes_in_use = 0;  // two's complement: add other parts, then read as a size
+  std::size_t peak_bytes_in_use = 0;
+};
+
+/// One resource's thread caches (owned) and the counters of caches that are
+/// gone. Cache derives from thread_cache_base and has
+/// `std::uint64_t allocations() const noexcept` and `deallocations()`.
+///
+/// Thread safety: every member requires the registry mutex of the resource's
+/// type (thread_cache_registry::mutex()), except raise_peak and peak_floor,
+/// which are lock-free. A cache's counters are read here while its thread
+/// writes them: relaxed loads of single-writer atomics, so a sum taken while
+/// threads allocate is a snapshot, exact when they are quiescent.
+template <class Cache>
+class thread_cache_set {
+ public:
+  thread_cache_set() = default;
+  thread_cache_set(const thread_cache_set&) = delete;
+  thread_cache_set& operator=(const thread_cache_set&) = delete;
+  ~thread_cache_set() { delete_all(); }
+
+  /// The attached caches, oldest first.
+  [[nodiscard]] const std::vector<Cache*>& caches() const noexcept { return caches_; }
+  [[nodiscard]] std::size_t size() const noexcept { return caches_.size(); }
+
+  /// Makes room to adopt one more cache (so adopt cannot throw). Throws std::bad_alloc.
+  void reserve_one() { caches_.reserve(caches_.size() + 1); }
+  /// Takes ownership of cache. Requires: reserve_one() since the last adopt.
+  void adopt(Cache* cache) noexcept { caches_.push_back(cache); }
+
+  /// Folds cache's counters into the totals and deletes it. The resource must
+  /// have moved its contents (bins) elsewhere first.
+  void retire(Cache* cache) noexcept {
+    retired_allocations_ += cache->allocations();
+    retired_deallocations_ += cache->deallocations();
+    retired_bytes_in_use_ += cache->bytes_in_use.load(std::memory_order_relaxed);
+    raise_peak(signed_peak(*cache));
+    std::erase(caches_, cache);
+    delete cache;
+  }
+
+  /// Deletes every cache without folding it (the resource is dying).
+  void delete_all() noexcept {
+    for (Cache* cache : caches_) delete cache;
+    caches_.clear();
+  }
+
+  /// Counts a call made on a thread without a cache (exiting, or out of
+  /// memory for one).
+  void count_cacheless_allocation(std::size_t bytes) noexcept {
+    ++retired_allocations_;
+    retired_bytes_in_use_ += bytes;
+  }
+  void count_cacheless_deallocation(std::size_t bytes) noexcept {
+    ++retired_deallocations_;
+    retired_bytes_in_use_ -= bytes;
+  }
+
+  /// The sums over attached and retired caches. Complexity: O(caches).
+  [[nodiscard]] cache_totals totals() const noexcept {
+    cache_totals t{retired_allocations_, retired_deallocations_, retired_bytes_in_use_,
+                   peak_.load(std::memory_order_relaxed)};
+    for (const Cache* cache : caches_) {
+      t.allocations += cache->allocations();
+      t.deallocations += cache->deallocations();
+      t.bytes_in_use += cache->bytes_in_use.load(std::memory_order_relaxed);
+      t.peak_bytes_in_use = std::max(t.peak_bytes_in_use, signed_peak(*cache));
+    }
+    return t;
+  }
+
+  /// Restarts every peak from what each thread holds now. Best effort while
+  /// threads allocate: a cache's peak has one writer, its thread, which may
+  /// overwrite this store with its own newer figure. The resource sets its
+  /// own peak to max(peak, bytes_in_use) when it reads the stats.
+  void reset_peak() noexcept {
+    for (Cache* cache : caches_) {
+      const auto in_use = static_cast<std::int64_t>(cache->bytes_in_use.load(std::memory_order_relaxed));
+      cache->peak_bytes_in_use.store(in_use > 0 ? static_cast<std::uint64_t>(in_use) : 0,
+                                     std::memory_order_relaxed);
+    }
+    peak_.store(0, std::memory_order_relaxed);
+  }
+
+  /// For release(): what callers held is dropped from the books, so
+  /// bytes_in_use (and the peaks, after a reset_peak) start again from zero.
+  /// Calls stay counted: allocations - deallocations then exceeds the live
+  /// blocks by the blocks release() took back, which the resource reports
+  /// as it sees fit. Requires: no other thread uses the resource meanwhile.
+  void forget_bytes_in_use() noexcept {
+    for (Cache* cache : caches_) cache->bytes_in_use.store(0, std::memory_order_relaxed);
+    retired_bytes_in_use_ = 0;
+  }
+
+  /// Asks every attached cache's thread to hand its cache back at its next
+  /// slow-path call (each resource says which calls reach its slow path).
+  void request_flush() noexcept {
+    for (Cache* cache : caches_) cache->flush_requested.store(true, std::memory_order_relaxed);
+  }
+
+  /// Raises the peak kept for retired caches and paths without a cache
+  /// (lock-free: any thread, any time).
+  void raise_peak(std::size_t bytes) noexcept {
+    std::size_t peak = peak_.load(std::memory_order_relaxed);
+    while (bytes > peak && !peak_.compare_exchange_weak(peak, bytes, std::memory_order_relaxed)) {
+    }
+  }
+
+ private:
+  // A thread that freed others' blocks may hold a "negative" peak: it counts as 0.
+  static std::size_t signed_peak(const Cache& cache) noexcept {
+    const auto peak = static_cast<std::int64_t>(cache.peak_bytes_in_use.load(std::memory_order_relaxed));
+    return peak > 0 ? static_cast<std::size_t>(peak) : 0;
+  }
+
+  std::vector<Cache*> caches_;
+  std::uint64_t retired_allocations_ = 0;
+  std::uint64_t retired_deallocations_ = 0;
+  std::uint64_t retired_bytes_in_use_ = 0;  // modulo 2^64
+  std::atomic<std::size_t> peak_{0};        // of retired caches, and reset_peak's floor
+};
+
+/// A wall-clock period shared by the threads of one resource: due() answers
+/// true at most once per period, to the first slow path that asks after it
+/// elapsed, so idle memory is examined on a timer without a thread of our
+/// own. A zero period means never. Thread safety: any thread; lock-free.
+class decay_clock {
+ public:
+  using clock = std::chrono::steady_clock;
+
+  explicit decay_clock(std::chrono::nanoseconds period) noexcept
+      : period_(period.count()), next_due_(now_ns() + period_) {}
+
+  [[nodiscard]] std::int64_t period_ns() const noexcept { return period_; }
+
+  /// Whether the period has elapsed since the last time due() said so (or
+  /// construction); if so, the next period starts now.
+  [[nodiscard]] bool due() noexcept {
+    if (period_ <= 0) return false;
+    const std::int64_t now = now_ns();
+    std::int64_t next = next_due_.load(std::memory_order_relaxed);
+    return now >= next && next_due_.compare_exchange_strong(next, now + period_, std::memory_order_relaxed);
+  }
+
+  [[nodiscard]] static std::int64_t now_ns() noexcept {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now().time_since_epoch()).count();
+  }
+
+ private:
+  std::int64_t period_;
+  std::atomic<std::int64_t> next_due_;
 };
 
 }  // namespace strata::detail
