@@ -96,6 +96,8 @@ BOOST_AUTO_TEST_CASE(unaligned_deallocate_is_counted_and_ignored) {
   BOOST_TEST(pages.stats().misuse_detected == 1u);
   BOOST_TEST(pages.stats().bytes_reserved == pages.page_size());  // nothing unmapped
   BOOST_TEST(pages.stats().bytes_in_use == 100u);
+  // Regression (issue 14): the rejected call counted as a deallocation.
+  BOOST_TEST(pages.stats().allocations - pages.stats().deallocations == 1u);  // the live block
   BOOST_REQUIRE(recorder.taken().size() == 1u);
   BOOST_TEST((recorder.taken()[0].kind == strata::misuse_kind::unknown_pointer));
   std::memset(p, 1, 100);  // still mapped

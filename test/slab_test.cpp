@@ -283,6 +283,9 @@ BOOST_AUTO_TEST_CASE(checked_deallocate_catches_a_double_free) {
   s.deallocate(x, 32, 8);
   s.deallocate(y, 32, 8);
   BOOST_TEST(s.stats().bytes_in_use == 0u);
+  // Regression (issue 14): the rejected second free counted as a deallocation.
+  BOOST_TEST(s.stats().allocations == 3u);
+  BOOST_TEST(s.stats().deallocations == 3u);
 }
 
 BOOST_AUTO_TEST_CASE(a_foreign_pointer_is_counted_and_ignored) {

@@ -97,6 +97,45 @@ BOOST_AUTO_TEST_CASE(double_free_and_unknown_pointer_are_detected_and_not_forwar
   BOOST_TEST(recorder.taken()[0].resource_name == "tracking_resource");
 }
 
+// Regression (issue 14): rejected deallocates counted in deallocations, so
+// 3 allocations showed 7 deallocations after four misuse calls, and a double
+// free plus a leak balanced to allocations == deallocations, hiding the leak.
+BOOST_AUTO_TEST_CASE(rejected_deallocates_count_as_misuse_only) {
+  strata::test::misuse_recorder recorder;
+  strata::test::counting_resource upstream;
+  {
+    strata::tracking_resource tracked{&upstream};
+    void* blocks[3];
+    for (void*& b : blocks) b = tracked.allocate(32, 8);
+    for (void* b : blocks) tracked.deallocate(b, 32, 8);
+    int local = 0;
+    tracked.deallocate(blocks[0], 32, 8);  // double frees
+    tracked.deallocate(blocks[1], 32, 8);
+    tracked.deallocate(&local, sizeof local, alignof(int));  // strangers
+    tracked.deallocate(&local + 1, sizeof local, alignof(int));
+    strata::resource_stats s = tracked.stats();
+    BOOST_TEST(s.allocations == 3u);
+    BOOST_TEST(s.deallocations == 3u);
+    BOOST_TEST(s.misuse_detected == 4u);
+
+    void* kept = tracked.allocate(16, 8);  // leaked...
+    void* twice = tracked.allocate(16, 8);
+    tracked.deallocate(twice, 16, 8);
+    tracked.deallocate(twice, 16, 8);  // ...while a double free must not hide it
+    s = tracked.stats();
+    BOOST_TEST(s.allocations - s.deallocations == 1u);
+    BOOST_TEST(tracked.live_blocks() == 1u);
+    tracked.deallocate(kept, 16, 8);
+    // A corrected call (the size is fixed before forwarding) counts once.
+    void* resized = tracked.allocate(48, 16);
+    tracked.deallocate(resized, 40, 16);
+    s = tracked.stats();
+    BOOST_TEST(s.allocations == s.deallocations);
+    BOOST_TEST(s.misuse_detected == 6u);
+  }
+  BOOST_TEST(upstream.bytes_outstanding() == 0u);
+}
+
 BOOST_AUTO_TEST_CASE(size_and_alignment_mismatches_are_corrected_before_forwarding) {
   strata::test::misuse_recorder recorder;
   strata::test::counting_resource upstream;  // fails the test on any mismatched deallocate

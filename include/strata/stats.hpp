@@ -21,7 +21,9 @@ struct resource_stats {
   std::size_t bytes_reserved = 0;
   /// Calls to allocate that returned a block.
   std::uint64_t allocations = 0;
-  /// Calls to deallocate, including those counted in misuse_detected.
+  /// Calls to deallocate that were obeyed. A call refused as misuse counts in
+  /// misuse_detected only, so allocations - deallocations is the number of
+  /// live blocks when no thread is allocating.
   std::uint64_t deallocations = 0;
   /// Calls to allocate that threw std::bad_alloc (never std::invalid_argument).
   std::uint64_t failed_allocations = 0;
@@ -34,6 +36,22 @@ struct resource_stats {
   std::uint64_t misuse_detected = 0;
 
   friend bool operator==(const resource_stats&, const resource_stats&) = default;
+
+  /// What happened between two snapshots of one resource, later - earlier:
+  /// the call counters are differences; the levels (bytes_in_use,
+  /// peak_bytes_in_use, bytes_reserved) are the later snapshot's, since a
+  /// level's difference is not a count of anything. Requires: earlier was
+  /// taken first, from the same resource (no reset in between).
+  friend resource_stats operator-(const resource_stats& later, const resource_stats& earlier) noexcept {
+    resource_stats d = later;
+    d.allocations -= earlier.allocations;
+    d.deallocations -= earlier.deallocations;
+    d.failed_allocations -= earlier.failed_allocations;
+    d.upstream_allocations -= earlier.upstream_allocations;
+    d.upstream_deallocations -= earlier.upstream_deallocations;
+    d.misuse_detected -= earlier.misuse_detected;
+    return d;
+  }
 };
 
 }  // namespace strata

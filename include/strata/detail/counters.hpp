@@ -28,12 +28,10 @@ struct plain_counters {
   }
   void on_failure() noexcept { ++value.failed_allocations; }
   void on_misuse() noexcept { ++value.misuse_detected; }
-  // A deallocate refused as misuse: counted, but bytes_in_use is left alone
-  // because the block was never (provably) ours.
-  void on_rejected_deallocate() noexcept {
-    ++value.deallocations;
-    ++value.misuse_detected;
-  }
+  // A deallocate refused as misuse: counted in misuse_detected only, so that
+  // allocations - deallocations stays the live blocks, and bytes_in_use is
+  // left alone because the block was never (provably) ours.
+  void on_rejected_deallocate() noexcept { ++value.misuse_detected; }
   void on_upstream_allocate(std::size_t bytes) noexcept {
     ++value.upstream_allocations;
     value.bytes_reserved += bytes;
@@ -64,10 +62,7 @@ class atomic_counters {
   }
   void on_failure() noexcept { failed_allocations_.fetch_add(1, relaxed); }
   void on_misuse() noexcept { misuse_detected_.fetch_add(1, relaxed); }
-  void on_rejected_deallocate() noexcept {
-    deallocations_.fetch_add(1, relaxed);
-    misuse_detected_.fetch_add(1, relaxed);
-  }
+  void on_rejected_deallocate() noexcept { misuse_detected_.fetch_add(1, relaxed); }  // as plain_counters
   void on_upstream_allocate(std::size_t bytes) noexcept {
     upstream_allocations_.fetch_add(1, relaxed);
     bytes_reserved_.fetch_add(bytes, relaxed);
