@@ -117,6 +117,16 @@ void fill_four_chunks(strata::monotonic_arena& arena) {
   while (arena.details().chunks < 4) static_cast<void>(arena.allocate(1000, 8));
 }
 
+// Fills bytes in blocks of 16-256 B (the benchmark's request shape), touching each.
+void fill_small_blocks(strata::monotonic_arena& arena, std::size_t bytes) {
+  std::size_t done = 0;
+  for (std::size_t i = 0; done < bytes; ++i) {
+    const std::size_t size = 16 + (i * 37) % 241;
+    std::memset(arena.allocate(size, 16), 0x5a, size);
+    done += size;
+  }
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(monotonic_arena)
@@ -268,6 +278,73 @@ BOOST_AUTO_TEST_CASE(steady_requests_on_a_chunk_provider_make_zero_upstream_call
   BOOST_TEST(chunks_after.upstream_allocations == chunks_before.upstream_allocations);
   BOOST_TEST(chunks_after.upstream_deallocations == chunks_before.upstream_deallocations);
   BOOST_TEST(arena.details().resets == 104u);
+}
+
+// ------------------------------------------- long-running servers (issue 13)
+//
+// Regression tests for issue 13, part 3: "monotonic_arena forgets its largest
+// need". Each failed on the code before the fix, as the comment says.
+
+// Used to break: keep_largest (the default) kept one chunk of at most
+// max_chunk_size and never a dedicated chunk, so a request needing 2 MB made
+// upstream calls after every reset(), in either shape.
+BOOST_AUTO_TEST_CASE(a_repeating_2_mb_request_makes_no_upstream_calls_after_warm_up,
+                     *boost::unit_test::expected_failures(4)) {
+  const auto small_blocks = [](strata::monotonic_arena& arena) { fill_small_blocks(arena, 2'000'000); };
+  const auto one_block = [](strata::monotonic_arena& arena) {
+    fill_small_blocks(arena, 20'000);
+    std::memset(arena.allocate(2'000'000, 64), 0x6b, 2'000'000);  // above max_chunk_size: dedicated
+    fill_small_blocks(arena, 20'000);
+  };
+  for (const bool dedicated : {false, true}) {
+    BOOST_TEST_CONTEXT((dedicated ? "one 2 MB block" : "2 MB of small blocks")) {
+      strata::test::counting_resource upstream;
+      strata::monotonic_arena arena{&upstream};  // default options
+      const auto request = [&] {
+        if (dedicated) {
+          one_block(arena);
+        } else {
+          small_blocks(arena);
+        }
+        arena.reset();
+      };
+      for (int warm = 0; warm < 3; ++warm) request();
+      const std::uint64_t allocations = upstream.allocations();
+      const std::uint64_t deallocations = upstream.deallocations();
+      for (int i = 0; i < 10; ++i) request();
+      BOOST_TEST(upstream.allocations() == allocations);
+      BOOST_TEST(upstream.deallocations() == deallocations);
+    }
+  }
+}
+
+// Used to break: reset() sized the next chunk for the request that had just
+// ended, so one small request dropped next_chunk_size from 1 MiB to 16 KiB
+// and the next large request grew through every class again.
+BOOST_AUTO_TEST_CASE(one_small_request_does_not_shrink_the_next_chunk_size,
+                     *boost::unit_test::expected_failures(2)) {
+  strata::test::counting_resource counted;
+  recording_resource upstream{&counted};
+  strata::monotonic_arena arena{{.retention = policy::keep_none}, &upstream};  // no spares: only sizing
+  fill_small_blocks(arena, 1'500'000);
+  arena.reset();
+  fill_small_blocks(arena, 10'000);
+  arena.reset();
+  BOOST_TEST(arena.details().next_chunk_size == std::size_t{1} << 20);
+  upstream.sizes.clear();
+  fill_small_blocks(arena, 1'500'000);  // two 1 MiB chunks, not 16 KiB, 32 KiB, ... 1 MiB
+  BOOST_TEST(upstream.sizes == (std::vector<std::size_t>{1 << 20, 1 << 20}), boost::test_tools::per_element());
+}
+
+// Used to break: retain_bytes was read only under keep_up_to_retain_bytes, so
+// with the default retention it was silently ignored.
+BOOST_AUTO_TEST_CASE(retain_bytes_caps_the_default_retention, *boost::unit_test::expected_failures(2)) {
+  strata::test::counting_resource upstream;
+  strata::monotonic_arena arena{{.retain_bytes = 64 * 1024}, &upstream};
+  fill_small_blocks(arena, 600'000);
+  arena.reset();
+  BOOST_TEST(arena.stats().bytes_reserved <= 64u * 1024);
+  BOOST_TEST(upstream.bytes_outstanding() <= 64u * 1024);
 }
 
 // -------------------------------------------------------- rollback, stats
