@@ -270,6 +270,7 @@ void* monotonic_arena::get_from_upstream(std::size_t size, std::size_t alignment
     memory = detail::allocate_from_upstream(upstream_resource(), resource_name, size, alignment);
   } catch (...) {
     counters_.on_failure();
+    upstream_failed_ = true;  // reset() then keeps chunks it could not replace
     throw;  // exception neutral; a plain bad_alloc arrives as allocation_failure(upstream_failed)
   }
   STRATA_ASSERT(detail::is_aligned(memory, alignment), "the upstream returned a misaligned chunk");
@@ -456,6 +457,7 @@ void monotonic_arena::end_request() noexcept {
                                                                        : chunk_size_for(recent_need().chunk_bytes);
   footprint_ = consumed_ = chain_tails_ = dedicated_need_ = 0;
   high_water_ = 0;
+  upstream_failed_ = false;
   ++generation_;               // every marker taken so far is stale
   owner_ = std::thread::id{};  // the next allocate may come from another thread
   settle_peak();
@@ -517,6 +519,7 @@ struct keep_order {
 void monotonic_arena::reset() noexcept {
   ++resets_;
   const std::uint64_t request = generation_;  // the stamp of chunks this request used
+  const bool failed = upstream_failed_;
   end_request();
   // What the policy keeps: normal chunks of at least min_normal, up to
   // normal_budget bytes, then dedicated ones up to dedicated_budget; all of
@@ -542,9 +545,11 @@ void monotonic_arena::reset() noexcept {
     case retention_policy::keep_recent_need: {
       // Normal chunks smaller than one that holds the largest recent request
       // go back: the next fresh chunk is that size, and a request one chunk
-      // can hold then uses one (fewer tails, a settled provider class).
+      // can hold then uses one (fewer tails, a settled provider class). Not
+      // after an upstream failure in this request: the swap needs the
+      // upstream that just failed, so what is held stays (within the budget).
       const need_record recent = recent_need();
-      if (recent.chunk_bytes > 0) min_normal = chunk_size_for(recent.chunk_bytes);
+      if (recent.chunk_bytes > 0 && !failed) min_normal = chunk_size_for(recent.chunk_bytes);
       normal_budget = fresh_capacity_for(recent.chunk_bytes);
       dedicated_budget = recent.dedicated_bytes;
       break;

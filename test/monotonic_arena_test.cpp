@@ -529,6 +529,29 @@ BOOST_AUTO_TEST_CASE(retain_bytes_caps_spares_under_every_policy_at_every_point)
   }
 }
 
+// keep_recent_need swaps chunks smaller than the need for one fresh chunk at
+// the next request, but not after an upstream failure: it keeps what it
+// could not replace (the fault_injection suite relies on it too).
+BOOST_AUTO_TEST_CASE(after_an_upstream_failure_reset_keeps_the_chunks_it_has) {
+  for (const bool failing : {false, true}) {
+    BOOST_TEST_CONTEXT((failing ? "upstream failed" : "upstream fine")) {
+      strata::test::counting_resource upstream;
+      strata::monotonic_arena arena{{.max_chunk_size = 16384}, &upstream};
+      for (int i = 0; i < 12; ++i) static_cast<void>(arena.allocate(1000, 8));  // 4 and 8 KiB chunks
+      BOOST_TEST_REQUIRE(upstream.bytes_outstanding() == 4096u + 8192);
+      upstream.fail_allocations(failing);
+      if (failing) BOOST_CHECK_THROW(static_cast<void>(arena.allocate(5000, 8)), strata::allocation_failure);
+      if (!failing) static_cast<void>(arena.allocate(5000, 8));  // a 16 KiB chunk
+      arena.reset();  // the need (over 12 KB) wants one 16 KiB chunk
+      BOOST_TEST(arena.stats().bytes_reserved == (failing ? 4096u + 8192 : 16384u));
+      const std::uint64_t calls = upstream.allocations();
+      for (int i = 0; i < 8; ++i) static_cast<void>(arena.allocate(1000, 8));  // served by what was kept
+      BOOST_TEST(upstream.allocations() == calls);
+      upstream.fail_allocations(false);
+    }
+  }
+}
+
 // ------------------------------------------------------------------ soak
 //
 // A long-running server in miniature, on the README's chain (a chunk_provider

@@ -286,6 +286,7 @@ class monotonic_arena final : public resource {
   std::size_t consumed_ = 0;
   std::size_t chain_tails_ = 0;
   std::size_t dedicated_need_ = 0;
+  bool upstream_failed_ = false;  // an upstream call failed in this request
   std::size_t largest_footprint_ = 0;
   std::uint64_t resets_ = 0;
   std::array<std::size_t, history_length> history_{};  // footprints of recent requests (ring)
