@@ -140,7 +140,8 @@ monotonic_arena::monotonic_arena(options opts, std::pmr::memory_resource* upstre
   // requests, the others must cover window - 1 more (see record_need).
   const std::size_t window = options_.retention_window;
   window_span_ = window / window_steps + static_cast<std::size_t>(window % window_steps != 0);
-  window_slots_ = (window - 1) / window_span_ + static_cast<std::size_t>((window - 1) % window_span_ != 0) + 1;
+  window_slots_ =
+      (window - 1) / window_span_ + static_cast<std::size_t>((window - 1) % window_span_ != 0) + 1;
   buffer_begin_ = reinterpret_cast<std::uintptr_t>(options_.initial_buffer.data());
   buffer_end_ = buffer_begin_ + options_.initial_buffer.size();
   enter_buffer();
@@ -237,7 +238,8 @@ void* monotonic_arena::allocate_dedicated(std::size_t bytes, std::size_t n, std:
   } else {
     const std::size_t upstream_alignment = std::max(chunk_alignment, alignment);
     void* memory = get_from_upstream(size, upstream_alignment);  // may throw; nothing has changed yet
-    c = ::new (static_cast<std::byte*>(memory) + size - footer_size) chunk{nullptr, size, upstream_alignment, 0};
+    c = ::new (static_cast<std::byte*>(memory) + size - footer_size)
+        chunk{nullptr, size, upstream_alignment, 0};
     ++dedicated_count_;
     dedicated_need_ += size;
     poison_range(c->begin() + bytes, c->end());  // an overrun past the block shows under ASan
@@ -251,7 +253,8 @@ void* monotonic_arena::allocate_dedicated(std::size_t bytes, std::size_t n, std:
 }
 
 // Best fit: the spares are largest first, so the last one that fits.
-monotonic_arena::chunk* monotonic_arena::take_dedicated_spare(std::size_t size, std::size_t alignment) noexcept {
+monotonic_arena::chunk* monotonic_arena::take_dedicated_spare(std::size_t size,
+                                                              std::size_t alignment) noexcept {
   chunk** best = nullptr;
   for (chunk** link = &dedicated_spare_; *link != nullptr && (*link)->size >= size; link = &(*link)->prev) {
     if (detail::is_aligned((*link)->memory(), alignment)) best = link;
@@ -453,8 +456,9 @@ void monotonic_arena::end_request() noexcept {
   history_count_ = std::min(history_count_ + 1, history_length);
   // Remember the need: the next request's first fresh chunk holds all of the
   // largest recent request (adaptive: of the typical one), so it needs one.
-  next_chunk_size_ = options_.retention == retention_policy::adaptive ? chunk_size_for(percentile_footprint())
-                                                                       : chunk_size_for(recent_need().chunk_bytes);
+  next_chunk_size_ = options_.retention == retention_policy::adaptive
+                         ? chunk_size_for(percentile_footprint())
+                         : chunk_size_for(recent_need().chunk_bytes);
   footprint_ = consumed_ = chain_tails_ = dedicated_need_ = 0;
   high_water_ = 0;
   upstream_failed_ = false;

@@ -130,9 +130,9 @@ void fill_small_blocks(strata::monotonic_arena& arena, std::size_t bytes) {
 // The soak tests' request shapes (see the soak chapter below).
 struct soak_phase {
   const char* name;
-  std::size_t small_bytes;   // in blocks of 16-256 B
-  std::size_t block_bytes;   // one block (above 1 MiB: a dedicated chunk), 0 for none
-  std::size_t grown_bytes;   // a buffer grown by doubling, each old one freed (a vector's growth)
+  std::size_t small_bytes;  // in blocks of 16-256 B
+  std::size_t block_bytes;  // one block (above 1 MiB: a dedicated chunk), 0 for none
+  std::size_t grown_bytes;  // a buffer grown by doubling, each old one freed (a vector's growth)
 };
 
 const soak_phase soak_small{"small", 272'000, 0, 0};
@@ -371,7 +371,8 @@ BOOST_AUTO_TEST_CASE(one_small_request_does_not_shrink_the_next_chunk_size) {
   BOOST_TEST(arena.details().next_chunk_size == std::size_t{1} << 20);
   upstream.sizes.clear();
   fill_small_blocks(arena, 1'500'000);  // two 1 MiB chunks, not 16 KiB, 32 KiB, ... 1 MiB
-  BOOST_TEST(upstream.sizes == (std::vector<std::size_t>{1 << 20, 1 << 20}), boost::test_tools::per_element());
+  BOOST_TEST(upstream.sizes == (std::vector<std::size_t>{1 << 20, 1 << 20}),
+             boost::test_tools::per_element());
 }
 
 // Used to break: retain_bytes was read only under keep_up_to_retain_bytes, so
@@ -465,7 +466,7 @@ BOOST_AUTO_TEST_CASE(what_a_past_peak_needed_goes_back_after_retention_window_re
     BOOST_TEST_REQUIRE(arena.details().next_chunk_size == std::size_t{1} << 20);
   }
   fill_small_blocks(arena, 10'000);
-  arena.reset();  // the eighth small request: the peak has left the window
+  arena.reset();                                   // the eighth small request: the peak has left the window
   BOOST_TEST(arena.stats().bytes_reserved == 0u);  // its chunks were too large for 10 KB
   BOOST_TEST(upstream.bytes_outstanding() == 0u);
   BOOST_TEST(arena.details().next_chunk_size == 16384u);
@@ -559,7 +560,6 @@ BOOST_AUTO_TEST_CASE(after_an_upstream_failure_reset_keeps_the_chunks_it_has) {
 // requests, each phase repeating one request shape. Bounded: about 100
 // requests of at most ~7 MB each.
 
-
 BOOST_AUTO_TEST_CASE(soak_shifting_request_sizes_settle_with_zero_upstream_calls_and_a_bounded_footprint) {
   strata::chunk_provider chunks{{.max_chunk_size = 1 << 20}, strata::system_pages()};
   strata::monotonic_arena arena{&chunks};  // default options: a window of 64 requests
@@ -614,7 +614,8 @@ BOOST_AUTO_TEST_CASE(soak_with_a_short_window_gives_memory_back_and_respects_ret
     for (const soak_phase* phase : cycle) {
       BOOST_TEST_CONTEXT("cycle " << c << ", phase " << phase->name) {
         for (int r = 0; r < per_phase; ++r) {
-          const std::uint64_t calls = chunks.stats().upstream_allocations + arena.stats().upstream_allocations;
+          const std::uint64_t calls =
+              chunks.stats().upstream_allocations + arena.stats().upstream_allocations;
           static_cast<void>(run_soak_request(arena, *phase));
           BOOST_TEST_REQUIRE(arena.details().spare_bytes <= cap);
           arena.reset();
@@ -708,10 +709,10 @@ BOOST_AUTO_TEST_CASE(reset_keeps_chunks_per_each_retention_policy) {
       {policy::adaptive, all, 32768, 1},          // a 29,000-byte request needs 32 KiB
       {policy::keep_recent_need, all, 32768, 1},  // the same, smaller chunks go back
       {policy::keep_none, cap, 0, 0},
-      {policy::keep_largest, cap, 0, 0},                    // 32 KiB is above the cap
+      {policy::keep_largest, cap, 0, 0},                        // 32 KiB is above the cap
       {policy::keep_up_to_retain_bytes, cap, 16384 + 8192, 2},  // 32 KiB does not fit 26,576; 4 KiB no more
-      {policy::adaptive, cap, 16384 + 8192, 2},             // the same greedy rule under the cap
-      {policy::keep_recent_need, cap, 0, 0},                // only chunks that hold the request count
+      {policy::adaptive, cap, 16384 + 8192, 2},                 // the same greedy rule under the cap
+      {policy::keep_recent_need, cap, 0, 0},                    // only chunks that hold the request count
   };
   for (const expectation& e : cases) {
     BOOST_TEST_CONTEXT("policy " << static_cast<int>(e.retention) << ", retain_bytes " << e.retain_bytes) {

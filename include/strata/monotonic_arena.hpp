@@ -48,7 +48,7 @@ class monotonic_arena final : public resource {
     keep_largest,             ///< keep the largest normal chunk
     keep_up_to_retain_bytes,  ///< keep chunks, used ones first, largest first, totalling at most retain_bytes
     adaptive,                 ///< keep capacity for the 90th-percentile footprint of the last 16 requests
-    keep_recent_need,         ///< keep what the largest of the last retention_window requests needed (default)
+    keep_recent_need,         ///< keep what the largest recent request needed (default)
   };
 
   /// No limit, for retain_bytes.
@@ -88,7 +88,7 @@ class monotonic_arena final : public resource {
     std::size_t next_chunk_size;            ///< size of the next chunk to be asked from upstream
     std::uint64_t resets;                   ///< calls to reset()
     std::size_t spare_bytes;                ///< bytes of the spare chunks; never above retain_bytes
-    std::size_t recent_need;                ///< bytes keep_recent_need kept at the last reset, before retain_bytes
+    std::size_t recent_need;                ///< what keep_recent_need aims to keep, as of the last reset
   };
 
   /// A point in one arena's history, taken by mark() and restored by rewind().
@@ -129,9 +129,10 @@ class monotonic_arena final : public resource {
   /// Complexity: O(1).
   [[nodiscard]] marker mark() noexcept;
   /// Frees every block allocated since m was taken: chunks acquired since
-  /// become spares (kept for reuse, no upstream call) and dedicated chunks
-  /// acquired since go back upstream. A marker of another arena, from before
-  /// a reset() or release(), or ahead of the current point is counted in
+  /// become spares (kept for reuse, no upstream call), and so do dedicated
+  /// chunks acquired since under the policies that keep them (else they go
+  /// back upstream); spares stay within retain_bytes. A marker of another
+  /// arena, from before a reset() or release(), or ahead of the current point is counted in
   /// misuse_detected, reported as misuse_kind::foreign_marker and ignored.
   /// Complexity: O(chunks bumped into since m, plus spares). Thread safety: not thread-safe.
   void rewind(const marker& m) noexcept;
@@ -262,22 +263,22 @@ class monotonic_arena final : public resource {
   std::thread::id owner_{};          // debug owner check; kept in every build so layouts agree
 
   options options_;
-  const resource* strata_upstream_;  // the upstream if it is a strata resource (for preferred_size)
-  std::uint64_t id_;                 // unique per arena in this process, for markers
-  std::uint64_t generation_ = 0;     // bumped by reset() and release(): older markers are stale
-  chunk* current_ = nullptr;         // chunk holding cursor_, head of the chain; nullptr: initial buffer
-  chunk* spare_ = nullptr;           // held chunks outside the chain, largest first
-  chunk* dedicated_ = nullptr;       // dedicated chunks holding a block, newest first
-  chunk* dedicated_spare_ = nullptr; // dedicated chunks without a block, largest first
-  std::uintptr_t buffer_begin_ = 0;  // initial buffer (caller-owned); both 0 without one
+  const resource* strata_upstream_;   // the upstream if it is a strata resource (for preferred_size)
+  std::uint64_t id_;                  // unique per arena in this process, for markers
+  std::uint64_t generation_ = 0;      // bumped by reset() and release(): older markers are stale
+  chunk* current_ = nullptr;          // chunk holding cursor_, head of the chain; nullptr: initial buffer
+  chunk* spare_ = nullptr;            // held chunks outside the chain, largest first
+  chunk* dedicated_ = nullptr;        // dedicated chunks holding a block, newest first
+  chunk* dedicated_spare_ = nullptr;  // dedicated chunks without a block, largest first
+  std::uintptr_t buffer_begin_ = 0;   // initial buffer (caller-owned); both 0 without one
   std::uintptr_t buffer_end_ = 0;
-  std::size_t next_chunk_size_;  // size of the next fresh chunk
-  std::size_t chunk_count_ = 0;  // normal chunks held: chain and spares
-  std::size_t spare_count_ = 0;  // normal spares
+  std::size_t next_chunk_size_;            // size of the next fresh chunk
+  std::size_t chunk_count_ = 0;            // normal chunks held: chain and spares
+  std::size_t spare_count_ = 0;            // normal spares
   std::size_t dedicated_count_ = 0;        // dedicated chunks held: with a block and spare
   std::size_t dedicated_spare_count_ = 0;  // dedicated spares
   std::size_t spare_bytes_ = 0;            // bytes of all spares; at most retain_bytes
-  std::uint64_t dedicated_serial_ = 0;  // dedicated chunks ever acquired
+  std::uint64_t dedicated_serial_ = 0;     // dedicated chunks ever acquired
   std::size_t wasted_tail_bytes_ = 0;
   // This request so far (see close_region): footprint without tails, chunk
   // bytes consumed with them, tails of the chain's older regions, and the
