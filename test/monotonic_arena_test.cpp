@@ -1180,6 +1180,15 @@ BOOST_AUTO_TEST_CASE(memory_given_back_and_kept_is_poisoned_under_asan,
   BOOST_TEST(__asan_address_is_poisoned(b));
   arena.reset();  // the chunk is kept
   BOOST_TEST(__asan_address_is_poisoned(a));
+  // A dedicated chunk kept as a spare is poisoned; reused, only the new block is not.
+  std::byte* big = bytes_of(arena.allocate(2'000'000, 16));
+  BOOST_TEST(!__asan_address_is_poisoned(big + 1'999'999));
+  arena.deallocate(big, 2'000'000, 16);
+  BOOST_TEST(arena.details().spare_chunks >= 1u);
+  BOOST_TEST(__asan_address_is_poisoned(big));
+  BOOST_TEST(bytes_of(arena.allocate(1'500'000, 16)) == big);
+  BOOST_TEST(!__asan_address_is_poisoned(big + 1'499'999));
+  BOOST_TEST(__asan_address_is_poisoned(big + 1'500'000));
 #endif
 }
 
