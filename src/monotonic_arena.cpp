@@ -472,11 +472,18 @@ void monotonic_arena::end_request() noexcept {
 // window_span_ requests; when it is full the oldest slot is cleared and
 // becomes the newest. The window then spans the newest slot's 1 to span
 // requests and (slots - 1) * span older ones, at least retention_window.
+// The older slots' maximum is recomputed only when the newest slot changes
+// (every window_span_ requests), so a reset reads the window in O(1).
 void monotonic_arena::record_need(need_record need) noexcept {
   if (window_fill_ == window_span_) {
     window_slot_ = window_slot_ + 1 == window_slots_ ? 0 : window_slot_ + 1;
     window_[window_slot_] = {};
     window_fill_ = 0;
+    window_older_ = {};
+    for (std::size_t i = 0; i < window_slots_; ++i) {
+      window_older_.chunk_bytes = std::max(window_older_.chunk_bytes, window_[i].chunk_bytes);
+      window_older_.dedicated_bytes = std::max(window_older_.dedicated_bytes, window_[i].dedicated_bytes);
+    }
   }
   need_record& slot = window_[window_slot_];
   slot.chunk_bytes = std::max(slot.chunk_bytes, need.chunk_bytes);
@@ -485,12 +492,9 @@ void monotonic_arena::record_need(need_record need) noexcept {
 }
 
 monotonic_arena::need_record monotonic_arena::recent_need() const noexcept {
-  need_record largest;
-  for (std::size_t i = 0; i < window_slots_; ++i) {
-    largest.chunk_bytes = std::max(largest.chunk_bytes, window_[i].chunk_bytes);
-    largest.dedicated_bytes = std::max(largest.dedicated_bytes, window_[i].dedicated_bytes);
-  }
-  return largest;
+  const need_record& newest = window_[window_slot_];
+  return {std::max(window_older_.chunk_bytes, newest.chunk_bytes),
+          std::max(window_older_.dedicated_bytes, newest.dedicated_bytes)};
 }
 
 namespace {

@@ -300,6 +300,7 @@ class monotonic_arena final : public resource {
   std::size_t window_slots_ = 1;
   std::size_t window_slot_ = 0;
   std::size_t window_fill_ = 0;
+  need_record window_older_;  // the largest need in the slots other than the newest
 };
 
 /// Marks an arena on construction and rewinds it on destruction, for nested
