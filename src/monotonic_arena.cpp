@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // monotonic_arena: everything but the bump. Refills from spares, fresh and
-// dedicated chunks; markers; reset() with its retention policies; release();
-// and the debug owner check.
+// dedicated chunks; markers; reset() with its retention policies and the
+// window of recent needs; release(); and the debug owner check.
 
 #include "strata/monotonic_arena.hpp"
 
@@ -26,14 +26,15 @@ namespace strata {
 //   +-------+-----+-------+--------------------+-------------+--------------+
 //   ^ begin()                                  ^ cursor_     ^ end()        ^ chunk + size
 //                                                              footer: prev, size,
-//                                                              alignment, serial (32 B)
+//                                                              alignment, stamp (32 B)
 //
 // The chain runs from current_ through prev to the oldest chunk; the initial
 // buffer sits before the oldest chunk, has no footer (it is the caller's
 // memory) and is named by a null chunk pointer. Spare chunks are linked
-// through prev too, largest first, and dedicated chunks (one oversized block
-// at begin(), footer after it) newest first. A block never contains
-// bookkeeping, and the footer is never poisoned under ASan.
+// through prev too, largest first; dedicated chunks (one oversized block at
+// begin(), footer after it) newest first, and dedicated spares largest
+// first. A chunk keeps its role (normal or dedicated) for its life. A block
+// never contains bookkeeping, and the footer is never poisoned under ASan.
 
 namespace detail {
 
@@ -41,7 +42,10 @@ struct arena_chunk {
   arena_chunk* prev;      // chain: the chunk bumped into before this one; lists: the next entry
   std::size_t size;       // bytes obtained from upstream, footer included
   std::size_t alignment;  // alignment passed to upstream
-  std::uint64_t serial;   // dedicated chunks: order of acquisition (from 1); 0 for normal chunks
+  // Dedicated chunks holding a block: order of acquisition (from 1), for
+  // rewind. Other chunks: the generation of the request that last used them,
+  // so reset() keeps what the ending request used first.
+  std::uint64_t stamp;
 
   [[nodiscard]] std::uintptr_t begin() const noexcept {
     return reinterpret_cast<std::uintptr_t>(this) + sizeof(arena_chunk) - size;
@@ -83,8 +87,11 @@ void validate(const monotonic_arena::options& o) {
   if (!detail::is_power_of_two(o.growth_factor) || o.growth_factor > max_growth_factor) {
     detail::throw_bad_option(resource_name, "growth_factor", "must be a power of two from 1 to 1024");
   }
-  if (o.retention > monotonic_arena::retention_policy::adaptive) {
+  if (o.retention > monotonic_arena::retention_policy::keep_recent_need) {
     detail::throw_bad_option(resource_name, "retention", "is not a retention_policy value");
+  }
+  if (o.retention_window == 0) {
+    detail::throw_bad_option(resource_name, "retention_window", "must be at least 1");
   }
   if (o.initial_buffer.data() == nullptr && !o.initial_buffer.empty()) {
     detail::throw_bad_option(resource_name, "initial_buffer", "has a size but no data");
@@ -124,10 +131,17 @@ monotonic_arena::monotonic_arena(options opts, std::pmr::memory_resource* upstre
     : resource(resource_name, upstream),
       dedicated_threshold_(opts.max_chunk_size - footer_size),
       options_(opts),
+      strata_upstream_(dynamic_cast<const resource*>(upstream)),
       id_(next_arena_id.fetch_add(1, std::memory_order_relaxed)),
       next_chunk_size_(opts.first_chunk_size) {
   detail::check_upstream(resource_name, upstream);
   validate(options_);
+  // Slots of window_span_ requests: with the newest slot holding 1 to span
+  // requests, the others must cover window - 1 more (see record_need).
+  const std::size_t window = options_.retention_window;
+  window_span_ = window / window_steps + static_cast<std::size_t>(window % window_steps != 0);
+  window_slots_ =
+      (window - 1) / window_span_ + static_cast<std::size_t>((window - 1) % window_span_ != 0) + 1;
   buffer_begin_ = reinterpret_cast<std::uintptr_t>(options_.initial_buffer.data());
   buffer_end_ = buffer_begin_ + options_.initial_buffer.size();
   enter_buffer();
@@ -175,6 +189,7 @@ monotonic_arena::chunk* monotonic_arena::take_spare(std::size_t n, std::size_t a
     if (n <= room && pad <= room - n) {
       *link = c->prev;
       --spare_count_;
+      spare_bytes_ -= c->size;
       return c;
     }
   }
@@ -189,15 +204,15 @@ monotonic_arena::chunk* monotonic_arena::acquire_chunk(std::size_t n, std::size_
   std::size_t need = std::max(next_chunk_size_, std::bit_ceil(n + footer_size));
   // A strata upstream may prefer a larger size (a chunk_provider: the class it
   // still caches); taking it spares the upstream a map and unmap per request.
-  if (const auto* strata_upstream = dynamic_cast<const resource*>(upstream_resource())) {
-    const std::size_t preferred = std::min(strata_upstream->preferred_size(need), options_.max_chunk_size);
+  if (strata_upstream_ != nullptr) {
+    const std::size_t preferred = std::min(strata_upstream_->preferred_size(need), options_.max_chunk_size);
     need = std::max(need, std::bit_ceil(preferred));
   }
   const std::size_t size = std::max(need, alignment);
   const std::size_t upstream_alignment = std::max(chunk_alignment, alignment);
   void* memory = get_from_upstream(size, upstream_alignment);
   chunk* c = ::new (static_cast<std::byte*>(memory) + size - footer_size)
-      chunk{nullptr, size, upstream_alignment, 0};
+      chunk{nullptr, size, upstream_alignment, generation_};
   ++chunk_count_;
   // Growth follows what the request needed, not what its alignment inflated.
   const std::size_t factor = options_.growth_factor;
@@ -208,20 +223,48 @@ monotonic_arena::chunk* monotonic_arena::acquire_chunk(std::size_t n, std::size_
 
 // A dedicated chunk holds one block at its start and sits outside the chain,
 // so the current chunk goes on serving small requests: nothing is wasted.
+// The smallest dedicated spare that fits is reused before asking upstream.
+// The request's dedicated need grows by the size it asked for, once per chunk
+// (a chunk freed and reused within the request is not counted again), so a
+// spare much larger than the request does not inflate the need.
 void* monotonic_arena::allocate_dedicated(std::size_t bytes, std::size_t n, std::size_t alignment) {
   bool fits = true;
   const std::size_t size = detail::round_up(n, chunk_alignment, fits) + footer_size;
   STRATA_ASSERT(fits, "largest_bump keeps dedicated sizes from wrapping");
-  const std::size_t upstream_alignment = std::max(chunk_alignment, alignment);
-  void* memory = get_from_upstream(size, upstream_alignment);
-  chunk* c = ::new (static_cast<std::byte*>(memory) + size - footer_size)
-      chunk{dedicated_, size, upstream_alignment, ++dedicated_serial_};
+  chunk* c = take_dedicated_spare(size, alignment);
+  if (c != nullptr) {
+    if (c->stamp != generation_) dedicated_need_ += size;
+    detail::unpoison_memory(c->memory(), bytes);
+  } else {
+    const std::size_t upstream_alignment = std::max(chunk_alignment, alignment);
+    void* memory = get_from_upstream(size, upstream_alignment);  // may throw; nothing has changed yet
+    c = ::new (static_cast<std::byte*>(memory) + size - footer_size)
+        chunk{nullptr, size, upstream_alignment, 0};
+    ++dedicated_count_;
+    dedicated_need_ += size;
+    poison_range(c->begin() + bytes, c->end());  // an overrun past the block shows under ASan
+  }
+  c->prev = dedicated_;
+  c->stamp = ++dedicated_serial_;
   dedicated_ = c;
-  ++dedicated_count_;
   count_allocate(bytes);
-  poison_range(c->begin() + bytes, c->end());  // an overrun past the block shows under ASan
   STRATA_ASSERT(invariants_hold(), "monotonic_arena state drifted in a dedicated allocation");
-  return memory;
+  return c->memory();
+}
+
+// Best fit: the spares are largest first, so the last one that fits.
+monotonic_arena::chunk* monotonic_arena::take_dedicated_spare(std::size_t size,
+                                                              std::size_t alignment) noexcept {
+  chunk** best = nullptr;
+  for (chunk** link = &dedicated_spare_; *link != nullptr && (*link)->size >= size; link = &(*link)->prev) {
+    if (detail::is_aligned((*link)->memory(), alignment)) best = link;
+  }
+  if (best == nullptr) return nullptr;
+  chunk* c = *best;
+  *best = c->prev;
+  --dedicated_spare_count_;
+  spare_bytes_ -= c->size;
+  return c;
 }
 
 void* monotonic_arena::get_from_upstream(std::size_t size, std::size_t alignment) {
@@ -230,6 +273,7 @@ void* monotonic_arena::get_from_upstream(std::size_t size, std::size_t alignment
     memory = detail::allocate_from_upstream(upstream_resource(), resource_name, size, alignment);
   } catch (...) {
     counters_.on_failure();
+    upstream_failed_ = true;  // reset() then keeps chunks it could not replace
     throw;  // exception neutral; a plain bad_alloc arrives as allocation_failure(upstream_failed)
   }
   STRATA_ASSERT(detail::is_aligned(memory, alignment), "the upstream returned a misaligned chunk");
@@ -250,9 +294,11 @@ void monotonic_arena::give_back(chunk* c) noexcept {
 // same request position.
 void monotonic_arena::enter_chunk(chunk* c) noexcept {
   const std::size_t pos = position();
-  high_water_ = std::max(high_water_, pos);
+  close_region();
   wasted_tail_bytes_ += end_ - cursor_;
+  chain_tails_ += end_ - cursor_;
   c->prev = current_;
+  c->stamp = generation_;
   current_ = c;
   cursor_ = floor_ = c->begin();
   end_ = c->end();
@@ -266,6 +312,16 @@ void monotonic_arena::enter_buffer() noexcept {
   poison_range(buffer_begin_, buffer_end_);
 }
 
+// The region's highest position is the larger of the cursor's and the
+// highest one rolled back from (high_water_, which roll_back keeps inline).
+// A request consumes, up to a position, the tails the chain left before it.
+void monotonic_arena::close_region() noexcept {
+  const std::size_t top = std::max(high_water_, position());
+  footprint_ = std::max(footprint_, top);
+  consumed_ = std::max(consumed_, top + chain_tails_);
+  high_water_ = 0;
+}
+
 // ------------------------------------------------------------ deallocation
 
 // Only sizes a dedicated chunk could hold come here; a block that large from
@@ -275,8 +331,7 @@ void monotonic_arena::deallocate_slow(void* p, std::size_t bytes) noexcept {
     chunk* c = *link;
     if (c->memory() == p) {
       *link = c->prev;
-      --dedicated_count_;
-      give_back(c);
+      retire_dedicated(c);
       STRATA_ASSERT(invariants_hold(), "monotonic_arena state drifted returning a dedicated chunk");
       return;
     }
@@ -285,12 +340,35 @@ void monotonic_arena::deallocate_slow(void* p, std::size_t bytes) noexcept {
 }
 
 void monotonic_arena::release_dedicated_after(std::uint64_t serial) noexcept {
-  while (dedicated_ != nullptr && dedicated_->serial > serial) {
+  while (dedicated_ != nullptr && dedicated_->stamp > serial) {
     chunk* c = dedicated_;
     dedicated_ = c->prev;
+    retire_dedicated(c);
+  }
+}
+
+bool monotonic_arena::keeps_dedicated() const noexcept {
+  return options_.retention == retention_policy::keep_recent_need ||
+         options_.retention == retention_policy::keep_up_to_retain_bytes;
+}
+
+// A freed dedicated chunk is kept for the next dedicated request (the
+// vector that grows past max_chunk_size frees each buffer after taking the
+// next); stamped with this generation, it counts as used by this request.
+void monotonic_arena::retire_dedicated(chunk* c) noexcept {
+  if (!keeps_dedicated() || c->size > options_.retain_bytes - std::min(spare_bytes_, options_.retain_bytes)) {
     --dedicated_count_;
     give_back(c);
+    return;
   }
+  poison_range(c->begin(), c->end());
+  c->stamp = generation_;
+  chunk** link = &dedicated_spare_;
+  while (*link != nullptr && (*link)->size >= c->size) link = &(*link)->prev;
+  c->prev = *link;
+  *link = c;
+  ++dedicated_spare_count_;
+  spare_bytes_ += c->size;
 }
 
 void monotonic_arena::owner_mismatch_slow() noexcept {
@@ -328,7 +406,7 @@ bool monotonic_arena::move_to(const marker& m) noexcept {
     while (newer != nullptr && newer->prev != target) newer = newer->prev;
     if (newer == nullptr || m.cursor_ < target_begin || m.cursor_ > target_end) return false;
   }
-  high_water_ = std::max(high_water_, position());
+  close_region();
   // Chunks bumped into since the mark stay with the arena as spares: a
   // scratch loop that rewinds each round makes no upstream calls.
   while (current_ != target) {
@@ -341,6 +419,7 @@ bool monotonic_arena::move_to(const marker& m) noexcept {
   poison_range(m.cursor_, end_);
   cursor_ = floor_ = m.cursor_;
   base_ = cursor_ - m.position_;
+  chain_tails_ = m.tails_;
   // Blocks allocated after the mark are gone; exact unless a block older
   // than the mark was deallocated after it.
   settle_peak();
@@ -349,104 +428,216 @@ bool monotonic_arena::move_to(const marker& m) noexcept {
 }
 
 void monotonic_arena::add_spare(chunk* c) noexcept {
+  if (c->size > options_.retain_bytes - std::min(spare_bytes_, options_.retain_bytes)) {
+    --chunk_count_;
+    give_back(c);
+    return;
+  }
   poison_range(c->begin(), c->end());
   chunk** link = &spare_;
   while (*link != nullptr && (*link)->size >= c->size) link = &(*link)->prev;
   c->prev = *link;
   *link = c;
   ++spare_count_;
+  spare_bytes_ += c->size;
 }
 
 // ------------------------------------------------------ reset and release
 
-std::size_t monotonic_arena::end_request() noexcept {
-  const std::size_t footprint = std::max(high_water_, position());
-  largest_footprint_ = std::max(largest_footprint_, footprint);
-  history_[history_next_] = footprint;
+void monotonic_arena::end_request() noexcept {
+  close_region();
+  const std::size_t buffer = buffer_end_ - buffer_begin_;
+  // What the chunks held: the consumed bytes beyond the initial buffer (its
+  // tail included, so the whole buffer comes off).
+  record_need({consumed_ > buffer ? consumed_ - buffer : 0, dedicated_need_});
+  largest_footprint_ = std::max(largest_footprint_, footprint_);
+  history_[history_next_] = footprint_;
   history_next_ = (history_next_ + 1) % history_length;
   history_count_ = std::min(history_count_ + 1, history_length);
-  // Only adaptive looks at the percentile (a sort of the history): the other
-  // policies skip it, and their returned capacity is unused.
-  const bool adaptive = options_.retention == retention_policy::adaptive;
-  const std::size_t typical = adaptive ? percentile_footprint() : footprint;
-  // Remember the need: the next request's first fresh chunk holds all of
-  // this one (adaptive: of the typical one), so it needs one chunk.
-  next_chunk_size_ = chunk_size_for(typical);
+  // Remember the need: the next request's first fresh chunk holds all of the
+  // largest recent request (adaptive: of the typical one), so it needs one.
+  next_chunk_size_ = options_.retention == retention_policy::adaptive
+                         ? chunk_size_for(percentile_footprint())
+                         : chunk_size_for(recent_need().chunk_bytes);
+  footprint_ = consumed_ = chain_tails_ = dedicated_need_ = 0;
   high_water_ = 0;
+  upstream_failed_ = false;
   ++generation_;               // every marker taken so far is stale
   owner_ = std::thread::id{};  // the next allocate may come from another thread
-  release_dedicated_after(0);
   settle_peak();
   counters_.value.bytes_in_use = 0;  // every block is gone
-  return capacity_for(typical);
 }
+
+// The window: a request's need goes into the newest slot, which holds
+// window_span_ requests; when it is full the oldest slot is cleared and
+// becomes the newest. The window then spans the newest slot's 1 to span
+// requests and (slots - 1) * span older ones, at least retention_window.
+// The older slots' maximum is recomputed only when the newest slot changes
+// (every window_span_ requests), so a reset reads the window in O(1).
+void monotonic_arena::record_need(need_record need) noexcept {
+  if (window_fill_ == window_span_) {
+    window_slot_ = window_slot_ + 1 == window_slots_ ? 0 : window_slot_ + 1;
+    window_[window_slot_] = {};
+    window_fill_ = 0;
+    window_older_ = {};
+    for (std::size_t i = 0; i < window_slots_; ++i) {
+      window_older_.chunk_bytes = std::max(window_older_.chunk_bytes, window_[i].chunk_bytes);
+      window_older_.dedicated_bytes = std::max(window_older_.dedicated_bytes, window_[i].dedicated_bytes);
+    }
+  }
+  need_record& slot = window_[window_slot_];
+  slot.chunk_bytes = std::max(slot.chunk_bytes, need.chunk_bytes);
+  slot.dedicated_bytes = std::max(slot.dedicated_bytes, need.dedicated_bytes);
+  ++window_fill_;
+}
+
+monotonic_arena::need_record monotonic_arena::recent_need() const noexcept {
+  const need_record& newest = window_[window_slot_];
+  return {std::max(window_older_.chunk_bytes, newest.chunk_bytes),
+          std::max(window_older_.dedicated_bytes, newest.dedicated_bytes)};
+}
+
+namespace {
+
+// Candidates for keeping, in the order reset() considers them: chunks the
+// ending request used, then the others, each largest first.
+struct keep_order {
+  detail::arena_chunk* used = nullptr;
+  detail::arena_chunk* used_tail = nullptr;
+  detail::arena_chunk* unused = nullptr;
+  detail::arena_chunk* unused_tail = nullptr;
+
+  void add(detail::arena_chunk* c, bool was_used) noexcept {
+    if (was_used) {
+      insert_largest_first(used, used_tail, c);
+    } else {
+      insert_largest_first(unused, unused_tail, c);
+    }
+  }
+  detail::arena_chunk* pop() noexcept {
+    detail::arena_chunk*& head = used != nullptr ? used : unused;
+    detail::arena_chunk* c = head;
+    if (c != nullptr) head = c->prev;
+    return c;
+  }
+};
+
+}  // namespace
 
 void monotonic_arena::reset() noexcept {
   ++resets_;
-  const std::size_t adaptive_capacity = end_request();
-  // Every normal chunk, largest first.
-  chunk* all = nullptr;
-  chunk* all_tail = nullptr;
+  const std::uint64_t request = generation_;  // the stamp of chunks this request used
+  const bool failed = upstream_failed_;
+  end_request();
+  // What the policy keeps: normal chunks of at least min_normal, up to
+  // normal_budget bytes, then dedicated ones up to dedicated_budget; all of
+  // it within retain_bytes.
+  std::size_t min_normal = 0;
+  std::size_t normal_budget = 0;
+  std::size_t dedicated_budget = 0;
+  switch (options_.retention) {
+    case retention_policy::keep_none:
+      break;
+    case retention_policy::keep_largest:
+      for (chunk* list : {current_, spare_}) {
+        for (chunk* c = list; c != nullptr; c = c->prev) min_normal = std::max(min_normal, c->size);
+      }
+      normal_budget = min_normal;  // one chunk of the largest size
+      break;
+    case retention_policy::keep_up_to_retain_bytes:
+      normal_budget = dedicated_budget = options_.retain_bytes;
+      break;
+    case retention_policy::adaptive:
+      normal_budget = capacity_for(percentile_footprint());
+      break;
+    case retention_policy::keep_recent_need: {
+      // Normal chunks smaller than one that holds the largest recent request
+      // go back: the next fresh chunk is that size, and a request one chunk
+      // can hold then uses one (fewer tails, a settled provider class). Not
+      // after an upstream failure in this request: the swap needs the
+      // upstream that just failed, so what is held stays (within the budget).
+      const need_record recent = recent_need();
+      if (recent.chunk_bytes > 0 && !failed) min_normal = chunk_size_for(recent.chunk_bytes);
+      normal_budget = fresh_capacity_for(recent.chunk_bytes);
+      dedicated_budget = recent.dedicated_bytes;
+      break;
+    }
+  }
+  normal_budget = std::min(normal_budget, options_.retain_bytes);
+
+  keep_order normal;
   for (chunk* list : {current_, spare_}) {
     while (list != nullptr) {
       chunk* next = list->prev;
-      insert_largest_first(all, all_tail, list);
+      if (list->size >= min_normal && list->size <= normal_budget) {
+        normal.add(list, list->stamp == request);
+      } else {
+        --chunk_count_;
+        give_back(list);
+      }
       list = next;
     }
   }
-  std::size_t budget = 0;
-  switch (options_.retention) {
-    case retention_policy::keep_none:
-      budget = 0;
-      break;
-    case retention_policy::keep_largest:
-      budget = all != nullptr ? all->size : 0;
-      break;
-    case retention_policy::keep_up_to_retain_bytes:
-      budget = options_.retain_bytes;
-      break;
-    case retention_policy::adaptive:
-      budget = adaptive_capacity;
-      break;
+  keep_order dedicated;
+  for (chunk* c = dedicated_; c != nullptr;) {  // their blocks are gone: all used by this request
+    chunk* next = c->prev;
+    dedicated.add(c, true);
+    c = next;
   }
-  // Greedy, largest first: a chunk is kept if it fits in what is left of the
-  // budget. Under adaptive this also returns any chunk larger than the
-  // typical request, so one huge request does not pin memory.
-  spare_ = nullptr;
+  for (chunk* c = dedicated_spare_; c != nullptr;) {
+    chunk* next = c->prev;
+    dedicated.add(c, c->stamp == request);
+    c = next;
+  }
+  current_ = spare_ = dedicated_ = dedicated_spare_ = nullptr;
+  spare_count_ = dedicated_spare_count_ = 0;
+  spare_bytes_ = 0;
+
+  // Greedy: a chunk is kept if it fits in what is left of the budget.
   chunk* spare_tail = nullptr;
-  spare_count_ = 0;
-  std::size_t kept = 0;
-  while (all != nullptr) {
-    chunk* c = all;
-    all = c->prev;
-    if (c->size <= budget - kept) {
-      kept += c->size;
-      c->prev = nullptr;
-      (spare_ == nullptr ? spare_ : spare_tail->prev) = c;
-      spare_tail = c;
+  while (chunk* c = normal.pop()) {
+    if (c->size <= normal_budget - spare_bytes_) {
+      insert_largest_first(spare_, spare_tail, c);
       ++spare_count_;
+      spare_bytes_ += c->size;
       poison_range(c->begin(), c->end());
     } else {
       --chunk_count_;
       give_back(c);
     }
   }
+  dedicated_budget = std::min(dedicated_budget, options_.retain_bytes - spare_bytes_);
+  std::size_t kept = 0;
+  chunk* dedicated_tail = nullptr;
+  while (chunk* c = dedicated.pop()) {
+    if (c->size <= dedicated_budget - kept) {
+      kept += c->size;
+      c->stamp = request;
+      insert_largest_first(dedicated_spare_, dedicated_tail, c);
+      ++dedicated_spare_count_;
+      poison_range(c->begin(), c->end());
+    } else {
+      --dedicated_count_;
+      give_back(c);
+    }
+  }
+  spare_bytes_ += kept;
   enter_buffer();
   STRATA_ASSERT(invariants_hold(), "monotonic_arena state drifted in reset");
 }
 
 void monotonic_arena::release() noexcept {
   end_request();
-  for (chunk* list : {current_, spare_}) {
+  for (chunk* list : {current_, spare_, dedicated_, dedicated_spare_}) {
     while (list != nullptr) {
       chunk* next = list->prev;
       give_back(list);
       list = next;
     }
   }
-  chunk_count_ = 0;
-  spare_ = nullptr;
-  spare_count_ = 0;
+  chunk_count_ = spare_count_ = dedicated_count_ = dedicated_spare_count_ = 0;
+  spare_bytes_ = 0;
+  spare_ = dedicated_ = dedicated_spare_ = nullptr;
   enter_buffer();
   STRATA_ASSERT(invariants_hold(), "monotonic_arena state drifted in release");
 }
@@ -459,6 +650,20 @@ std::size_t monotonic_arena::chunk_size_for(std::size_t footprint) const noexcep
   if (footprint > options_.max_chunk_size - footer_size) return options_.max_chunk_size;
   return std::clamp(std::bit_ceil(footprint + footer_size), options_.first_chunk_size,
                     options_.max_chunk_size);
+}
+
+// Bytes of fresh chunks that hold chunk_bytes: one chunk of the size
+// acquire_chunk takes (what the upstream prefers included), or enough
+// max-size ones.
+std::size_t monotonic_arena::fresh_capacity_for(std::size_t chunk_bytes) const noexcept {
+  if (chunk_bytes == 0) return 0;
+  if (chunk_bytes > options_.max_chunk_size - footer_size) return capacity_for(chunk_bytes);
+  std::size_t size = chunk_size_for(chunk_bytes);
+  if (strata_upstream_ != nullptr) {
+    const std::size_t preferred = std::min(strata_upstream_->preferred_size(size), options_.max_chunk_size);
+    size = std::max(size, std::bit_ceil(preferred));
+  }
+  return size;
 }
 
 // Bytes of chunks that hold footprint: one chunk, or enough max-size ones.
@@ -486,13 +691,16 @@ std::size_t monotonic_arena::percentile_footprint() const noexcept {
 monotonic_arena::details_type monotonic_arena::details() const noexcept {
   details_type d{};
   d.chunks = chunk_count_ + dedicated_count_;
-  d.spare_chunks = spare_count_;
+  d.spare_chunks = spare_count_ + dedicated_spare_count_;
   d.dedicated_chunks = dedicated_count_;
   d.wasted_tail_bytes = wasted_tail_bytes_;
-  d.request_footprint = std::max(high_water_, position());
+  d.request_footprint = std::max({footprint_, high_water_, position()});
   d.largest_request_footprint = std::max(largest_footprint_, d.request_footprint);
   d.next_chunk_size = next_chunk_size_;
   d.resets = resets_;
+  d.spare_bytes = spare_bytes_;
+  const need_record recent = recent_need();
+  d.recent_need = fresh_capacity_for(recent.chunk_bytes) + recent.dedicated_bytes;
   return d;
 }
 
@@ -510,7 +718,8 @@ bool monotonic_arena::invariants_hold() const noexcept {
   const std::uintptr_t begin = current_ != nullptr ? current_->begin() : buffer_begin_;
   const std::uintptr_t end = current_ != nullptr ? current_->end() : buffer_end_;
   bool ok = end_ == end && begin <= floor_ && floor_ <= cursor_ && cursor_ <= end_ &&
-            spare_count_ <= chunk_count_ && position() <= SIZE_MAX / 2;
+            spare_count_ <= chunk_count_ && dedicated_spare_count_ <= dedicated_count_ &&
+            spare_bytes_ <= options_.retain_bytes && position() <= SIZE_MAX / 2;
 #if defined(STRATA_EXPENSIVE_CHECKS)
   // Whole-structure walk: every chunk counted once, spares sorted, bytes reserved balanced.
   std::size_t normal = 0;
@@ -520,19 +729,28 @@ bool monotonic_arena::invariants_hold() const noexcept {
     bytes += c->size;
   }
   std::size_t spares = 0;
+  std::size_t spare_bytes = 0;
   for (const chunk* c = spare_; c != nullptr; c = c->prev) {
     ++spares;
-    bytes += c->size;
+    spare_bytes += c->size;
     ok = ok && (c->prev == nullptr || c->prev->size <= c->size);
   }
   std::size_t dedicated = 0;
   for (const chunk* c = dedicated_; c != nullptr; c = c->prev) {
     ++dedicated;
     bytes += c->size;
-    ok = ok && (c->prev == nullptr || c->prev->serial < c->serial);
+    ok = ok && (c->prev == nullptr || c->prev->stamp < c->stamp);
   }
-  ok = ok && normal + spares == chunk_count_ && spares == spare_count_ && dedicated == dedicated_count_ &&
-       bytes == counters_.value.bytes_reserved;
+  std::size_t dedicated_spares = 0;
+  for (const chunk* c = dedicated_spare_; c != nullptr; c = c->prev) {
+    ++dedicated_spares;
+    spare_bytes += c->size;
+    ok = ok && (c->prev == nullptr || c->prev->size <= c->size);
+  }
+  bytes += spare_bytes;
+  ok = ok && normal + spares == chunk_count_ && spares == spare_count_ &&
+       dedicated + dedicated_spares == dedicated_count_ && dedicated_spares == dedicated_spare_count_ &&
+       spare_bytes == spare_bytes_ && bytes == counters_.value.bytes_reserved;
 #endif
   return ok;
 }

@@ -117,6 +117,55 @@ void fill_four_chunks(strata::monotonic_arena& arena) {
   while (arena.details().chunks < 4) static_cast<void>(arena.allocate(1000, 8));
 }
 
+// Fills bytes in blocks of 16-256 B (the benchmark's request shape), touching each.
+void fill_small_blocks(strata::monotonic_arena& arena, std::size_t bytes) {
+  std::size_t done = 0;
+  for (std::size_t i = 0; done < bytes; ++i) {
+    const std::size_t size = 16 + (i * 37) % 241;
+    std::memset(arena.allocate(size, 16), 0x5a, size);
+    done += size;
+  }
+}
+
+// The soak tests' request shapes (see the soak chapter below).
+struct soak_phase {
+  const char* name;
+  std::size_t small_bytes;  // in blocks of 16-256 B
+  std::size_t block_bytes;  // one block (above 1 MiB: a dedicated chunk), 0 for none
+  std::size_t grown_bytes;  // a buffer grown by doubling, each old one freed (a vector's growth)
+};
+
+const soak_phase soak_small{"small", 272'000, 0, 0};
+const soak_phase soak_medium{"medium", 900'000, 300'000, 100'000};
+const soak_phase soak_large{"large", 2'000'000, 3'000'000, 1'500'000};
+
+// Grows a buffer to at least bytes as a vector does: allocate twice the
+// capacity, copy, free the old one; frees the last one at the end.
+void grow_buffer(strata::monotonic_arena& arena, std::size_t bytes) {
+  std::size_t capacity = 16;
+  void* p = arena.allocate(capacity, 8);
+  std::memset(p, 0x21, capacity);
+  while (capacity < bytes) {
+    void* q = arena.allocate(2 * capacity, 8);
+    std::memcpy(q, p, capacity);
+    std::memset(bytes_of(q) + capacity, 0x22, capacity);
+    arena.deallocate(p, capacity, 8);
+    p = q;
+    capacity *= 2;
+  }
+  arena.deallocate(p, capacity, 8);
+}
+
+// One request; returns its peak of bytes in use (what the caller needed at once).
+std::size_t run_soak_request(strata::monotonic_arena& arena, const soak_phase& phase) {
+  arena.reset_peak();
+  fill_small_blocks(arena, phase.small_bytes / 2);
+  if (phase.block_bytes != 0) std::memset(arena.allocate(phase.block_bytes, 64), 0x3c, phase.block_bytes);
+  if (phase.grown_bytes != 0) grow_buffer(arena, phase.grown_bytes);
+  fill_small_blocks(arena, phase.small_bytes / 2);
+  return arena.stats().peak_bytes_in_use;
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(monotonic_arena)
@@ -135,6 +184,7 @@ BOOST_AUTO_TEST_CASE(null_upstream_and_invalid_options_are_rejected_naming_the_f
   expect_bad_option({.growth_factor = 0}, "growth_factor");
   expect_bad_option({.growth_factor = 2048}, "growth_factor");
   expect_bad_option({.retention = static_cast<policy>(9)}, "retention");
+  expect_bad_option({.retention_window = 0}, "retention_window");
   expect_bad_option({.initial_buffer = std::span<std::byte>(static_cast<std::byte*>(nullptr), 16)},
                     "initial_buffer");
 }
@@ -270,6 +320,320 @@ BOOST_AUTO_TEST_CASE(steady_requests_on_a_chunk_provider_make_zero_upstream_call
   BOOST_TEST(arena.details().resets == 104u);
 }
 
+// ------------------------------------------- long-running servers (issue 13)
+//
+// Regression tests for issue 13, part 3: "monotonic_arena forgets its largest
+// need". Each failed on the code before the fix, as the comment says.
+
+// Used to break: keep_largest (the default) kept one chunk of at most
+// max_chunk_size and never a dedicated chunk, so a request needing 2 MB made
+// upstream calls after every reset(), in either shape.
+BOOST_AUTO_TEST_CASE(a_repeating_2_mb_request_makes_no_upstream_calls_after_warm_up) {
+  const auto small_blocks = [](strata::monotonic_arena& arena) { fill_small_blocks(arena, 2'000'000); };
+  const auto one_block = [](strata::monotonic_arena& arena) {
+    fill_small_blocks(arena, 20'000);
+    std::memset(arena.allocate(2'000'000, 64), 0x6b, 2'000'000);  // above max_chunk_size: dedicated
+    fill_small_blocks(arena, 20'000);
+  };
+  for (const bool dedicated : {false, true}) {
+    BOOST_TEST_CONTEXT((dedicated ? "one 2 MB block" : "2 MB of small blocks")) {
+      strata::test::counting_resource upstream;
+      strata::monotonic_arena arena{&upstream};  // default options
+      const auto request = [&] {
+        if (dedicated) {
+          one_block(arena);
+        } else {
+          small_blocks(arena);
+        }
+        arena.reset();
+      };
+      for (int warm = 0; warm < 3; ++warm) request();
+      const std::uint64_t allocations = upstream.allocations();
+      const std::uint64_t deallocations = upstream.deallocations();
+      for (int i = 0; i < 10; ++i) request();
+      BOOST_TEST(upstream.allocations() == allocations);
+      BOOST_TEST(upstream.deallocations() == deallocations);
+    }
+  }
+}
+
+// Used to break: reset() sized the next chunk for the request that had just
+// ended, so one small request dropped next_chunk_size from 1 MiB to 16 KiB
+// and the next large request grew through every class again.
+BOOST_AUTO_TEST_CASE(one_small_request_does_not_shrink_the_next_chunk_size) {
+  strata::test::counting_resource counted;
+  recording_resource upstream{&counted};
+  strata::monotonic_arena arena{{.retention = policy::keep_none}, &upstream};  // no spares: only sizing
+  fill_small_blocks(arena, 1'500'000);
+  arena.reset();
+  fill_small_blocks(arena, 10'000);
+  arena.reset();
+  BOOST_TEST(arena.details().next_chunk_size == std::size_t{1} << 20);
+  upstream.sizes.clear();
+  fill_small_blocks(arena, 1'500'000);  // two 1 MiB chunks, not 16 KiB, 32 KiB, ... 1 MiB
+  BOOST_TEST(upstream.sizes == (std::vector<std::size_t>{1 << 20, 1 << 20}),
+             boost::test_tools::per_element());
+}
+
+// Used to break: retain_bytes was read only under keep_up_to_retain_bytes, so
+// with the default retention it was silently ignored.
+BOOST_AUTO_TEST_CASE(retain_bytes_caps_the_default_retention) {
+  strata::test::counting_resource upstream;
+  strata::monotonic_arena arena{{.retain_bytes = 64 * 1024}, &upstream};
+  fill_small_blocks(arena, 600'000);
+  arena.reset();
+  BOOST_TEST(arena.stats().bytes_reserved <= 64u * 1024);
+  BOOST_TEST(upstream.bytes_outstanding() <= 64u * 1024);
+}
+
+// Issue 13: "a 2 MB request repeated after small ones makes no upstream call
+// after warm-up", with default options, in both shapes.
+BOOST_AUTO_TEST_CASE(a_2_mb_request_between_small_ones_makes_no_upstream_calls_after_warm_up) {
+  for (const bool dedicated : {false, true}) {
+    BOOST_TEST_CONTEXT((dedicated ? "one 2 MB block" : "2 MB of small blocks")) {
+      strata::test::counting_resource upstream;
+      strata::monotonic_arena arena{&upstream};
+      const auto cycle = [&] {
+        for (int small = 0; small < 5; ++small) {
+          fill_small_blocks(arena, 10'000);
+          arena.reset();
+        }
+        if (dedicated) {
+          std::memset(arena.allocate(2'000'000, 16), 0x6b, 2'000'000);
+        } else {
+          fill_small_blocks(arena, 2'000'000);
+        }
+        arena.reset();
+      };
+      for (int warm = 0; warm < 2; ++warm) cycle();
+      const std::uint64_t allocations = upstream.allocations();
+      const std::uint64_t deallocations = upstream.deallocations();
+      for (int i = 0; i < 10; ++i) cycle();
+      BOOST_TEST(upstream.allocations() == allocations);
+      BOOST_TEST(upstream.deallocations() == deallocations);
+      BOOST_TEST(arena.stats().bytes_reserved <= 3u << 20);  // what 2 MB needs, not more
+    }
+  }
+}
+
+// A pmr vector growing past max_chunk_size frees each buffer after taking
+// the next: the freed dedicated chunks are kept, so the growth repeats with
+// no upstream call.
+BOOST_AUTO_TEST_CASE(a_vector_growing_past_max_chunk_size_makes_no_upstream_calls_after_warm_up) {
+  strata::test::counting_resource upstream;
+  strata::monotonic_arena arena{&upstream};
+  const auto request = [&] {
+    {
+      using page = std::array<char, 4096>;  // large elements: few push_backs, same capacities in bytes
+      std::pmr::vector<page> v{&arena};
+      for (int i = 0; i < 733; ++i) v.push_back(page{static_cast<char>(i)});  // 3 MB: capacity 4 MiB
+      BOOST_TEST_REQUIRE(v[700][0] == static_cast<char>(700));
+    }
+    arena.reset();
+  };
+  for (int warm = 0; warm < 2; ++warm) request();
+  const std::uint64_t allocations = upstream.allocations();
+  const std::uint64_t deallocations = upstream.deallocations();
+  for (int i = 0; i < 5; ++i) request();
+  BOOST_TEST(upstream.allocations() == allocations);
+  BOOST_TEST(upstream.deallocations() == deallocations);
+  // Capacities 1, 2 and 4 MiB are dedicated (above 1 MiB less a footer): 7 MiB
+  // and three footers. The smaller ones bump through 1 MiB, held in at most
+  // 2 MiB of chunks.
+  BOOST_TEST(arena.details().dedicated_chunks == 3u);
+  BOOST_TEST(arena.stats().bytes_reserved <= (9u << 20) + 3 * 32);
+}
+
+// "Recent" is the last retention_window requests: once the large requests
+// stop, their chunks stay for window - 1 more resets, then go back, and the
+// next chunk size falls with them.
+BOOST_AUTO_TEST_CASE(what_a_past_peak_needed_goes_back_after_retention_window_requests) {
+  strata::test::counting_resource upstream;
+  strata::monotonic_arena arena{{.retention_window = 8}, &upstream};
+  for (int large = 0; large < 2; ++large) {  // the first grows through small chunks, the second settles
+    fill_small_blocks(arena, 1'500'000);
+    std::memset(arena.allocate(2'000'000, 16), 0x6b, 2'000'000);
+    arena.reset();  // the need is remembered from this reset on
+  }
+  const std::size_t peak = arena.stats().bytes_reserved;
+  BOOST_TEST(peak == (std::size_t{2} << 20) + 2'000'000 + 32);  // two 1 MiB chunks, one dedicated
+  BOOST_TEST(arena.details().recent_need == peak);
+  BOOST_TEST(arena.details().chunks == 3u);
+  for (int small = 1; small <= 7; ++small) {
+    fill_small_blocks(arena, 10'000);
+    arena.reset();
+    BOOST_TEST_REQUIRE(arena.stats().bytes_reserved == peak);  // still within the window
+    BOOST_TEST_REQUIRE(arena.details().next_chunk_size == std::size_t{1} << 20);
+  }
+  fill_small_blocks(arena, 10'000);
+  arena.reset();                                   // the eighth small request: the peak has left the window
+  BOOST_TEST(arena.stats().bytes_reserved == 0u);  // its chunks were too large for 10 KB
+  BOOST_TEST(upstream.bytes_outstanding() == 0u);
+  BOOST_TEST(arena.details().next_chunk_size == 16384u);
+  BOOST_TEST(arena.details().recent_need == 16384u);
+  for (int small = 0; small < 5; ++small) {
+    fill_small_blocks(arena, 10'000);
+    arena.reset();
+  }
+  BOOST_TEST(arena.stats().bytes_reserved == 16384u);  // one chunk sized for the new need
+  BOOST_TEST(upstream.allocations() == upstream.deallocations() + 1);
+}
+
+// Windows above 16 are tracked in 16 steps: never shorter than asked, at
+// most 2 * ceil(window / 16) - 2 requests longer.
+BOOST_AUTO_TEST_CASE(a_long_retention_window_is_kept_at_least_as_long_as_asked) {
+  strata::test::counting_resource upstream;
+  strata::monotonic_arena arena{{.retention_window = 100}, &upstream};
+  fill_small_blocks(arena, 1'500'000);
+  arena.reset();
+  const std::size_t peak = arena.stats().bytes_reserved;
+  int resets = 1;
+  for (; resets < 100; ++resets) {
+    fill_small_blocks(arena, 10'000);
+    arena.reset();
+    BOOST_TEST_REQUIRE(arena.stats().bytes_reserved == peak);
+  }
+  // ceil(100 / 16) = 7: remembered for at most 112 resets, forgotten by the 113th.
+  for (; resets < 113 && arena.stats().bytes_reserved == peak; ++resets) {
+    fill_small_blocks(arena, 10'000);
+    arena.reset();
+  }
+  BOOST_TEST(arena.stats().bytes_reserved < peak);
+  BOOST_TEST(resets > 100);
+}
+
+// retain_bytes bounds the spare bytes under every policy and at every point:
+// after reset(), after a rewind() and after freeing a dedicated block.
+BOOST_AUTO_TEST_CASE(retain_bytes_caps_spares_under_every_policy_at_every_point) {
+  constexpr std::size_t cap = 40 * 1024;
+  for (const policy retention : {policy::keep_none, policy::keep_largest, policy::keep_up_to_retain_bytes,
+                                 policy::adaptive, policy::keep_recent_need}) {
+    BOOST_TEST_CONTEXT("policy " << static_cast<int>(retention)) {
+      strata::test::counting_resource upstream;
+      strata::monotonic_arena arena{{.max_chunk_size = 65536, .retain_bytes = cap, .retention = retention},
+                                    &upstream};
+      for (int request = 0; request < 4; ++request) {
+        fill_small_blocks(arena, 20'000);
+        const auto m = arena.mark();
+        fill_small_blocks(arena, 300'000);
+        arena.rewind(m);  // its chunks become spares, as far as the cap allows
+        BOOST_TEST_REQUIRE(arena.details().spare_bytes <= cap);
+        void* big = arena.allocate(30'000 + 65536, 8);  // dedicated
+        arena.deallocate(big, 30'000 + 65536, 8);
+        BOOST_TEST_REQUIRE(arena.details().spare_bytes <= cap);
+        arena.reset();
+        BOOST_TEST_REQUIRE(arena.stats().bytes_reserved <= cap);
+        BOOST_TEST_REQUIRE(upstream.bytes_outstanding() == arena.stats().bytes_reserved);
+      }
+      BOOST_TEST(arena.stats().failed_allocations == 0u);
+    }
+  }
+}
+
+// keep_recent_need swaps chunks smaller than the need for one fresh chunk at
+// the next request, but not after an upstream failure: it keeps what it
+// could not replace (the fault_injection suite relies on it too).
+BOOST_AUTO_TEST_CASE(after_an_upstream_failure_reset_keeps_the_chunks_it_has) {
+  for (const bool failing : {false, true}) {
+    BOOST_TEST_CONTEXT((failing ? "upstream failed" : "upstream fine")) {
+      strata::test::counting_resource upstream;
+      strata::monotonic_arena arena{{.max_chunk_size = 16384}, &upstream};
+      for (int i = 0; i < 12; ++i) static_cast<void>(arena.allocate(1000, 8));  // 4 and 8 KiB chunks
+      BOOST_TEST_REQUIRE(upstream.bytes_outstanding() == 4096u + 8192);
+      upstream.fail_allocations(failing);
+      if (failing) BOOST_CHECK_THROW(static_cast<void>(arena.allocate(5000, 8)), strata::allocation_failure);
+      if (!failing) static_cast<void>(arena.allocate(5000, 8));  // a 16 KiB chunk
+      arena.reset();  // the need (over 12 KB) wants one 16 KiB chunk
+      BOOST_TEST(arena.stats().bytes_reserved == (failing ? 4096u + 8192 : 16384u));
+      const std::uint64_t calls = upstream.allocations();
+      for (int i = 0; i < 8; ++i) static_cast<void>(arena.allocate(1000, 8));  // served by what was kept
+      BOOST_TEST(upstream.allocations() == calls);
+      upstream.fail_allocations(false);
+    }
+  }
+}
+
+// ------------------------------------------------------------------ soak
+//
+// A long-running server in miniature, on the README's chain (a chunk_provider
+// with 1 MiB classes over system_pages()): phases of small, medium and large
+// requests, each phase repeating one request shape. Bounded: about 100
+// requests of at most ~7 MB each.
+
+BOOST_AUTO_TEST_CASE(soak_shifting_request_sizes_settle_with_zero_upstream_calls_and_a_bounded_footprint) {
+  strata::chunk_provider chunks{{.max_chunk_size = 1 << 20}, strata::system_pages()};
+  strata::monotonic_arena arena{&chunks};  // default options: a window of 64 requests
+  const soak_phase* cycle[] = {&soak_small, &soak_medium, &soak_large, &soak_small};
+  constexpr int per_phase = 4;
+  constexpr int cycles = 6;
+  std::size_t largest_in_use = 0;
+  std::size_t largest_reserved = 0;
+  strata::resource_stats arena_warm{};
+  strata::resource_stats chunks_warm{};
+  for (int c = 0; c < cycles; ++c) {
+    if (c == 1) {  // one cycle (16 requests, inside the window) warms everything
+      arena_warm = arena.stats();
+      chunks_warm = chunks.stats();
+    }
+    for (const soak_phase* phase : cycle) {
+      for (int r = 0; r < per_phase; ++r) {
+        largest_in_use = std::max(largest_in_use, run_soak_request(arena, *phase));
+        largest_reserved = std::max(largest_reserved, arena.stats().bytes_reserved);  // at the request's end
+        arena.reset();
+      }
+    }
+  }
+  const strata::resource_stats a = arena.stats();
+  const strata::resource_stats p = chunks.stats();
+  BOOST_TEST(a.upstream_allocations == arena_warm.upstream_allocations);
+  BOOST_TEST(a.upstream_deallocations == arena_warm.upstream_deallocations);
+  BOOST_TEST(p.upstream_allocations == chunks_warm.upstream_allocations);  // no mmap either
+  BOOST_TEST(p.upstream_deallocations == chunks_warm.upstream_deallocations);
+  BOOST_TEST(a.failed_allocations == 0u);
+  BOOST_TEST(p.failed_allocations == 0u);
+  BOOST_TEST(a.misuse_detected == 0u);
+  // The footprint: at most twice what the largest request held at once. The
+  // large request's 7.3 MB peak is served by about 10.5 MB of chunks (the
+  // growth chunks of its small blocks, three dedicated ones for its vector
+  // and one for its block); the other phases reuse them.
+  BOOST_TEST_MESSAGE("soak: largest in use " << largest_in_use << ", largest reserved " << largest_reserved);
+  BOOST_TEST(largest_reserved <= 2 * largest_in_use);
+  BOOST_TEST(arena.stats().bytes_reserved <= largest_reserved);
+}
+
+// The same phases with a window shorter than a phase, and a retain_bytes cap:
+// each phase settles after its first request; a finished large phase gives
+// its memory back within the window; spares never exceed retain_bytes.
+BOOST_AUTO_TEST_CASE(soak_with_a_short_window_gives_memory_back_and_respects_retain_bytes) {
+  strata::chunk_provider chunks{{.max_chunk_size = 1 << 20}, strata::system_pages()};
+  constexpr std::size_t cap = 12u << 20;
+  strata::monotonic_arena arena{{.retain_bytes = cap, .retention_window = 3}, &chunks};
+  const soak_phase* cycle[] = {&soak_small, &soak_medium, &soak_large, &soak_small};
+  constexpr int per_phase = 5;
+  for (int c = 0; c < 3; ++c) {
+    for (const soak_phase* phase : cycle) {
+      BOOST_TEST_CONTEXT("cycle " << c << ", phase " << phase->name) {
+        for (int r = 0; r < per_phase; ++r) {
+          const std::uint64_t calls =
+              chunks.stats().upstream_allocations + arena.stats().upstream_allocations;
+          static_cast<void>(run_soak_request(arena, *phase));
+          BOOST_TEST_REQUIRE(arena.details().spare_bytes <= cap);
+          arena.reset();
+          BOOST_TEST_REQUIRE(arena.stats().bytes_reserved <= cap);
+          if (r >= 2) {  // after the phase's first two requests: no new memory
+            BOOST_TEST(chunks.stats().upstream_allocations + arena.stats().upstream_allocations == calls);
+          }
+        }
+        if (phase == &soak_small) {  // five small requests: the window holds small ones only
+          BOOST_TEST(arena.stats().bytes_reserved <= std::size_t{1} << 20);
+        }
+      }
+    }
+  }
+  BOOST_TEST(arena.stats().failed_allocations == 0u);
+  BOOST_TEST(chunks.stats().failed_allocations == 0u);
+}
+
 // -------------------------------------------------------- rollback, stats
 
 BOOST_AUTO_TEST_CASE(deallocating_the_latest_block_rolls_back_and_older_ones_do_not) {
@@ -327,23 +691,33 @@ BOOST_AUTO_TEST_CASE(every_deallocate_lowers_bytes_in_use_and_reset_zeroes_it) {
 
 // --------------------------------------------------------------- retention
 
+// retain_bytes caps every policy (issue 13: it used to be read by
+// keep_up_to_retain_bytes only).
 BOOST_AUTO_TEST_CASE(reset_keeps_chunks_per_each_retention_policy) {
   struct expectation {
     policy retention;
+    std::size_t retain_bytes;
     std::size_t kept_bytes;
     std::size_t kept_chunks;
   };
+  constexpr std::size_t all = strata::monotonic_arena::unlimited;
+  constexpr std::size_t cap = 16384 + 8192 + 2000;
   const expectation cases[] = {
-      {policy::keep_none, 0, 0},
-      {policy::keep_largest, 32768, 1},
-      {policy::keep_up_to_retain_bytes, 16384 + 8192, 2},  // 32 KiB does not fit 26,576; 4 KiB no more
-      {policy::adaptive, 32768, 1},                        // a 29,000-byte request needs 32 KiB
+      {policy::keep_none, all, 0, 0},
+      {policy::keep_largest, all, 32768, 1},
+      {policy::keep_up_to_retain_bytes, all, 4096 + 8192 + 16384 + 32768, 4},
+      {policy::adaptive, all, 32768, 1},          // a 29,000-byte request needs 32 KiB
+      {policy::keep_recent_need, all, 32768, 1},  // the same, smaller chunks go back
+      {policy::keep_none, cap, 0, 0},
+      {policy::keep_largest, cap, 0, 0},                        // 32 KiB is above the cap
+      {policy::keep_up_to_retain_bytes, cap, 16384 + 8192, 2},  // 32 KiB does not fit 26,576; 4 KiB no more
+      {policy::adaptive, cap, 16384 + 8192, 2},                 // the same greedy rule under the cap
+      {policy::keep_recent_need, cap, 0, 0},                    // only chunks that hold the request count
   };
   for (const expectation& e : cases) {
-    BOOST_TEST_CONTEXT("policy " << static_cast<int>(e.retention)) {
+    BOOST_TEST_CONTEXT("policy " << static_cast<int>(e.retention) << ", retain_bytes " << e.retain_bytes) {
       strata::test::counting_resource upstream;
-      strata::monotonic_arena arena{{.retain_bytes = 16384 + 8192 + 2000, .retention = e.retention},
-                                    &upstream};
+      strata::monotonic_arena arena{{.retain_bytes = e.retain_bytes, .retention = e.retention}, &upstream};
       fill_four_chunks(arena);
       BOOST_TEST(upstream.bytes_outstanding() == 4096u + 8192 + 16384 + 32768);
       arena.reset();
@@ -524,10 +898,11 @@ BOOST_AUTO_TEST_CASE(initial_buffer_is_used_first_and_never_returned_upstream) {
 
 // ------------------------------------------------- large and over-aligned
 
+// keep_none keeps no dedicated chunk: each goes back as soon as its block does.
 BOOST_AUTO_TEST_CASE(requests_above_max_chunk_size_get_a_dedicated_chunk) {
   strata::test::counting_resource counted;
   recording_resource upstream{&counted};
-  strata::monotonic_arena arena{{.max_chunk_size = 16384}, &upstream};
+  strata::monotonic_arena arena{{.max_chunk_size = 16384, .retention = policy::keep_none}, &upstream};
   std::byte* a = bytes_of(arena.allocate(96, 8));
   std::byte* big = bytes_of(arena.allocate(100000, 8));
   std::memset(big, 0x11, 100000);
@@ -547,9 +922,45 @@ BOOST_AUTO_TEST_CASE(requests_above_max_chunk_size_get_a_dedicated_chunk) {
   arena.rewind(m);  // dedicated chunks after the mark go back
   BOOST_TEST(counted.blocks_outstanding() == 1u);
   static_cast<void>(arena.allocate(20000, 8));
-  arena.reset();  // and so do the rest
-  BOOST_TEST(counted.blocks_outstanding() == 1u);
+  arena.reset();  // and so do the rest, with the normal chunk (keep_none)
+  BOOST_TEST(counted.blocks_outstanding() == 0u);
   BOOST_TEST(arena.details().dedicated_chunks == 0u);
+}
+
+// The default policy keeps a dedicated chunk whose block is gone (deallocate,
+// rewind, reset) as a spare and reuses the smallest that fits.
+BOOST_AUTO_TEST_CASE(dedicated_chunks_are_kept_and_reused_best_fit_by_default) {
+  strata::test::counting_resource counted;
+  recording_resource upstream{&counted};
+  strata::monotonic_arena arena{{.max_chunk_size = 16384}, &upstream};
+  static_cast<void>(arena.allocate(96, 8));
+  void* big = arena.allocate(100000, 8);
+  void* bigger = arena.allocate(200000, 8);
+  BOOST_TEST(upstream.sizes.size() == 3u);
+  arena.deallocate(big, 100000, 8);  // kept: no upstream call
+  arena.deallocate(bigger, 200000, 8);
+  BOOST_TEST(counted.blocks_outstanding() == 3u);
+  BOOST_TEST(arena.details().spare_chunks == 2u);
+  BOOST_TEST(arena.details().dedicated_chunks == 2u);
+  BOOST_TEST(arena.details().spare_bytes == upstream.sizes[1] + upstream.sizes[2]);
+  std::byte* again = bytes_of(arena.allocate(90000, 8));  // best fit: the 100,000-byte chunk
+  BOOST_TEST(again == big);
+  std::memset(again, 0x12, 90000);
+  BOOST_TEST(bytes_of(arena.allocate(150000, 16)) == bigger);
+  BOOST_TEST(upstream.sizes.size() == 3u);
+  const auto m = arena.mark();
+  void* third = arena.allocate(300000, 8);  // too large for a spare: upstream
+  BOOST_TEST(upstream.sizes.size() == 4u);
+  arena.rewind(m);  // kept too
+  BOOST_TEST(arena.details().spare_chunks == 1u);
+  arena.reset();  // all three were used by this request: all kept
+  BOOST_TEST(arena.details().dedicated_chunks == 3u);
+  BOOST_TEST(arena.details().spare_chunks == 4u);  // and the normal chunk
+  BOOST_TEST(bytes_of(arena.allocate(250000, 8)) == third);
+  BOOST_TEST(bytes_of(arena.allocate(100000, 8)) == big);
+  BOOST_TEST(bytes_of(arena.allocate(200000, 8)) == bigger);
+  BOOST_TEST(upstream.sizes.size() == 4u);
+  BOOST_TEST(arena.stats().bytes_reserved == counted.bytes_outstanding());
 }
 
 BOOST_AUTO_TEST_CASE(alignments_up_to_64_kib_are_honoured_and_small_ones_padded_in_the_chunk) {
@@ -579,7 +990,13 @@ BOOST_AUTO_TEST_CASE(alignments_up_to_64_kib_are_honoured_and_small_ones_padded_
   BOOST_TEST(strata::detail::is_aligned(p, 65536));
   BOOST_TEST(small.details().dedicated_chunks == 1u);
   small.deallocate(p, 100, 65536);
-  BOOST_TEST(small.details().dedicated_chunks == 0u);
+  BOOST_TEST(small.details().spare_chunks == 1u);  // kept for the next such request
+  const std::size_t calls = upstream.sizes.size();
+  BOOST_TEST(small.allocate(100, 65536) == p);
+  BOOST_TEST(upstream.sizes.size() == calls);
+  void* q = small.allocate(100, 65536);  // no spare left: a fresh one, still aligned
+  BOOST_TEST(strata::detail::is_aligned(q, 65536));
+  BOOST_TEST(q != p);
 }
 
 // ------------------------------------------------------------------ errors
@@ -763,6 +1180,15 @@ BOOST_AUTO_TEST_CASE(memory_given_back_and_kept_is_poisoned_under_asan,
   BOOST_TEST(__asan_address_is_poisoned(b));
   arena.reset();  // the chunk is kept
   BOOST_TEST(__asan_address_is_poisoned(a));
+  // A dedicated chunk kept as a spare is poisoned; reused, only the new block is not.
+  std::byte* big = bytes_of(arena.allocate(2'000'000, 16));
+  BOOST_TEST(!__asan_address_is_poisoned(big + 1'999'999));
+  arena.deallocate(big, 2'000'000, 16);
+  BOOST_TEST(arena.details().spare_chunks >= 1u);
+  BOOST_TEST(__asan_address_is_poisoned(big));
+  BOOST_TEST(bytes_of(arena.allocate(1'500'000, 16)) == big);
+  BOOST_TEST(!__asan_address_is_poisoned(big + 1'499'999));
+  BOOST_TEST(__asan_address_is_poisoned(big + 1'500'000));
 #endif
 }
 

@@ -26,9 +26,13 @@ struct arena_chunk;  // the bookkeeping at the end of each chunk (see monotonic_
 /// release() or rewind(). Choose it for scratch memory that dies at once.
 ///
 /// Memory model: a caller buffer first, then chunks growing geometrically to
-/// max_chunk_size; reset() keeps chunks per the retention policy and sizes the
-/// next chunk for the last request, so steady requests make no upstream calls.
-/// deallocate rolls back only the newest block. Exception neutral.
+/// max_chunk_size, and a dedicated chunk for each larger request. By default
+/// reset() keeps the chunks that the largest of the last retention_window
+/// requests needed (at most retain_bytes), dedicated ones included, and sizes
+/// the next chunk for that request: a repeating request of any size makes no
+/// upstream calls once warm, and memory a past peak needed goes back once the
+/// peak has left the window. deallocate rolls back only the newest block.
+/// Exception neutral.
 /// Thread safety: not thread-safe (debug builds report use from a second thread).
 ///
 ///     strata::monotonic_arena scratch{&chunks};      // chunks: a chunk_provider
@@ -36,13 +40,19 @@ struct arena_chunk;  // the bookkeeping at the end of each chunk (see monotonic_
 ///     scratch.reset();                               // after words is gone
 class monotonic_arena final : public resource {
  public:
-  /// What reset() keeps for the next request; dedicated chunks are never kept.
+  /// What reset() keeps for the next request. Every policy keeps at most
+  /// retain_bytes; only keep_recent_need and keep_up_to_retain_bytes keep
+  /// dedicated chunks (those of requests too large for max_chunk_size).
   enum class retention_policy : std::uint8_t {
     keep_none,                ///< return every chunk upstream
-    keep_largest,             ///< keep the largest chunk
-    keep_up_to_retain_bytes,  ///< keep chunks, largest first, totalling at most retain_bytes
+    keep_largest,             ///< keep the largest normal chunk
+    keep_up_to_retain_bytes,  ///< keep chunks, used ones first, largest first, totalling at most retain_bytes
     adaptive,                 ///< keep capacity for the 90th-percentile footprint of the last 16 requests
+    keep_recent_need,         ///< keep what the largest recent request needed (default)
   };
+
+  /// No limit, for retain_bytes.
+  static constexpr std::size_t unlimited = SIZE_MAX;
 
   struct options {
     /// Caller-owned memory used before any chunk; never returned upstream.
@@ -55,21 +65,30 @@ class monotonic_arena final : public resource {
     /// Growth stops here; requests that do not fit a chunk of this size get a
     /// dedicated chunk. A power of two, at least first_chunk_size.
     std::size_t max_chunk_size = std::size_t{1} << 20;
-    /// Bytes of chunks reset() keeps under keep_up_to_retain_bytes.
-    std::size_t retain_bytes = std::size_t{1} << 20;
+    /// Most bytes of spare chunks the arena holds, under every policy: what
+    /// reset() keeps, and what rewind() and deallocate keep for reuse.
+    std::size_t retain_bytes = unlimited;
     /// What reset() keeps.
-    retention_policy retention = retention_policy::keep_largest;
+    retention_policy retention = retention_policy::keep_recent_need;
+    /// Requests (resets and releases) a request's need is remembered for,
+    /// counting the one that ends: it sizes reset()'s keep_recent_need and the
+    /// next chunk under every policy but adaptive. At least 1. Exact up to 16;
+    /// above, tracked in 16 steps, so a need may be remembered up to
+    /// 2 * ceil(retention_window / 16) - 2 requests longer, never shorter.
+    std::size_t retention_window = 64;
   };
 
   struct details_type {
     std::size_t chunks;                     ///< chunks held from upstream: in use, spare and dedicated
-    std::size_t spare_chunks;               ///< held chunks waiting to be bumped into (kept or rewound)
-    std::size_t dedicated_chunks;           ///< chunks holding one request too large for max_chunk_size
+    std::size_t spare_chunks;               ///< held chunks not in use (kept by reset, rewound or freed)
+    std::size_t dedicated_chunks;           ///< held chunks of a dedicated size, holding a block or spare
     std::size_t wasted_tail_bytes;          ///< bytes skipped at region tails, since construction
     std::size_t request_footprint;          ///< high-water bytes bumped (with padding) since the last reset
     std::size_t largest_request_footprint;  ///< largest request_footprint since construction
     std::size_t next_chunk_size;            ///< size of the next chunk to be asked from upstream
     std::uint64_t resets;                   ///< calls to reset()
+    std::size_t spare_bytes;                ///< bytes of the spare chunks; never above retain_bytes
+    std::size_t recent_need;                ///< what keep_recent_need aims to keep, as of the last reset
   };
 
   /// A point in one arena's history, taken by mark() and restored by rewind().
@@ -87,6 +106,7 @@ class monotonic_arena final : public resource {
     std::size_t position_ = 0;            // request position (see base_) at the mark
     std::uint64_t dedicated_serial_ = 0;  // dedicated chunks with a larger serial came later
     std::size_t bytes_in_use_ = 0;        // stats().bytes_in_use at the mark
+    std::size_t tails_ = 0;               // chain_tails_ at the mark
   };
 
   // ---------------------------------------------------------- construction
@@ -109,9 +129,10 @@ class monotonic_arena final : public resource {
   /// Complexity: O(1).
   [[nodiscard]] marker mark() noexcept;
   /// Frees every block allocated since m was taken: chunks acquired since
-  /// become spares (kept for reuse, no upstream call) and dedicated chunks
-  /// acquired since go back upstream. A marker of another arena, from before
-  /// a reset() or release(), or ahead of the current point is counted in
+  /// become spares (kept for reuse, no upstream call), and so do dedicated
+  /// chunks acquired since under the policies that keep them (else they go
+  /// back upstream); spares stay within retain_bytes. A marker of another
+  /// arena, from before a reset() or release(), or ahead of the current point is counted in
   /// misuse_detected, reported as misuse_kind::foreign_marker and ignored.
   /// Complexity: O(chunks bumped into since m, plus spares). Thread safety: not thread-safe.
   void rewind(const marker& m) noexcept;
@@ -125,9 +146,10 @@ class monotonic_arena final : public resource {
 
   // ---------------------------------------------------------- housekeeping
 
-  /// Frees every block and ends the request: keeps chunks per the retention
-  /// policy, returns the rest (and every dedicated chunk) upstream, sizes the
-  /// next chunk for this request's footprint and invalidates all markers.
+  /// Frees every block and ends the request: records its need, keeps chunks
+  /// per the retention policy (at most retain_bytes), returns the rest
+  /// upstream, sizes the next chunk for the largest recent need and
+  /// invalidates all markers.
   /// The next allocate may come from any thread.
   /// Complexity: O(chunks held). Thread safety: not thread-safe.
   void reset() noexcept;
@@ -138,6 +160,13 @@ class monotonic_arena final : public resource {
  private:
   using chunk = detail::arena_chunk;
   static constexpr std::size_t history_length = 16;  // requests the adaptive policy remembers
+  static constexpr std::size_t window_steps = 16;    // retention_window is tracked in this many steps
+
+  // What one request needed, or the largest need in a stretch of requests.
+  struct need_record {
+    std::size_t chunk_bytes = 0;      // bytes consumed in normal chunks: bumped, padded and tails
+    std::size_t dedicated_bytes = 0;  // sizes of the dedicated chunks it asked for
+  };
 
   void* do_allocate(std::size_t bytes, std::size_t alignment) override;
   void do_deallocate(void* p, std::size_t bytes, std::size_t alignment) override;
@@ -189,25 +218,37 @@ class monotonic_arena final : public resource {
 
   void* allocate_dedicated(std::size_t bytes, std::size_t n, std::size_t alignment);
   chunk* take_spare(std::size_t n, std::size_t alignment) noexcept;
+  chunk* take_dedicated_spare(std::size_t size, std::size_t alignment) noexcept;
   chunk* acquire_chunk(std::size_t n, std::size_t alignment);
   // Returns a chunk of size bytes from upstream, counted; a failure is counted and rethrown.
   void* get_from_upstream(std::size_t size, std::size_t alignment);
   void give_back(chunk* c) noexcept;
   void enter_chunk(chunk* c) noexcept;
   void enter_buffer() noexcept;
+  // Folds the current region's high-water into the request's footprint and need.
+  void close_region() noexcept;
+  // Keeps c as a spare if retain_bytes allows, else returns it upstream.
   void add_spare(chunk* c) noexcept;
+  // Keeps a dedicated chunk whose block is gone as a spare, if the policy and
+  // retain_bytes allow, else returns it upstream.
+  void retire_dedicated(chunk* c) noexcept;
   void release_dedicated_after(std::uint64_t serial) noexcept;
   // Validates m against the chain, then moves there; false (and no change) if it is not reachable.
   bool move_to(const marker& m) noexcept;
-  // Records this request's footprint, sizes the next chunk, invalidates markers,
-  // frees dedicated chunks and drops the owner; returns the adaptive target
-  // (bytes), computed under the adaptive policy only (else the footprint's).
-  std::size_t end_request() noexcept;
+  // Records this request's footprint and need, sizes the next chunk,
+  // invalidates markers and drops the owner. Chunks are left as they are.
+  void end_request() noexcept;
+  void record_need(need_record need) noexcept;
+  [[nodiscard]] need_record recent_need() const noexcept;
   [[nodiscard]] std::size_t position() const noexcept {
     return cursor_ - base_;
   }
   [[nodiscard]] std::size_t chunk_size_for(std::size_t footprint) const noexcept;
   [[nodiscard]] std::size_t capacity_for(std::size_t footprint) const noexcept;
+  // Bytes of fresh normal chunks that hold chunk_bytes, as acquire_chunk would
+  // take them (the upstream's preferred size included); 0 for 0.
+  [[nodiscard]] std::size_t fresh_capacity_for(std::size_t chunk_bytes) const noexcept;
+  [[nodiscard]] bool keeps_dedicated() const noexcept;
   [[nodiscard]] std::size_t percentile_footprint() const noexcept;
   [[nodiscard]] bool invariants_hold() const noexcept;
 
@@ -218,28 +259,48 @@ class monotonic_arena final : public resource {
   std::size_t dedicated_threshold_;  // bump sizes above this get a dedicated chunk
   detail::plain_counters counters_;  // plain: one owner thread
   std::uintptr_t base_ = 0;          // cursor_ - base_: request position (bytes bumped, tails excluded)
-  std::size_t high_water_ = 0;       // highest position this request, as of the last backward move
+  std::size_t high_water_ = 0;       // highest position in the current region, as of the last backward move
   std::thread::id owner_{};          // debug owner check; kept in every build so layouts agree
 
   options options_;
-  std::uint64_t id_;                 // unique per arena in this process, for markers
-  std::uint64_t generation_ = 0;     // bumped by reset() and release(): older markers are stale
-  chunk* current_ = nullptr;         // chunk holding cursor_, head of the chain; nullptr: initial buffer
-  chunk* spare_ = nullptr;           // held chunks outside the chain, largest first
-  chunk* dedicated_ = nullptr;       // dedicated chunks, newest first
-  std::uintptr_t buffer_begin_ = 0;  // initial buffer (caller-owned); both 0 without one
+  const resource* strata_upstream_;   // the upstream if it is a strata resource (for preferred_size)
+  std::uint64_t id_;                  // unique per arena in this process, for markers
+  std::uint64_t generation_ = 0;      // bumped by reset() and release(): older markers are stale
+  chunk* current_ = nullptr;          // chunk holding cursor_, head of the chain; nullptr: initial buffer
+  chunk* spare_ = nullptr;            // held chunks outside the chain, largest first
+  chunk* dedicated_ = nullptr;        // dedicated chunks holding a block, newest first
+  chunk* dedicated_spare_ = nullptr;  // dedicated chunks without a block, largest first
+  std::uintptr_t buffer_begin_ = 0;   // initial buffer (caller-owned); both 0 without one
   std::uintptr_t buffer_end_ = 0;
-  std::size_t next_chunk_size_;  // size of the next fresh chunk
-  std::size_t chunk_count_ = 0;  // normal chunks held: chain and spares
-  std::size_t spare_count_ = 0;
-  std::size_t dedicated_count_ = 0;
-  std::uint64_t dedicated_serial_ = 0;  // dedicated chunks ever acquired
+  std::size_t next_chunk_size_;            // size of the next fresh chunk
+  std::size_t chunk_count_ = 0;            // normal chunks held: chain and spares
+  std::size_t spare_count_ = 0;            // normal spares
+  std::size_t dedicated_count_ = 0;        // dedicated chunks held: with a block and spare
+  std::size_t dedicated_spare_count_ = 0;  // dedicated spares
+  std::size_t spare_bytes_ = 0;            // bytes of all spares; at most retain_bytes
+  std::uint64_t dedicated_serial_ = 0;     // dedicated chunks ever acquired
   std::size_t wasted_tail_bytes_ = 0;
+  // This request so far (see close_region): footprint without tails, chunk
+  // bytes consumed with them, tails of the chain's older regions, and the
+  // dedicated chunk bytes it asked for.
+  std::size_t footprint_ = 0;
+  std::size_t consumed_ = 0;
+  std::size_t chain_tails_ = 0;
+  std::size_t dedicated_need_ = 0;
+  bool upstream_failed_ = false;  // an upstream call failed in this request
   std::size_t largest_footprint_ = 0;
   std::uint64_t resets_ = 0;
   std::array<std::size_t, history_length> history_{};  // footprints of recent requests (ring)
   std::size_t history_count_ = 0;
   std::size_t history_next_ = 0;
+  // The largest needs of recent requests: window_slots_ slots of
+  // window_span_ requests each, the newest at window_slot_ with window_fill_.
+  std::array<need_record, window_steps + 1> window_{};
+  std::size_t window_span_ = 1;
+  std::size_t window_slots_ = 1;
+  std::size_t window_slot_ = 0;
+  std::size_t window_fill_ = 0;
+  need_record window_older_;  // the largest need in the slots other than the newest
 };
 
 /// Marks an arena on construction and rewinds it on destruction, for nested
@@ -323,6 +384,7 @@ inline monotonic_arena::marker monotonic_arena::mark() noexcept {
   m.position_ = position();
   m.dedicated_serial_ = dedicated_serial_;
   m.bytes_in_use_ = counters_.value.bytes_in_use;
+  m.tails_ = chain_tails_;
   return m;
 }
 
