@@ -187,7 +187,7 @@ struct block {
 
 /// One 64 B allocate+free: what an idle server still does now and then.
 /// An exhausted contender's failure here is not counted (it is idle).
-void heartbeat(std::pmr::memory_resource* r) {
+void heartbeat_call(std::pmr::memory_resource* r) {
   try {
     r->deallocate(r->allocate(64, 16), 64, 16);
   } catch (const std::bad_alloc&) {
@@ -248,7 +248,7 @@ class second_thread {
           }
           break;
         case task::heartbeat:
-          heartbeat(resource_);
+          heartbeat_call(resource_);
           break;
         case task::call:
           (*function_)();
@@ -383,7 +383,7 @@ class workload {
     const auto pause = std::chrono::duration<double>(config_.idle_seconds / config_.idle_samples);
     for (int k = 1; k <= config_.idle_samples; ++k) {
       std::this_thread::sleep_for(pause);
-      heartbeat(s.resource);
+      heartbeat_call(s.resource);
       worker_.heartbeat(s.resource);
       // 0.9: the idle samples end short of the trim sample at x = 5.
       take_sample(s, idle_phase, idle_phase + 0.9 * k / config_.idle_samples);
