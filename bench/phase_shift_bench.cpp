@@ -53,7 +53,7 @@
 // another thread, the footprint at each sample is deterministic, and the
 // unsynchronized pool (never used by two threads at once) stays legal.
 //
-//   build/bench/phase_shift_bench [--quick] [--idle-seconds S] [--out phase_shift.json]
+//   build/bench/phase_shift_bench [--quick] [--idle-seconds S] [--arena-capacity MiB] [--out phase_shift.json]
 //   python3 bench/report.py --phase-shift phase_shift.json --update docs/benchmarks.md --plots docs/bench
 //
 // Without --contender it runs every contender in a child process of its own
@@ -138,6 +138,7 @@ struct config {
   std::uint64_t seed = 13;
   std::size_t remote_batch = 256;  // cross-thread frees handed over at once
   unsigned remote_one_in = 4;      // 1 in this many frees is cross-thread
+  std::size_t arena_capacity = 0;  // strata::arena's region; 0: twice the live target
 
   [[nodiscard]] std::size_t phase_ops(int phase) const {
     // Each allocation is paired with about one free once the live set is built.
@@ -145,7 +146,7 @@ struct config {
   }
 };
 
-config make_config(bool quick, double idle_seconds) {
+config make_config(bool quick, double idle_seconds, std::size_t arena_capacity) {
   config c;
   if (quick) {  // a few seconds for every contender together
     c.quick = true;
@@ -156,6 +157,8 @@ config make_config(bool quick, double idle_seconds) {
     c.idle_samples = 4;
   }
   if (idle_seconds >= 0) c.idle_seconds = idle_seconds;
+  // An operator sizes a fixed region with headroom over the peak live set.
+  c.arena_capacity = arena_capacity != 0 ? arena_capacity : 2 * c.live;
   return c;
 }
 
@@ -518,7 +521,7 @@ int run_contender(const std::string& id, const config& c) {
   };
 
   if (id == "arena") {
-    strata::arena r{{.capacity = 2 * c.live}, strata::system_pages()};
+    strata::arena r{{.capacity = c.arena_capacity}, strata::system_pages()};
     own_name = "stats().bytes_reserved";
     trim_label = trim_name<strata::arena>();
     subject s{&r, stats_of(r), trim_of(r), {}};
@@ -573,7 +576,7 @@ int run_contender(const std::string& id, const config& c) {
     // (never used by two threads at once: see the file comment). They have
     // no trim: release() would free live blocks too.
     strata::bench::counting_upstream upstream;
-    own_name = "bytes outstanding at their upstream (new_delete)";
+    own_name = "bytes held at the upstream";
     const auto held = [&upstream] { return upstream.outstanding(); };
     if (id == "std_sync_pool") {
       std::pmr::synchronized_pool_resource r{&upstream};
@@ -598,11 +601,12 @@ int run_contender(const std::string& id, const config& c) {
   }
   std::fprintf(stderr,
                "phase_shift: %-40s peak %7.1f MiB / live %5.1f MiB = %5.2fx, after idle+trim %7.1f MiB held, "
-               "%llu failed allocations%s%s\n",
+               "%llu failed allocations%s%s%s\n",
                info->label, static_cast<double>(peak) / (1 << 20), static_cast<double>(peak_live) / (1 << 20),
                peak_live != 0 ? static_cast<double>(peak) / static_cast<double>(peak_live) : 0.0,
                static_cast<double>(last.footprint) / (1 << 20), static_cast<unsigned long long>(w.failed()),
-               w.first_failure().empty() ? "" : " (first: ", w.first_failure().empty() ? "" : ")");
+               w.first_failure().empty() ? "" : " (first: ", w.first_failure().c_str(),
+               w.first_failure().empty() ? "" : ")");
   return 0;
 }
 
@@ -701,7 +705,7 @@ std::string config_json(const config& c) {
                 "\"idle_samples\":%d,\"seed\":%llu,\"remote_batch\":%zu,\"remote_one_in\":%u,"
                 "\"arena_capacity\":%zu",
                 c.quick ? "true" : "false", c.live, c.turnover, c.samples, c.idle_seconds, c.idle_samples,
-                static_cast<unsigned long long>(c.seed), c.remote_batch, c.remote_one_in, 2 * c.live);
+                static_cast<unsigned long long>(c.seed), c.remote_batch, c.remote_one_in, c.arena_capacity);
   return std::string("{") + numbers + ",\"phases\":[" + phases + "]}";
 }
 
@@ -710,6 +714,7 @@ std::string config_json(const config& c) {
 int main(int argc, char** argv) {
   bool quick = false;
   double idle_seconds = -1;
+  std::size_t arena_capacity = 0;
   std::string contender, out;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -717,22 +722,26 @@ int main(int argc, char** argv) {
       quick = true;
     } else if (arg == "--idle-seconds" && i + 1 < argc) {
       idle_seconds = std::atof(argv[++i]);
+    } else if (arg == "--arena-capacity" && i + 1 < argc) {
+      arena_capacity = std::strtoull(argv[++i], nullptr, 10) << 20;
     } else if (arg == "--contender" && i + 1 < argc) {
       contender = argv[++i];
     } else if (arg == "--out" && i + 1 < argc) {
       out = argv[++i];
     } else {
       std::fprintf(stderr,
-                   "usage: phase_shift_bench [--quick] [--idle-seconds S] [--out FILE.json] [--contender ID]\n");
+                   "usage: phase_shift_bench [--quick] [--idle-seconds S] [--arena-capacity MiB] [--out FILE.json] "
+                   "[--contender ID]\n");
       return 2;
     }
   }
-  const config c = make_config(quick, idle_seconds);
+  const config c = make_config(quick, idle_seconds, arena_capacity);
   if (!contender.empty()) return run_contender(contender, c);
 
   std::vector<std::string> passed;
   if (quick) passed.emplace_back("--quick");
   if (idle_seconds >= 0) passed.insert(passed.end(), {"--idle-seconds", std::to_string(idle_seconds)});
+  if (arena_capacity != 0) passed.insert(passed.end(), {"--arena-capacity", std::to_string(arena_capacity >> 20)});
   bool crashed = false;
   std::string records;
   for (const contender_info& info : contenders) {
