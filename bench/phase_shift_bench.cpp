@@ -53,8 +53,9 @@
 // another thread, the footprint at each sample is deterministic, and the
 // unsynchronized pool (never used by two threads at once) stays legal.
 //
-//   build/bench/phase_shift_bench [--quick] [--idle-seconds S] [--arena-capacity MiB] [--out phase_shift.json]
-//   python3 bench/report.py --phase-shift phase_shift.json --update docs/benchmarks.md --plots docs/bench
+//   build/bench/phase_shift_bench [--quick] [--idle-seconds S] [--arena-capacity MiB] [--out
+//   phase_shift.json] python3 bench/report.py --phase-shift phase_shift.json --update docs/benchmarks.md
+//   --plots docs/bench
 //
 // Without --contender it runs every contender in a child process of its own
 // (itself, re-executed), prints one summary line per contender and writes
@@ -454,7 +455,7 @@ std::function<void()> trim_of(R& r) {
 }
 template <class R>
 const char* trim_name() {
-  if constexpr (requires(R& r) { r.trim(); }) {
+  if constexpr (requires(R & r) { r.trim(); }) {
     return "trim()";
   } else {
     return "";
@@ -484,8 +485,8 @@ int run_contender(const std::string& id, const config& c) {
   const strata::bench::peer* mimalloc = find_peer("mimalloc");  // loads the peers before the baseline
   using process_info_fn = void (*)(std::size_t*, std::size_t*, std::size_t*, std::size_t*, std::size_t*,
                                    std::size_t*, std::size_t*, std::size_t*);
-  const auto mi_process_info = reinterpret_cast<process_info_fn>(
-      strata::bench::detail::symbol("libmimalloc.so.2", "mi_process_info"));
+  const auto mi_process_info =
+      reinterpret_cast<process_info_fn>(strata::bench::detail::symbol("libmimalloc.so.2", "mi_process_info"));
   const auto mi_collect =
       reinterpret_cast<void (*)(bool)>(strata::bench::detail::symbol("libmimalloc.so.2", "mi_collect"));
 
@@ -687,7 +688,8 @@ std::string context_json() {
   std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
   return "{\"date\":\"" + std::string(date) + "\",\"host_name\":" + json_string(host) +
          ",\"num_cpus\":" + std::to_string(std::thread::hardware_concurrency()) +
-         ",\"load_avg\":" + std::to_string(load[0]) + ",\"glibc\":" + json_string(::gnu_get_libc_version()) + "}";
+         ",\"load_avg\":" + std::to_string(load[0]) + ",\"glibc\":" + json_string(::gnu_get_libc_version()) +
+         "}";
 }
 
 std::string config_json(const config& c) {
@@ -729,9 +731,10 @@ int main(int argc, char** argv) {
     } else if (arg == "--out" && i + 1 < argc) {
       out = argv[++i];
     } else {
-      std::fprintf(stderr,
-                   "usage: phase_shift_bench [--quick] [--idle-seconds S] [--arena-capacity MiB] [--out FILE.json] "
-                   "[--contender ID]\n");
+      std::fprintf(
+          stderr,
+          "usage: phase_shift_bench [--quick] [--idle-seconds S] [--arena-capacity MiB] [--out FILE.json] "
+          "[--contender ID]\n");
       return 2;
     }
   }
@@ -741,7 +744,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> passed;
   if (quick) passed.emplace_back("--quick");
   if (idle_seconds >= 0) passed.insert(passed.end(), {"--idle-seconds", std::to_string(idle_seconds)});
-  if (arena_capacity != 0) passed.insert(passed.end(), {"--arena-capacity", std::to_string(arena_capacity >> 20)});
+  if (arena_capacity != 0)
+    passed.insert(passed.end(), {"--arena-capacity", std::to_string(arena_capacity >> 20)});
   bool crashed = false;
   std::string records;
   for (const contender_info& info : contenders) {
@@ -756,7 +760,8 @@ int main(int argc, char** argv) {
       std::perror(out.c_str());
       return 1;
     }
-    std::fprintf(f, "{\"workload\":\"phase_shift\",\"context\":%s,\n \"config\":%s,\n \"contenders\":[\n%s]}\n",
+    std::fprintf(f,
+                 "{\"workload\":\"phase_shift\",\"context\":%s,\n \"config\":%s,\n \"contenders\":[\n%s]}\n",
                  context_json().c_str(), config_json(c).c_str(), records.c_str());
     std::fclose(f);
   }

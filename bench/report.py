@@ -524,6 +524,10 @@ def phase_shift_plot(rows, plots_dir):
             title += f" ({r['failed']:,} failed allocations)"
         if r["status"] != "ok":
             title += f" ({r['status']})"
+        twin = next((o for o in drawn[:i] if len(o["samples"]) == len(r["samples"]) and all(
+            abs(a["footprint"] - b["footprint"]) <= MIB / 4 for a, b in zip(o["samples"], r["samples"]))), None)
+        if twin is not None:
+            title += f" (hides {twin['label']}: within 0.25 MiB)"
         plots.append(f'$c{i} using 1:2 with linespoints pt {i + 4} ps 0.6 lw 1.5 title "{title}"')
     tics = ", ".join(f'"{label}" {x}' for label, x in PHASE_TICKS)
     arrows = "\n".join(f"set arrow from {x}, graph 0 to {x}, graph 1 nohead dt 3 lc rgb 'gray'" for x in (1, 2, 3, 4))
@@ -574,9 +578,9 @@ def phase_shift_section(data, plots_dir):
     emit("Footprint, the same measure for every contender: the process's resident bytes (`/proc/self/statm`) "
          "less those just before the contender was constructed, sampled "
          f"{config.get('samples_per_phase', '?')} times per phase and {config.get('idle_samples', '?')} times "
-         "while idle. The own count is the contender's view of what it holds. `strata::arena` is sized at twice "
-         f"the live target ({mib(config.get('arena_capacity'))}); an allocation it refuses is counted and the run "
-         "goes on. `strata::chunk_provider` hands out chunks of at least 4 KiB, so it runs the large phase only. "
+         "while idle. The own count is the contender's view of what it holds. `strata::arena` has a fixed region "
+         f"of {mib(config.get('arena_capacity'))} ({config.get('arena_capacity', 0) / max(live, 1):.2g}× the live "
+         "target, as an operator leaves headroom); an allocation it refuses is counted and the run goes on. `strata::chunk_provider` hands out chunks of at least 4 KiB, so it runs the large phase only. "
          "`strata::extendable_slab` serves one block size and is left out.\n")
     load = context.get("load_avg")
     emit(f"Measured {context.get('date', '?')[:10]} on {context.get('num_cpus', '?')} CPUs (host "
