@@ -590,6 +590,9 @@ def phase_shift_section(data, plots_dir):
     picture = phase_shift_plot(rows, plots_dir)
     if picture:
         emit(f"![phase_shift](bench/{picture})\n")
+        emit("Each phase is drawn the same width, whatever its operation count; idle is drawn by time. "
+             "Peak / peak live compares the largest footprint with the largest live set; after idle and after "
+             "trim nothing is live, so the footprint there is what the contender still holds.\n")
     emit("| contender | peak footprint | peak live | peak / peak live | after idle | after trim | trim | "
          "own count at its peak | failed allocations |")
     emit("|---|---|---|---|---|---|---|---|---|")
