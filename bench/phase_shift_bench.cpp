@@ -36,13 +36,13 @@
 // outstanding at their upstream.
 //
 // Contenders: strata::arena on system_pages() (capacity twice the live
-// target, as an operator sizes a fixed region; today's arena keeps freed
-// blocks in their size class, so it runs out when the mix shifts: each
-// failed allocation is counted, and the run goes on), strata::chunk_provider
-// on system_pages() (the large phase only: it hands out chunks of at least
-// min_chunk_size, 4 KiB, so it is not a small-block allocator),
-// new_delete_resource (glibc), mimalloc (peers.hpp, when libmimalloc is
-// installed), std::pmr::synchronized_pool_resource and
+// target, as an operator sizes a fixed region, or --arena-capacity; an
+// arena that keeps freed blocks in their size class can run out when the
+// mix shifts: each failed allocation is counted, and the run goes on),
+// strata::chunk_provider on system_pages() (the large phase only: it hands
+// out chunks of at least min_chunk_size, 4 KiB, so it is not a small-block
+// allocator), new_delete_resource (glibc), mimalloc (peers.hpp, when
+// libmimalloc is installed), std::pmr::synchronized_pool_resource and
 // unsynchronized_pool_resource on new_delete. strata::extendable_slab is
 // left out: it serves one block size, and a set of them per size class
 // would be an allocator written in this bench, measuring its class spacing
