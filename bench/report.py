@@ -16,8 +16,16 @@ as "NAME (LD_PRELOAD, via new_delete)" with its ratio against the floor of
 that same process. The label and counters each benchmark sets in its
 untimed validation pass carry misaligned blocks and the memory footprint.
 
+The phase_shift workload (bench/phase_shift_bench, footprint over time; not
+a Google Benchmark run) is given with --phase-shift run.json: its section
+(plot and table) goes between the bench:phase_shift markers at the end of
+the report. With --update docs/benchmarks.md, only that section of an
+existing report is replaced (bench/run --phase-shift), and no runs are needed.
+
 usage: report.py --out docs/benchmarks.md --plots docs/bench [--instructions instr.json]
-                 [--preloaded jemalloc=run.json ...] [--readme README.md] run.json...
+                 [--preloaded jemalloc=run.json ...] [--readme README.md]
+                 [--phase-shift phase_shift.json] run.json...
+       report.py --phase-shift phase_shift.json --update docs/benchmarks.md [--plots docs/bench]
 (bench/run keeps its last runs in build-bench/results/, so the report can be remade without re-running.)
 """
 import argparse
@@ -35,6 +43,8 @@ HARDENING = "hardening"
 VALIDATION_COUNTERS = {"checked", "misaligned", "mem_footprint", "mem_requested"}
 README_START = "<!-- bench:headline:start -->"
 README_END = "<!-- bench:headline:end -->"
+PHASE_SHIFT_START = "<!-- bench:phase_shift:start -->"
+PHASE_SHIFT_END = "<!-- bench:phase_shift:end -->"
 
 
 def preloaded_name(name):
@@ -313,7 +323,7 @@ plot $data using 2:0:(0):2:($0-0.3):($0+0.3):ytic(1) with boxxyerror
     return name
 
 
-def write(out, results, instructions, plots_dir, commands):
+def write(out, results, instructions, plots_dir, commands, phase_shift=None):
     groups, counters, context = results.groups, results.counters, results.context
     lines = []
     emit = lines.append
@@ -433,8 +443,197 @@ def write(out, results, instructions, plots_dir, commands):
             for c, values in extra.items():
                 emit(f"- {c}: " + ", ".join(f"{k} = {v:.4g}" for k, v in sorted(values.items())))
         emit("")
+    if phase_shift is not None:
+        lines.extend(phase_shift_section(phase_shift, plots_dir))
+        emit("")
     with open(out, "w") as f:
         f.write("\n".join(lines))
+
+
+# ------------------------------------------------------------------ phase_shift
+
+MIB = 1 << 20
+PHASE_TICKS = [("small 16–128 B", 0.5), ("medium 256 B–4 KiB", 1.5), ("large 16 KiB–1 MiB", 2.5),
+               ("small again", 3.5), ("idle", 4.45), ("trim", 5.0)]
+
+
+def mib(n):
+    return "–" if n is None else f"{n / MIB:.1f} MiB"
+
+
+def phase_shift_rows(data):
+    """One dict per contender: its peaks, what it held after idle and trim, failures, status."""
+    rows = []
+    for c in data["contenders"]:
+        meta, end, samples = c["meta"], c.get("end") or {}, c.get("samples", [])
+        columns = meta.get("columns", ["phase", "x", "op", "seconds", "live", "footprint", "own", "failed"])
+        named = [dict(zip(columns, s)) for s in samples]
+        row = {"label": meta.get("label", meta.get("id", "?")), "status": c.get("status", "ok"),
+               "phases": meta.get("phases", []), "own_method": meta.get("own", ""), "trim": meta.get("trim", ""),
+               "failed": end.get("failed", named[-1]["failed"] if named else 0),
+               "first_failure": end.get("first_failure", ""), "samples": named,
+               "misaligned": named[-1].get("misaligned", 0) if named else 0}
+        if named:
+            peak = max(named, key=lambda s: s["footprint"])
+            row["peak"] = peak["footprint"]
+            row["peak_live"] = max(s["live"] for s in named)
+            row["peak_own"] = max((s["own"] for s in named if s["own"] is not None and s["own"] >= 0), default=None)
+            idle = [s for s in named if s["phase"] == 4]
+            trimmed = [s for s in named if s["phase"] == 5]
+            row["idle"] = idle[-1] if idle else None
+            row["trimmed"] = trimmed[-1] if trimmed else None
+        rows.append(row)
+    return rows
+
+
+def held(sample):
+    """Footprint after the idle phase: bytes held when nothing is live, else the ratio to the live bytes."""
+    if sample is None:
+        return "–"
+    if sample["live"] == 0:
+        return mib(sample["footprint"]) + " held"
+    return f"{mib(sample['footprint'])} ({sample['footprint'] / sample['live']:.2f}× live)"
+
+
+def phase_shift_plot(rows, plots_dir):
+    """Footprint over the phases for every contender, with the live bytes; returns the file name or None."""
+    if not plots_dir:
+        return None
+    reference = next((r for r in rows if r["status"] == "ok" and not r["failed"] and len(r["phases"]) == 4
+                      and r["samples"]), None)
+    drawn = [r for r in rows if r["samples"]]
+    if not drawn:
+        return None
+    name = "phase_shift.png"
+    blocks, plots = [], []
+    if reference is not None:
+        blocks.append("$live << EOD\n" + "\n".join(f"{s['x']} {s['live'] / MIB:.3f}" for s in reference["samples"])
+                      + "\nEOD")
+        plots.append('$live using 1:2 with lines dt 2 lw 2 lc rgb "black" title "live bytes requested"')
+    for i, r in enumerate(drawn):
+        points = []
+        for before, s in zip([None] + r["samples"], r["samples"]):
+            if before is not None and s["phase"] > before["phase"] + 1:
+                points.append("")  # a blank line breaks the line: phases this contender did not run
+            points.append(f"{s['x']} {s['footprint'] / MIB:.3f}")
+        blocks.append(f"$c{i} << EOD\n" + "\n".join(points) + "\nEOD")
+        title = r["label"]
+        if len(r["phases"]) < 4:
+            title += " (large phase only)"
+        if r["failed"]:
+            title += f" ({r['failed']:,} failed allocations)"
+        if r["status"] != "ok":
+            title += f" ({r['status']})"
+        twin = next((o for o in drawn[:i] if len(o["samples"]) == len(r["samples"]) and all(
+            abs(a["footprint"] - b["footprint"]) <= MIB / 4 for a, b in zip(o["samples"], r["samples"]))), None)
+        if twin is not None:
+            title += f" (hides {twin['label']}: within 0.25 MiB)"
+        plots.append(f'$c{i} using 1:2 with linespoints pt {i + 4} ps 0.6 lw 1.5 title "{title}"')
+    tics = ", ".join(f'"{label}" {x}' for label, x in PHASE_TICKS)
+    arrows = "\n".join(f"set arrow from {x}, graph 0 to {x}, graph 1 nohead dt 3 lc rgb 'gray'" for x in (1, 2, 3, 4))
+    script = f"""
+set terminal pngcairo size 960,640 font ",10"
+set output "{os.path.join(plots_dir, name)}"
+set title "phase_shift: footprint (resident bytes above the baseline, a fresh process per contender)" noenhanced
+set ylabel "MiB"
+set xrange [-0.05:5.1]
+set yrange [0:*]
+set xtics ({tics}) noenhanced
+set key below maxrows 4 noenhanced
+set grid ytics
+{arrows}
+plot {", ".join(plots)}
+"""
+    try:
+        subprocess.run(["gnuplot"], input="\n".join(blocks) + "\n" + script, text=True, check=True,
+                       capture_output=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return name
+
+
+def phase_shift_section(data, plots_dir):
+    """The phase_shift section, markers included, as a list of lines."""
+    config, context = data.get("config", {}), data.get("context", {})
+    rows = phase_shift_rows(data)
+    lines = [PHASE_SHIFT_START,
+             "<!-- generated by bench/report.py from bench/phase_shift_bench (bench/run, or bench/run --phase-shift "
+             "for this section alone); edits between these markers are overwritten -->",
+             "## Footprint over time: phase_shift\n"]
+    emit = lines.append
+    phases = config.get("phases", [])
+    mix = "; ".join(f"{p['name']} {p['min']:,}–{p['max']:,} B {p['distribution']} ({p['ops']:,} operations)"
+                    for p in phases)
+    live = config.get("live", 0)
+    emit("A long-running server whose request mix shifts (issue 13): one deterministic run (seed "
+         f"{config.get('seed', '?')}) per contender, each in a fresh child process. In each phase the live set is "
+         f"held at {mib(live)}: a block of the phase's mix is allocated (and written whole) while the live bytes "
+         "are below that, otherwise a random live block of any phase is freed, 1 in "
+         f"{config.get('remote_one_in', '?')} of them on a second thread (in batches of "
+         f"{config.get('remote_batch', '?')}, the main thread waiting). Each phase allocates "
+         f"{config.get('turnover', '?')}× the live target, so a few blocks of the previous mix survive it. "
+         f"Phases: {mix}. Then idle: every block freed, {config.get('idle_seconds', '?')} s of waiting with one "
+         "64 B allocate+free per thread per sample (allocators that decay lazily act only inside a call), and "
+         "the contender's trim where it has one.\n")
+    emit("Footprint, the same measure for every contender: the process's resident bytes (`/proc/self/statm`) "
+         "less those just before the contender was constructed, sampled "
+         f"{config.get('samples_per_phase', '?')} times per phase and {config.get('idle_samples', '?')} times "
+         "while idle. The own count is the contender's view of what it holds. `strata::arena` has a fixed region "
+         f"of {mib(config.get('arena_capacity'))} ({config.get('arena_capacity', 0) / max(live, 1):.2g}× the live "
+         "target, as an operator leaves headroom); an allocation it refuses is counted and the run goes on. `strata::chunk_provider` hands out chunks of at least 4 KiB, so it runs the large phase only. "
+         "`strata::extendable_slab` serves one block size and is left out.\n")
+    load = context.get("load_avg")
+    emit(f"Measured {context.get('date', '?')[:10]} on {context.get('num_cpus', '?')} CPUs (host "
+         f"`{context.get('host_name', '?')}`, glibc {context.get('glibc', '?')}"
+         + (f", 1-minute load average {load:.1f}" if isinstance(load, (int, float)) and load >= 0 else "")
+         + ")" + (", quick mode (`bench/run --quick`)" if config.get("quick") else "") + ".\n")
+    picture = phase_shift_plot(rows, plots_dir)
+    if picture:
+        emit(f"![phase_shift](bench/{picture})\n")
+        emit("Each phase is drawn the same width, whatever its operation count; idle is drawn by time. "
+             "Peak / peak live compares the largest footprint with the largest live set; after idle and after "
+             "trim nothing is live, so the footprint there is what the contender still holds.\n")
+    emit("| contender | peak footprint | peak live | peak / peak live | after idle | after trim | trim | "
+         "own count at its peak | failed allocations |")
+    emit("|---|---|---|---|---|---|---|---|---|")
+    notes = []
+    for r in rows:
+        label = r["label"] + (" (large phase only)" if 0 < len(r["phases"]) < 4 else "")
+        if r["status"] != "ok":
+            label += f" ⚠ {r['status']}"
+            notes.append(f"- ⚠ {r['label']} {r['status']} after {len(r['samples'])} samples; its figures "
+                         "cover those samples only.")
+        if r["misaligned"]:
+            notes.append(f"- {r['label']}: {r['misaligned']:,} blocks misaligned.")
+        if "peak" not in r:
+            emit(f"| {label} | – | – | – | – | – | – | – | – |")
+            continue
+        ratio = f"{r['peak'] / r['peak_live']:.2f}" if r["peak_live"] else "–"
+        own = f"{mib(r['peak_own'])} ({r['own_method']})" if r["peak_own"] is not None and r["own_method"] else "–"
+        failed = f"{r['failed']:,}" + (f" (first: {r['first_failure']})" if r["failed"] and r["first_failure"] else "")
+        emit(f"| {label} | {mib(r['peak'])} | {mib(r['peak_live'])} | {ratio} | {held(r['idle'])} | "
+             f"{held(r['trimmed'])} | {r['trim'] or 'none'} | {own} | {failed} |")
+    if notes:
+        emit("")
+        lines.extend(notes)
+    emit("")
+    emit("Run alone (about a minute; rewrites this section and its plot): `bench/run --phase-shift`.")
+    emit(PHASE_SHIFT_END)
+    return lines
+
+
+def update_phase_shift(path, data, plots_dir):
+    """Replaces the phase_shift section of an existing report (appends it if it has none)."""
+    with open(path) as f:
+        text = f.read()
+    section = "\n".join(phase_shift_section(data, plots_dir))
+    start, end = text.find(PHASE_SHIFT_START), text.find(PHASE_SHIFT_END)
+    if start >= 0 and end > start:
+        text = text[:start] + section + text[end + len(PHASE_SHIFT_END):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    with open(path, "w") as f:
+        f.write(text)
 
 
 # DESIGN.md resources in the README headline, and the first workload shown for each.
@@ -488,15 +687,30 @@ def update_readme(path, results):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--out", default="")
     parser.add_argument("--plots", default="")
     parser.add_argument("--instructions", default="")
     parser.add_argument("--command", action="append", default=[])
     parser.add_argument("--preloaded", action="append", default=[], metavar="NAME=RUN.json",
                         help="a run in which NAME replaced malloc through LD_PRELOAD")
     parser.add_argument("--readme", default="", help="README whose headline section to refresh")
-    parser.add_argument("runs", nargs="+")
+    parser.add_argument("--phase-shift", default="", help="phase_shift_bench output (JSON)")
+    parser.add_argument("--update", default="", help="report whose phase_shift section alone to replace")
+    parser.add_argument("runs", nargs="*")
     args = parser.parse_args()
+    phase_shift = None
+    if args.phase_shift:
+        with open(args.phase_shift) as f:
+            phase_shift = json.load(f)
+    if args.plots:
+        os.makedirs(args.plots, exist_ok=True)
+    if args.update:
+        if phase_shift is None:
+            raise SystemExit("report.py: --update needs --phase-shift")
+        update_phase_shift(args.update, phase_shift, args.plots)
+        return
+    if not args.runs or not args.out:
+        raise SystemExit("report.py: --out and at least one run are needed (or --phase-shift with --update)")
     preloaded = []
     for item in args.preloaded:
         name, sep, path = item.partition("=")
@@ -509,9 +723,7 @@ def main():
         with open(args.instructions) as f:
             for entry in json.load(f):
                 instructions[(entry["group"], entry["contender"])] = entry["per_op"]
-    if args.plots:
-        os.makedirs(args.plots, exist_ok=True)
-    write(args.out, results, instructions, args.plots, args.command or ["bench/run"])
+    write(args.out, results, instructions, args.plots, args.command or ["bench/run"], phase_shift)
     if args.readme:
         update_readme(args.readme, results)
 

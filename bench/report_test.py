@@ -2,7 +2,8 @@
 """Checks bench/report.py on small synthetic Google Benchmark runs: the
 hardening-cost table (present only when hardening/... benchmarks are), the
 LD_PRELOAD contender and its same-process floor, misaligned contenders kept
-and flagged, the memory column, and the README headline markers.
+and flagged, the memory column, the README headline markers, and the
+phase_shift section (its table, a crashed contender, the update in place).
 
 usage: python3 bench/report_test.py   (no build needed; meson registers it as a test)
 """
@@ -125,6 +126,77 @@ class ReportTest(unittest.TestCase):
         self.report([self.main_run(False)], "--readme", readme)
         with open(readme) as f:
             self.assertEqual(f.read(), "no markers\n")
+
+    # ------------------------------------------------------------ phase_shift
+
+    def phase_shift_run(self):
+        columns = ["phase", "x", "op", "seconds", "live", "footprint", "own", "failed", "misaligned"]
+        mib = 1 << 20
+
+        def contender(cid, label, samples, phases=(0, 1, 2, 3), status="ok", end=True, failed=0):
+            meta = {"id": cid, "label": label, "own": "stats().bytes_reserved", "trim": "trim()",
+                    "phases": list(phases), "columns": columns}
+            return {"meta": meta, "status": status,
+                    "end": {"end": True, "failed": failed, "first_failure": "medium, 300 B at op 7" if failed else ""}
+                    if end else None, "samples": samples}
+
+        arena = [[0, 0, 0, 0, 0, 0, 64 * mib, 0, 0], [0, 1, 10, 0.1, 32 * mib, 40 * mib, 64 * mib, 0, 0],
+                 [1, 2, 20, 0.2, 30 * mib, 48 * mib, 64 * mib, 5, 0], [3, 4, 40, 0.4, 32 * mib, 48 * mib, 64 * mib, 5, 0],
+                 [4, 4, 40, 0.5, 0, 48 * mib, 64 * mib, 5, 0], [4, 4.9, 40, 1.5, 0, 47 * mib, 64 * mib, 5, 0],
+                 [5, 5, 40, 1.6, 0, 47 * mib, 64 * mib, 5, 0]]
+        glibc = [[0, 0, 0, 0, 0, 0, 0, 0, 0], [0, 1, 10, 0.1, 32 * mib, 36 * mib, 40 * mib, 0, 0],
+                 [4, 4, 40, 0.5, 0, 30 * mib, 30 * mib, 0, 0], [5, 5, 40, 1.6, 0, 2 * mib, 2 * mib, 0, 0]]
+        data = {"workload": "phase_shift",
+                "context": {"date": "2026-12-03T12:00:00Z", "host_name": "test", "num_cpus": 2, "load_avg": 1.5,
+                            "glibc": "2.36"},
+                "config": {"quick": False, "live": 32 * mib, "turnover": 3, "samples_per_phase": 40,
+                           "idle_seconds": 5, "idle_samples": 10, "seed": 13, "remote_batch": 256,
+                           "remote_one_in": 4, "arena_capacity": 64 * mib,
+                           "phases": [{"name": "small", "min": 16, "max": 128, "distribution": "uniform",
+                                       "ops": 100}]},
+                "contenders": [contender("arena", "strata::arena", arena, failed=5),
+                               contender("new_delete", "new_delete_resource (glibc)", glibc),
+                               contender("chunk_provider", "strata::chunk_provider", glibc[:2], phases=(2,),
+                                         status="crashed (signal 11)", end=False)]}
+        path = os.path.join(self.dir, "phase_shift.json")
+        with open(path, "w") as f:
+            json.dump(data, f)
+        return path
+
+    def test_phase_shift_table(self):
+        text = self.report([self.main_run(False)], "--phase-shift", self.phase_shift_run())
+        self.assertIn("<!-- bench:phase_shift:start -->", text)
+        # peak 48 MiB over a peak live of 32 MiB; idle and trimmed footprints with nothing live are bytes held
+        self.assertIn("| strata::arena | 48.0 MiB | 32.0 MiB | 1.50 | 47.0 MiB held | 47.0 MiB held | trim() | "
+                      "64.0 MiB (stats().bytes_reserved) | 5 (first: medium, 300 B at op 7) |", text)
+        self.assertIn("| new_delete_resource (glibc) | 36.0 MiB | 32.0 MiB | 1.12 | 30.0 MiB held | 2.0 MiB held |",
+                      text)
+        self.assertIn("| strata::chunk_provider (large phase only) ⚠ crashed (signal 11) |", text)
+        self.assertIn("- ⚠ strata::chunk_provider crashed (signal 11) after 2 samples", text)
+        self.assertTrue(text.rstrip().endswith("<!-- bench:phase_shift:end -->"))
+
+    def test_phase_shift_update_replaces_its_section_only(self):
+        report = os.path.join(self.dir, "benchmarks.md")
+        with open(report, "w") as f:
+            f.write("# Benchmarks\nkept\n\n<!-- bench:phase_shift:start -->\nstale section\n<!-- bench:phase_shift:end -->\n"
+                    "after\n")
+        run = self.phase_shift_run()
+        subprocess.run([sys.executable, REPORT, "--phase-shift", run, "--update", report], check=True,
+                       capture_output=True)
+        with open(report) as f:
+            text = f.read()
+        self.assertTrue(text.startswith("# Benchmarks\nkept\n\n<!-- bench:phase_shift:start -->\n"))
+        self.assertTrue(text.endswith("<!-- bench:phase_shift:end -->\nafter\n"))
+        self.assertNotIn("stale section", text)
+        self.assertEqual(text.count("## Footprint over time: phase_shift"), 1)
+        # a report without the markers gets the section appended
+        with open(report, "w") as f:
+            f.write("# Benchmarks\n")
+        subprocess.run([sys.executable, REPORT, "--phase-shift", run, "--update", report], check=True,
+                       capture_output=True)
+        with open(report) as f:
+            text = f.read()
+        self.assertTrue(text.startswith("# Benchmarks\n\n<!-- bench:phase_shift:start -->"))
 
 
 if __name__ == "__main__":
