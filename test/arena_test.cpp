@@ -30,6 +30,7 @@
 #include <algorithm>
 #include <atomic>
 #include <barrier>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -41,6 +42,7 @@
 #include <thread>
 #include <vector>
 
+#include <strata/detail/extent_map.hpp>
 #include <strata/page_resource.hpp>
 #include <strata/tracking_resource.hpp>
 
@@ -525,6 +527,8 @@ BOOST_AUTO_TEST_CASE(invalid_options_and_alignments_are_rejected) {
   BOOST_TEST(
       message({.refill_bytes = 64 * kib, .cache_bytes_per_class = 32 * kib}).find("cache_bytes_per_class") !=
       std::string::npos);
+  BOOST_TEST(message({.decay_period = std::chrono::milliseconds{-1}}).find("decay_period") !=
+             std::string::npos);
   BOOST_CHECK_THROW(strata::arena(nullptr), std::invalid_argument);
   strata::arena heap{{.capacity = 1 * mib}, strata::system_pages()};
   BOOST_CHECK_THROW(static_cast<void>(heap.allocate(16, 48)), std::invalid_argument);
@@ -1115,6 +1119,229 @@ BOOST_AUTO_TEST_CASE(soak_shifting_size_mixes_on_two_threads_never_fail,
   BOOST_TEST(s.allocations == s.deallocations);
   BOOST_TEST(s.misuse_detected == 0u);
   BOOST_TEST(upstream.stats().allocations == 1u);  // the region: no upstream call in any phase
+}
+
+// Issue 13, reproduction 5: trim() reached only the calling thread. Now it
+// hands back the caller's cache at once and makes every other thread's next
+// slow path (its next deallocate reaches one: the bin limits are 0) hand its
+// cache back; emptied runs return to the extent allocator.
+BOOST_AUTO_TEST_CASE(trim_returns_this_threads_cache_and_the_spares_at_once) {
+  strata::arena heap{{.capacity = 8 * mib, .hardened = false}, strata::system_pages()};
+  std::vector<void*> blocks;
+  for (int i = 0; i < 3000; ++i)
+    blocks.push_back(heap.allocate(16 + static_cast<std::size_t>(i % 40) * 16, 8));
+  for (std::size_t i = 0; i < blocks.size(); ++i) heap.deallocate(blocks[i], 16 + (i % 40) * 16, 8);
+  auto d = heap.details();
+  BOOST_TEST(total_cached(d) > 0u);
+  BOOST_TEST(d.remaining < d.capacity);
+  const std::size_t returned = heap.trim();
+  d = heap.details();
+  BOOST_TEST(total_cached(d) == 0u);
+  BOOST_TEST(total_central(d) == 0u);
+  BOOST_TEST(d.runs == 0u);
+  BOOST_TEST(d.empty_runs_kept == 0u);
+  BOOST_TEST(d.remaining == d.capacity);
+  BOOST_TEST(d.free_extents == 1u);
+  BOOST_TEST(returned > 0u);
+  BOOST_TEST(d.trims == 1u);
+  // Still usable, and counted exactly.
+  void* p = heap.allocate(100, 8);
+  heap.deallocate(p, 100, 8);
+  const strata::resource_stats s = heap.stats();
+  BOOST_TEST(s.allocations == s.deallocations);
+  BOOST_TEST(s.bytes_in_use == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(trim_reaches_other_threads_caches_at_their_next_call,
+                     *boost::unit_test::label("threaded")) {
+  strata::arena heap{{.capacity = 8 * mib, .hardened = false}, strata::system_pages()};
+  std::atomic<int> stage{0};
+  std::thread worker([&] {
+    std::vector<void*> blocks;
+    for (int i = 0; i < 2000; ++i) blocks.push_back(heap.allocate(48, 8));
+    for (void* p : blocks) heap.deallocate(p, 48, 8);  // in this thread's bin and its runs
+    void* keep = heap.allocate(48, 8);
+    stage = 1;
+    while (stage.load() != 2) std::this_thread::yield();
+    heap.deallocate(keep, 48, 8);  // the next call: the bin's limit is 0, so it flushes
+    stage = 3;
+    while (stage.load() != 4) std::this_thread::yield();
+  });
+  while (stage.load() != 1) std::this_thread::yield();
+  BOOST_TEST(heap.details().classes[2].cached_blocks > 0u);
+  static_cast<void>(heap.trim());  // this thread has no cache; the worker's is asked for
+  stage = 2;
+  while (stage.load() != 3) std::this_thread::yield();
+  const auto d = heap.details();
+  BOOST_TEST(total_cached(d) <= 1u);  // at most the block freed after the flush
+  BOOST_TEST(d.runs <= 2u);           // the one holding that block, and the class's spare
+  stage = 4;
+  worker.join();
+  const auto e = heap.details();
+  BOOST_TEST(e.runs == e.empty_runs_kept);  // the exit hook handed the last block back: only the spare
+  BOOST_TEST(e.runs == 1u);
+  static_cast<void>(heap.trim());
+  BOOST_TEST(heap.details().remaining == heap.details().capacity);
+  BOOST_TEST(heap.stats().bytes_in_use == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(release_makes_every_block_free_and_the_region_whole) {
+  strata::test::counting_resource upstream;
+  for (const bool hardened : {false, true}) {
+    strata::arena heap{{.capacity = 4 * mib, .hardened = hardened}, &upstream};
+    for (int i = 0; i < 2000; ++i) std::memset(heap.allocate(static_cast<std::size_t>(i) % 300 + 1, 8), 1, 1);
+    static_cast<void>(heap.allocate(1 * mib, 8));
+    heap.release();
+    strata::resource_stats s = heap.stats();
+    BOOST_TEST(s.bytes_in_use == 0u);
+    BOOST_TEST(s.allocations == s.deallocations);  // what release() took back counts as freed
+    BOOST_TEST(s.bytes_reserved == 4 * mib);       // the region stays reserved
+    auto d = heap.details();
+    BOOST_TEST(d.remaining == d.capacity);
+    BOOST_TEST(d.runs == 0u);
+    BOOST_TEST(d.large_live == 0u);
+    BOOST_TEST(total_cached(d) == 0u);
+    void* big = heap.allocate(4 * mib, 8);  // the whole region in one block
+    std::memset(big, 2, 4 * mib);
+    heap.deallocate(big, 4 * mib, 8);
+    void* p = heap.allocate(64, 8);
+    heap.deallocate(p, 64, 8);
+    s = heap.stats();
+    BOOST_TEST(s.allocations == s.deallocations);
+    BOOST_TEST(s.misuse_detected == 0u);
+    BOOST_TEST(upstream.allocations() == (hardened ? 2u : 1u));
+  }
+  BOOST_TEST(upstream.bytes_outstanding() == 0u);
+}
+
+// Decay by wall-clock time. Not a timed test: the thread sleeps at least one
+// period, so the next slow path finds the period elapsed, whatever the load.
+BOOST_AUTO_TEST_CASE(idle_memory_decays_after_the_period) {
+  using namespace std::chrono_literals;
+  strata::arena heap{{.capacity = 8 * mib, .hardened = false, .decay_period = 1ms}, strata::system_pages()};
+  std::vector<void*> blocks;
+  for (int i = 0; i < 4000; ++i) blocks.push_back(heap.allocate(64, 8));
+  for (void* p : blocks) heap.deallocate(p, 64, 8);
+  const auto before = heap.details();
+  BOOST_TEST(before.classes[3].cached_blocks > 0u);
+  BOOST_TEST(before.empty_runs_kept == 1u);
+  for (int period = 0; period < 2; ++period) {
+    std::this_thread::sleep_for(2ms);
+    void* p = heap.allocate(300 * kib, 8);  // a slow path (the large path): the decay check
+    heap.deallocate(p, 300 * kib, 8);
+    void* q = heap.allocate(64, 8);  // the 64 B bin: flushed to what this period used
+    heap.deallocate(q, 64, 8);
+  }
+  const auto after = heap.details();
+  BOOST_TEST(after.decays >= 2u);
+  BOOST_TEST(after.classes[3].cached_blocks < before.classes[3].cached_blocks);
+  BOOST_TEST(after.remaining > before.remaining);
+  strata::arena off{{.capacity = 1 * mib, .decay_period = std::chrono::milliseconds{0}},
+                    strata::system_pages()};
+  std::this_thread::sleep_for(2ms);
+  off.deallocate(off.allocate(300 * kib, 8), 300 * kib, 8);
+  BOOST_TEST(off.details().decays == 0u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// --------------------------------------------------------- the extent map
+//
+// detail::extent_map, the arena's private page allocator, on its own: best
+// fit, alignment with a phase, coalescing with both neighbours, the page map,
+// and a random program checked against a model of which pages are in use.
+
+BOOST_AUTO_TEST_SUITE(extent_map)
+
+using strata::detail::extent_map;
+
+BOOST_AUTO_TEST_CASE(allocate_takes_the_best_fit_and_deallocate_coalesces) {
+  extent_map map{100};
+  BOOST_TEST(map.free_pages() == 100u);
+  BOOST_TEST(map.free_spans() == 1u);
+  const std::size_t a = map.allocate(10);
+  const std::size_t b = map.allocate(20);
+  const std::size_t c = map.allocate(5);
+  const std::size_t d = map.allocate(30);
+  BOOST_TEST(map.invariants_hold());
+  BOOST_TEST(map.free_pages() == 35u);
+  for (std::size_t p = b; p < b + 20; ++p) BOOST_TEST(map.head_of(p) == b);  // the page map
+  BOOST_TEST(map.in_use_head(b));
+  BOOST_TEST(!map.in_use_head(b + 1));
+  BOOST_TEST(map.deallocate(b));
+  BOOST_TEST(!map.deallocate(b));  // a second free is refused, nothing changes
+  BOOST_TEST(map.free_spans() == 2u);
+  BOOST_TEST(map.allocate(18) == b);  // the 20-page hole fits better than the 35-page tail
+  BOOST_TEST(map.invariants_hold());
+  BOOST_TEST(map.deallocate(b));
+  BOOST_TEST(map.deallocate(a));  // coalesces with the hole after it
+  BOOST_TEST(map.deallocate(d));  // and with the free tail
+  BOOST_TEST(map.free_spans() == 2u);
+  BOOST_TEST(map.largest_free() == 65u);
+  BOOST_TEST(map.deallocate(c));  // both neighbours: one span again
+  BOOST_TEST(map.free_spans() == 1u);
+  BOOST_TEST(map.largest_free() == 100u);
+  BOOST_TEST(map.invariants_hold());
+  BOOST_TEST(map.allocate(101) == extent_map::npos);
+  BOOST_TEST(map.allocate(100) == 0u);
+  BOOST_TEST(map.allocate(1) == extent_map::npos);
+}
+
+BOOST_AUTO_TEST_CASE(allocate_honours_alignment_with_a_phase) {
+  extent_map map{64};
+  static_cast<void>(map.allocate(3));
+  for (std::size_t phase : {0u, 1u, 5u}) {
+    const std::size_t p = map.allocate(4, 8, phase);
+    BOOST_REQUIRE(p != extent_map::npos);
+    BOOST_TEST((p + phase) % 8 == 0u);
+    BOOST_TEST(map.invariants_hold());
+  }
+  BOOST_TEST(map.allocate(8, 64, 0) == extent_map::npos);  // page 0 is taken
+}
+
+BOOST_AUTO_TEST_CASE(a_random_program_matches_a_model_of_the_pages) {
+  constexpr std::size_t pages = 1000;
+  extent_map map{pages};
+  std::vector<int> owner(pages, -1);  // the model: which span holds each page
+  std::vector<std::pair<std::size_t, std::size_t>> live;
+  std::mt19937 rng(5);
+  for (int step = 0; step < 20000; ++step) {
+    if (live.empty() || rng() % 2 == 0) {
+      const std::size_t n = 1 + (rng() % 4 == 0 ? rng() % 200 : rng() % 16);
+      const std::size_t align = std::size_t{1} << (rng() % 4);
+      const std::size_t first = map.allocate(n, align);
+      if (first == extent_map::npos) {
+        // Refused only if no free run of n pages at that alignment exists.
+        bool fits = false;
+        for (std::size_t s = 0; s + n <= pages && !fits; s += align) {
+          fits = std::all_of(owner.begin() + static_cast<std::ptrdiff_t>(s),
+                             owner.begin() + static_cast<std::ptrdiff_t>(s + n), [](int o) { return o < 0; });
+        }
+        BOOST_TEST(!fits);
+        continue;
+      }
+      BOOST_TEST(first % align == 0u);
+      for (std::size_t p = first; p < first + n; ++p) {
+        BOOST_TEST(owner[p] == -1);  // never handed out twice
+        owner[p] = static_cast<int>(first);
+      }
+      live.emplace_back(first, n);
+    } else {
+      const std::size_t i = rng() % live.size();
+      const auto [first, n] = live[i];
+      live[i] = live.back();
+      live.pop_back();
+      BOOST_TEST(map.deallocate(first));
+      for (std::size_t p = first; p < first + n; ++p) owner[p] = -1;
+    }
+    if (step % 500 == 0) {
+      BOOST_TEST(map.invariants_hold());
+      BOOST_TEST(map.free_pages() == static_cast<std::size_t>(std::count(owner.begin(), owner.end(), -1)));
+    }
+  }
+  for (const auto& [first, n] : live) BOOST_TEST(map.deallocate(first));
+  BOOST_TEST(map.free_spans() == 1u);
+  BOOST_TEST(map.invariants_hold());
 }
 
 BOOST_AUTO_TEST_SUITE_END()
