@@ -230,7 +230,8 @@ class arena final : public resource {
     /// max(1, refill_bytes / block size) blocks. At least 16.
     std::size_t refill_bytes = std::size_t{16} << 10;
     /// Bytes a thread cache keeps per class before handing a batch back; at
-    /// least refill_bytes. A class keeps at least two batches.
+    /// least refill_bytes. A class keeps at least two batches, except that a
+    /// bin keeps one block of a class above half of cache_bytes_per_class.
     std::size_t cache_bytes_per_class = std::size_t{64} << 10;
     /// Records every block handed out in side metadata, so that double free,
     /// foreign pointer and size/alignment mismatch are detected (counted in
