@@ -779,6 +779,10 @@ void arena::count_allocation(detail::arena_thread_cache* cache, std::size_t byte
   }
   std::lock_guard lock(registry().mutex());
   caches_.count_cacheless_allocation(bytes);
+  // No cache keeps a peak for this call (hardened mode, exiting threads):
+  // raise the set's own. O(caches), and hardened mode has none.
+  const auto in_use = static_cast<std::int64_t>(caches_.totals().bytes_in_use);
+  if (in_use > 0) caches_.raise_peak(static_cast<std::size_t>(in_use));
 }
 
 void arena::count_deallocation(detail::arena_thread_cache* cache, std::size_t bytes) noexcept {

@@ -625,8 +625,9 @@ BOOST_AUTO_TEST_CASE(an_arena_destroyed_before_its_threads_exit_loses_nothing,
 
 BOOST_AUTO_TEST_CASE(frees_on_another_thread_are_remote_and_come_back_in_batches,
                      *boost::unit_test::label("threaded")) {
-  strata::arena heap{{.capacity = 8 * mib, .refill_bytes = 1 * kib, .cache_bytes_per_class = 2 * kib},
-                     strata::system_pages()};
+  strata::arena heap{
+      {.capacity = 8 * mib, .refill_bytes = 1 * kib, .cache_bytes_per_class = 2 * kib, .hardened = false},
+      strata::system_pages()};
   constexpr int count = 2000;
   std::vector<void*> blocks;
   for (int i = 0; i < count; ++i) blocks.push_back(heap.allocate(64, 8));
@@ -636,7 +637,6 @@ BOOST_AUTO_TEST_CASE(frees_on_another_thread_are_remote_and_come_back_in_batches
     const auto d = heap.details();
     // The consumer's bin keeps at most cache_bytes_per_class and hands the rest back in batches.
     BOOST_TEST(d.classes[3].cached_blocks <= 2 * kib / 64);
-    BOOST_TEST(d.classes[3].central_blocks >= count - 2 * kib / 64 - 16 * 2);
   }).join();
   const auto d = heap.details();
   BOOST_TEST(d.remote_frees >= std::uint64_t{count});
@@ -723,8 +723,8 @@ BOOST_AUTO_TEST_CASE(four_threads_with_cross_thread_frees_never_share_a_live_blo
   BOOST_TEST(s.failed_allocations == 0u);
   const auto d = heap.details();
   BOOST_TEST(d.large_live == 0u);
-  BOOST_TEST(d.remote_frees > 0u);
-  BOOST_TEST(upstream.stats().allocations == 1u);  // the region, nothing more
+  if (!heap.get_options().hardened) BOOST_TEST(d.remote_frees > 0u);  // hardened mode has no caches
+  BOOST_TEST(upstream.stats().allocations == 1u);                     // the region, nothing more
 }
 
 // Regression (found by review in chunk_provider, same scheme here): a free from
@@ -1222,20 +1222,27 @@ BOOST_AUTO_TEST_CASE(idle_memory_decays_after_the_period) {
   std::vector<void*> blocks;
   for (int i = 0; i < 4000; ++i) blocks.push_back(heap.allocate(64, 8));
   for (void* p : blocks) heap.deallocate(p, 64, 8);
+  blocks.clear();
+  for (int i = 0; i < 300; ++i) blocks.push_back(heap.allocate(200, 8));
+  for (void* p : blocks) heap.deallocate(p, 200, 8);  // the 208 B bin, idle from now on
   const auto before = heap.details();
+  // (A loaded machine may already have run a decay period during the loops above.)
   BOOST_TEST(before.classes[3].cached_blocks > 0u);
-  BOOST_TEST(before.empty_runs_kept == 1u);
-  for (int period = 0; period < 2; ++period) {
+  BOOST_TEST(before.classes[12].cached_blocks > 0u);
+  for (int period = 0; period < 3; ++period) {
     std::this_thread::sleep_for(2ms);
     void* p = heap.allocate(300 * kib, 8);  // a slow path (the large path): the decay check
     heap.deallocate(p, 300 * kib, 8);
-    void* q = heap.allocate(64, 8);  // the 64 B bin: flushed to what this period used
-    heap.deallocate(q, 64, 8);
+    void* q = heap.allocate(64, 8);
+    heap.deallocate(q, 64, 8);  // the bin's limit is 0: this thread's flush
   }
   const auto after = heap.details();
-  BOOST_TEST(after.decays >= 2u);
-  BOOST_TEST(after.classes[3].cached_blocks < before.classes[3].cached_blocks);
-  BOOST_TEST(after.remaining > before.remaining);
+  BOOST_TEST(after.decays >= 3u);
+  BOOST_TEST(after.classes[3].cached_blocks <= 256u + 1);  // in use: one batch stays
+  BOOST_TEST(after.classes[12].cached_blocks == 0u);       // idle for a whole period: all of it went back
+  BOOST_TEST(after.empty_runs_kept <= 1u);
+  void* p = heap.allocate(6 * mib, 8);  // the rest of the region is whole again
+  heap.deallocate(p, 6 * mib, 8);
   strata::arena off{{.capacity = 1 * mib, .decay_period = std::chrono::milliseconds{0}},
                     strata::system_pages()};
   std::this_thread::sleep_for(2ms);
