@@ -387,11 +387,12 @@ void* arena::allocate_slow(std::size_t bytes, std::size_t alignment) {
 // part), so a use-after-free that writes a plausible pointer into a free
 // block does not decode to it; the thread bins (never used when hardened)
 // and the inline fast paths keep plain links.
-std::uintptr_t arena::link_word(const void* at, const void* value) const noexcept {
+[[gnu::always_inline]] inline std::uintptr_t arena::link_word(const void* at,
+                                                              const void* value) const noexcept {
   return options_.hardened ? codec_.encode(at, value) : reinterpret_cast<std::uintptr_t>(value);
 }
 
-void* arena::link_get(void* block, unsigned word) const noexcept {
+[[gnu::always_inline]] inline void* arena::link_get(void* block, unsigned word) const noexcept {
   auto* link = static_cast<std::uintptr_t*>(block) + word;
   detail::unpoison_memory(link, sizeof(void*));
   const std::uintptr_t value = *link;
@@ -399,14 +400,15 @@ void* arena::link_get(void* block, unsigned word) const noexcept {
   return options_.hardened ? codec_.decode(link, value) : reinterpret_cast<void*>(value);
 }
 
-void arena::link_set(void* block, unsigned word, void* value) const noexcept {
+[[gnu::always_inline]] inline void arena::link_set(void* block, unsigned word, void* value) const noexcept {
   auto* link = static_cast<std::uintptr_t*>(block) + word;
   detail::unpoison_memory(link, sizeof(void*));
   *link = link_word(link, value);
   detail::poison_memory(link, sizeof(void*));
 }
 
-std::uint32_t arena::run_of(const void* p, unsigned cls, std::size_t* index) const noexcept {
+[[gnu::always_inline]] inline std::uint32_t arena::run_of(const void* p, unsigned cls,
+                                                          std::size_t* index) const noexcept {
   if (!owns(p)) return no_run;
   const std::size_t offset = reinterpret_cast<std::uintptr_t>(p) - base_;
   const std::size_t page = offset / detail::arena_page;
@@ -552,11 +554,32 @@ arena::block_list arena::take_blocks(unsigned cls, std::size_t want, std::size_t
 void arena::give_blocks(unsigned cls, block_list list) noexcept {
   central_pool& pool = pools_[cls];
   std::lock_guard lock(pool.mutex);
+  // run_of, with the class's figures hoisted and the previous block's run
+  // tried first (a batch's blocks mostly share a few runs).
+  const std::size_t size = detail::arena_class_size(cls);
+  const std::uint32_t pages = run_pages_[cls];
+  const std::uint32_t blocks = run_blocks_[cls];
+  std::uint32_t last = no_run;  // a run of cls, checked, still of cls (we hold its class's mutex)
   void* b = list.head;
   for (std::size_t i = 0; i < list.count && b != nullptr; ++i) {
     void* next = link_get(b, 0);
+    const std::size_t offset = reinterpret_cast<std::uintptr_t>(b) - base_;
+    const std::size_t page = offset / detail::arena_page;
+    std::uint32_t r = last;
+    if (offset >= capacity_) {
+      r = no_run;
+    } else if (r == no_run || page - r >= pages) {
+      r = extents_.head_of(page);
+      if (r > page || page - r >= pages || runs_[r].tag.load(std::memory_order_relaxed) != cls + 1)
+        r = no_run;
+    }
     std::size_t index = 0;
-    const std::uint32_t r = run_of(b, cls, &index);
+    if (r != no_run) {
+      const std::size_t within = offset - std::size_t{r} * detail::arena_page;
+      index = within / size;
+      if (within % size != 0 || index >= blocks) r = no_run;
+    }
+    last = r;
     run_info* run = r == no_run ? nullptr : &runs_[r];
     if (run == nullptr || index >= run->carved || run->listed >= run->carved) {
       // Provably not a free-able block of this class (a wrong size or a
@@ -581,6 +604,7 @@ void arena::give_blocks(unsigned cls, block_list list) noexcept {
       } else {
         return_run(cls, r);
       }
+      last = no_run;
     } else if (!run->in_partial) {
       link_partial(cls, r);
     }
