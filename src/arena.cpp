@@ -1,29 +1,34 @@
 // SPDX-License-Identifier: MIT
-// arena: slow paths, thread-cache lifetime, the large path and statistics.
+// arena: slow paths, runs and the extent allocator, thread-cache lifetime,
+// trim/decay/release, the large path and statistics.
 //
-// The region, from upstream at construction:
+// The region, from upstream at construction, in 4 KiB pages:
 //
-//   base_                                   base_ + cursor_               base_ + capacity_
-//   | runs of small blocks | large block | free extent | run | ... |   never carved   |
+//   base_                                                        base_ + capacity_
+//   | run (class a) | large block | free extent | run (class b) | run (a) | free ... |
 //
-// A run is a batch of blocks of one class carved at once, starting at the
-// class alignment (the gap before it, under 4 KiB, is not reused). Large
-// blocks are page multiples; freed ones become free extents, coalesced with
-// their neighbours and folded back into the never-carved end when adjacent.
-// Small blocks stay in their class for the arena's life.
+// detail::extent_map tiles the pages with spans (free or in use), best fit,
+// coalescing, and a page map (page -> first page of its span) for O(1)
+// block -> run lookup. runs_[first page] says what a span is (its tag) and,
+// for a run, its free list. A run is run_pages_[cls] pages of one class,
+// carved lazily: blocks [0, carved) were handed out at least once, the rest
+// never, so a new run costs O(1). A run whose blocks are all free again
+// becomes its class's spare (one per class, for the next refill) or goes back
+// to the extent allocator at once; the spare goes back at the next decay
+// period, trim(), or when a request finds the region full.
 //
-// A free small block, poisoned under ASan as a whole (link words included):
+// A free small block, poisoned under ASan as a whole (link word included):
 //
-//   word 0: next block of the same list     word 1: next batch (batch heads only)
+//   word 0: next block of the same list (a bin's, or its run's)
 //
 // Where a small block can be, and who may touch it:
 //
 //   handed out    -- the caller's
 //   thread bin    -- one thread's arena_thread_cache; only that thread pushes and pops
-//   central pool  -- pools_[class], under its mutex: a stack of full batches, a loose list
+//   its run       -- on the run's free list, or never carved; under pools_[class].mutex
 //
-// Lock order: registry mutex -> pool mutex -> hardened_mutex_ (link
-// validation). region_mutex_ is taken alone. The upstream is called only by the constructor and destructor.
+// Lock order: registry mutex -> pool mutex -> region_mutex_ -> hardened_mutex_.
+// The upstream is called only by the constructor and destructor.
 
 #include "strata/arena.hpp"
 
@@ -64,30 +69,72 @@ arena_registry& registry() {
 
 // ------------------------------------------------------------ construction
 
-arena::arena(options opts, std::pmr::memory_resource* upstream)
-    : resource(resource_name, upstream), options_(opts), id_(arena_registry::new_id()) {
-  detail::check_upstream(resource_name, upstream);
-  if (options_.capacity < detail::arena_page || options_.capacity > SIZE_MAX / 2) {
-    detail::throw_bad_option(resource_name, "capacity", "must be from 4096 to SIZE_MAX / 2");
+namespace {
+
+// Validates the options (std::invalid_argument naming the field) and rounds
+// the capacity to pages: run before any member that depends on them.
+arena::options checked_options(arena::options opts) {
+  if (opts.capacity < detail::arena_page || opts.capacity > SIZE_MAX / 2 ||
+      opts.capacity / detail::arena_page >= std::size_t{UINT32_MAX} - 1) {
+    detail::throw_bad_option(resource_name, "capacity",
+                             "must be from 4096 to min(SIZE_MAX / 2, 2^32 - 2 pages)");
   }
-  if (options_.refill_bytes < 16) {
+  if (opts.refill_bytes < 16) {
     detail::throw_bad_option(resource_name, "refill_bytes", "must be at least 16");
   }
-  if (options_.cache_bytes_per_class < options_.refill_bytes) {
+  if (opts.cache_bytes_per_class < opts.refill_bytes) {
     detail::throw_bad_option(resource_name, "cache_bytes_per_class", "must be at least refill_bytes");
   }
+  if (opts.decay_period.count() < 0) {
+    detail::throw_bad_option(resource_name, "decay_period", "must not be negative (0 turns decay off)");
+  }
   bool ok = true;
-  options_.capacity = detail::round_up(options_.capacity, detail::arena_page, ok);
-  capacity_ = options_.capacity;
+  opts.capacity = detail::round_up(opts.capacity, detail::arena_page, ok);
+  return opts;
+}
+
+}  // namespace
+
+arena::arena(options opts, std::pmr::memory_resource* upstream)
+    : resource(resource_name, upstream),
+      options_(checked_options(opts)),
+      id_(arena_registry::new_id()),
+      base_(0),
+      capacity_(options_.capacity),
+      extents_(options_.capacity / detail::arena_page),
+      runs_(new run_info[options_.capacity / detail::arena_page]),
+      decay_(options_.decay_period) {
+  detail::check_upstream(resource_name, upstream);
+  constexpr std::size_t run_target = std::size_t{64} << 10;
   for (unsigned cls = 0; cls < detail::arena_class_count; ++cls) {
     const std::size_t size = detail::arena_class_size(cls);
     // Bounded so a bin's count fits its 32-bit counter with room to spare.
     constexpr std::size_t most = std::size_t{1} << 24;
     const std::size_t batch = std::clamp<std::size_t>(options_.refill_bytes / size, 1, most);
     batch_[cls] = static_cast<std::uint32_t>(batch);
-    // At least two batches, so a bin that hands one back still has one.
-    bin_limit_[cls] = static_cast<std::uint32_t>(
-        std::clamp<std::size_t>(options_.cache_bytes_per_class / size, 2 * batch, 2 * most));
+    // At least two batches, so a bin that hands one back still has one;
+    // but one block of a class above half of cache_bytes_per_class: a bin of
+    // such blocks would hold (and pin their runs) far beyond its byte budget.
+    bin_limit_[cls] = size > options_.cache_bytes_per_class / 2
+                          ? 1
+                          : static_cast<std::uint32_t>(std::clamp<std::size_t>(
+                                options_.cache_bytes_per_class / size, 2 * batch, 2 * most));
+    // A run: 64 KiB, or one block of the classes above it, but at most an
+    // eighth of a small region (one block at least); then the page count up
+    // to a quarter more that wastes the least tail.
+    const std::size_t target =
+        std::max(size, std::min(std::max(run_target, size), std::max(capacity_ / 8, size)));
+    const std::size_t least = (target + detail::arena_page - 1) / detail::arena_page;
+    std::size_t best = least;
+    for (std::size_t pages = least; pages <= least + least / 4; ++pages) {
+      const auto waste = [&](std::size_t n) {
+        return static_cast<double>(n * detail::arena_page % size) /
+               static_cast<double>(n * detail::arena_page);
+      };
+      if (waste(pages) < waste(best)) best = pages;
+    }
+    run_pages_[cls] = static_cast<std::uint32_t>(best);
+    run_blocks_[cls] = static_cast<std::uint32_t>(best * detail::arena_page / size);
   }
   void* region = detail::allocate_from_upstream(upstream, resource_name, capacity_, detail::arena_page);
   base_ = reinterpret_cast<std::uintptr_t>(region);
@@ -109,8 +156,8 @@ detail::arena_thread_cache* arena::attach() noexcept {
   if (options_.hardened) return nullptr;
   try {
     // nullptr once this thread's exit hooks have run (thread_local or static
-    // destructors): such calls go straight to the central pools, so no cache
-    // is left behind that no exit hook would hand back.
+    // destructors): such calls go straight to the runs, so no cache is left
+    // behind that no exit hook would hand back.
     return registry().attach(id_, caches_, true);
   } catch (const std::bad_alloc&) {
     return nullptr;
@@ -118,15 +165,150 @@ detail::arena_thread_cache* arena::attach() noexcept {
 }
 
 void arena::drain(detail::arena_thread_cache& cache) noexcept {
+  flush_cache(cache, true);
+  retired_remote_frees_ += remote_lower_bound(cache);
+}
+
+// ---------------------------------------------------- flushes and decay
+
+void arena::flush_cache(detail::arena_thread_cache& cache, bool everything) noexcept {
   for (unsigned cls = 0; cls < detail::arena_class_count; ++cls) {
     detail::arena_bin& bin = cache.bins[cls];
-    const std::size_t count = bin.count.load(std::memory_order_relaxed);
-    if (count == 0) continue;
-    give_blocks(cls, block_list{bin.head, walk(bin.head, count), count});
-    bin.head = nullptr;
-    bin.count.store(0, std::memory_order_relaxed);
+    const std::uint32_t count = bin.count.load(std::memory_order_relaxed);
+    std::uint32_t keep = 0;
+    if (!everything && !(bin.head == cache.decay_head[cls] && count == cache.decay_count[cls])) {
+      keep = std::min(count, batch_[cls]);  // in use this period: one batch stays
+    }
+    if (count > keep) {
+      void* rest = bin.head;
+      void* last = nullptr;
+      for (std::uint32_t i = 0; i < keep; ++i) {
+        last = rest;
+        rest = link_get(rest, 0);
+      }
+      if (last != nullptr) link_set(last, 0, nullptr);
+      bin.head = keep == 0 ? nullptr : bin.head;
+      bin.count.store(keep, std::memory_order_relaxed);
+      give_blocks(cls, block_list{rest, count - keep});
+    }
+    cache.decay_head[cls] = bin.head;
+    cache.decay_count[cls] = keep == 0 ? 0 : bin.count.load(std::memory_order_relaxed);
+    bin.limit.store(bin_limit_[cls], std::memory_order_relaxed);
   }
-  retired_remote_frees_ += remote_lower_bound(cache);
+}
+
+void arena::serve_flush(detail::arena_thread_cache& cache) noexcept {
+  // Read the kind first: a trim() arriving after this is answered by the
+  // next slow path (it sets the limits to 0 again).
+  const bool everything = cache.flush_all.exchange(false, std::memory_order_relaxed);
+  static_cast<void>(cache.take_flush_request());
+  flush_cache(cache, everything);
+}
+
+void arena::request_flush_all(bool everything) noexcept {
+  caches_.request_flush();
+  for (detail::arena_thread_cache* cache : caches_.caches()) {
+    if (everything) cache->flush_all.store(true, std::memory_order_relaxed);
+    for (detail::arena_bin& bin : cache->bins) bin.limit.store(0, std::memory_order_relaxed);
+  }
+}
+
+void arena::decay_now() noexcept {
+  decays_.fetch_add(1, std::memory_order_relaxed);
+  {
+    std::lock_guard lock(registry().mutex());
+    request_flush_all(false);
+  }
+  static_cast<void>(return_spares());
+}
+
+std::size_t arena::return_spares() noexcept {
+  for (unsigned cls = 0; cls < detail::arena_class_count; ++cls) {
+    central_pool& pool = pools_[cls];
+    std::lock_guard lock(pool.mutex);
+    if (pool.spare == no_run) continue;
+    const std::uint32_t r = pool.spare;
+    pool.spare = no_run;
+    return_run(cls, r);
+  }
+  return 0;
+}
+
+void arena::reclaim() noexcept {
+  if (detail::arena_thread_cache* mine = registry().find(id_)) flush_cache(*mine, true);
+  static_cast<void>(return_spares());
+  std::lock_guard lock(registry().mutex());
+  request_flush_all(true);
+}
+
+std::size_t arena::trim() noexcept {
+  trims_.fetch_add(1, std::memory_order_relaxed);
+  const auto returned = [this] {
+    std::lock_guard lock(region_mutex_);
+    return bytes_returned_;
+  };
+  const std::uint64_t before = returned();
+  {
+    std::lock_guard lock(registry().mutex());
+    request_flush_all(true);
+  }
+  if (detail::arena_thread_cache* mine = registry().find(id_)) {
+    static_cast<void>(mine->take_flush_request());
+    mine->flush_all.store(false, std::memory_order_relaxed);
+    flush_cache(*mine, true);
+  }
+  static_cast<void>(return_spares());
+  if (decay_.due()) decays_.fetch_add(1, std::memory_order_relaxed);  // this period's decay is done
+  return static_cast<std::size_t>(returned() - before);
+}
+
+void arena::release() noexcept {
+  {
+    std::lock_guard lock(registry().mutex());
+    const detail::cache_totals t = caches_.totals();
+    // Every block still out is taken back: reported deallocations catch up with allocations.
+    released_blocks_ = t.allocations - t.deallocations;
+    for (detail::arena_thread_cache* cache : caches_.caches()) {
+      for (unsigned cls = 0; cls < detail::arena_class_count; ++cls) {
+        detail::arena_bin& bin = cache->bins[cls];
+        bin.head = nullptr;
+        bin.count.store(0, std::memory_order_relaxed);
+        bin.limit.store(0, std::memory_order_relaxed);  // set again at the thread's next slow path
+        cache->decay_head[cls] = nullptr;
+        cache->decay_count[cls] = 0;
+      }
+    }
+    caches_.forget_bytes_in_use();
+    caches_.reset_peak();
+  }
+  for (central_pool& pool : pools_) {
+    std::lock_guard lock(pool.mutex);
+    pool.partial = no_run;
+    pool.spare = no_run;
+    pool.runs = 0;
+    pool.free_blocks = 0;
+  }
+  {
+    std::lock_guard lock(region_mutex_);
+    const std::size_t pages = capacity_ / detail::arena_page;
+    for (std::size_t i = 0; i < pages; ++i) {
+      run_info& r = runs_[i];
+      r.tag.store(0, std::memory_order_relaxed);
+      r.prev = r.next = no_run;
+      r.carved = r.listed = 0;
+      r.in_partial = r.cut = false;
+      r.free = nullptr;
+    }
+    extents_.reset();
+    large_live_ = 0;
+    large_live_bytes_ = 0;
+  }
+  {
+    std::lock_guard lock(hardened_mutex_);
+    handed_out_.clear();
+  }
+  detail::poison_memory(reinterpret_cast<void*>(base_), capacity_);
+  STRATA_ASSERT(invariants_hold(), "arena books drifted in release()");
 }
 
 // -------------------------------------------------------------- allocation
@@ -138,11 +320,14 @@ void* arena::allocate_slow(std::size_t bytes, std::size_t alignment) {
   if (detail::is_power_of_two(alignment)) {
     const unsigned cls = detail::arena_class_for(bytes, alignment);
     const detail::arena_cache_slot& slot = detail::current_thread_cache<detail::arena_thread_cache>;
-    if (cls != detail::arena_large && slot.owner_id == id_) {
+    if (cls != detail::arena_large && slot.owner_id == id_ &&
+        !slot.cache->flush_requested.load(std::memory_order_relaxed)) {
       if (void* p = detail::arena_pop(*slot.cache, cls, bytes)) return p;
     }
   }
   detail::check_alignment(resource_name, alignment);
+  if (decay_.due()) [[unlikely]]
+    decay_now();
   const unsigned cls = detail::arena_class_for(bytes, alignment);
   void* p = nullptr;
   detail::arena_thread_cache* cache = nullptr;
@@ -150,17 +335,15 @@ void* arena::allocate_slow(std::size_t bytes, std::size_t alignment) {
     if (cls == detail::arena_large) {
       p = large_allocate(bytes, alignment);
     } else if (options_.hardened || (cache = attach()) == nullptr) {
-      // One block at a time, straight from the central pool or a fresh run.
-      const block_list got = take_blocks(cls, 1, bytes, alignment);
-      p = got.head;
-      if (got.count > 1) {
-        // A run carved from a free extent (a whole page at least): the rest
-        // goes to the central pool, or it would stay unused until the arena dies.
-        give_blocks(cls, block_list{link_get(p, 0), got.tail, got.count - 1});
-      }
+      // One block at a time, straight from the class's runs.
+      p = take_blocks(cls, 1, bytes, alignment).head;
       detail::unpoison_memory(p, detail::arena_class_size(cls));
     } else {
       detail::arena_bin& bin = cache->bins[cls];
+      if (cache->flush_requested.load(std::memory_order_relaxed) ||
+          bin.limit.load(std::memory_order_relaxed) == 0) {
+        serve_flush(*cache);
+      }
       if (bin.head == nullptr) {
         // The bin is empty: it becomes the rest of a fresh batch.
         const block_list got = take_blocks(cls, batch_[cls], bytes, alignment);
@@ -182,7 +365,7 @@ void* arena::allocate_slow(std::size_t bytes, std::size_t alignment) {
         } else {
           detail::poison_memory(p, detail::arena_class_size(cls));
           link_set(p, 0, nullptr);
-          give_blocks(cls, block_list{p, p, 1});
+          give_blocks(cls, block_list{p, 1});
         }
         throw;
       }
@@ -199,16 +382,17 @@ void* arena::allocate_slow(std::size_t bytes, std::size_t alignment) {
 }
 
 // Free blocks are poisoned whole; the cold paths that walk or relink lists
-// open one link word at a time. Hardened mode stores every link of the
-// central pool encoded (detail/free_list.hpp: the word's own address takes
+// open one link word at a time. Hardened mode stores every link of the runs'
+// free lists encoded (detail/free_list.hpp: the word's own address takes
 // part), so a use-after-free that writes a plausible pointer into a free
 // block does not decode to it; the thread bins (never used when hardened)
 // and the inline fast paths keep plain links.
-std::uintptr_t arena::link_word(const void* at, const void* value) const noexcept {
+[[gnu::always_inline]] inline std::uintptr_t arena::link_word(const void* at,
+                                                              const void* value) const noexcept {
   return options_.hardened ? codec_.encode(at, value) : reinterpret_cast<std::uintptr_t>(value);
 }
 
-void* arena::link_get(void* block, unsigned word) const noexcept {
+[[gnu::always_inline]] inline void* arena::link_get(void* block, unsigned word) const noexcept {
   auto* link = static_cast<std::uintptr_t*>(block) + word;
   detail::unpoison_memory(link, sizeof(void*));
   const std::uintptr_t value = *link;
@@ -216,229 +400,251 @@ void* arena::link_get(void* block, unsigned word) const noexcept {
   return options_.hardened ? codec_.decode(link, value) : reinterpret_cast<void*>(value);
 }
 
-void arena::link_set(void* block, unsigned word, void* value) const noexcept {
+[[gnu::always_inline]] inline void arena::link_set(void* block, unsigned word, void* value) const noexcept {
   auto* link = static_cast<std::uintptr_t*>(block) + word;
   detail::unpoison_memory(link, sizeof(void*));
   *link = link_word(link, value);
   detail::poison_memory(link, sizeof(void*));
 }
 
-void* arena::walk(void* head, std::size_t count) const noexcept {
-  for (std::size_t i = 1; i < count; ++i) head = link_get(head, 0);
-  return head;
+[[gnu::always_inline]] inline std::uint32_t arena::run_of(const void* p, unsigned cls,
+                                                          std::size_t* index) const noexcept {
+  if (!owns(p)) return no_run;
+  const std::size_t offset = reinterpret_cast<std::uintptr_t>(p) - base_;
+  const std::size_t page = offset / detail::arena_page;
+  const std::uint32_t r = extents_.head_of(page);
+  if (r > page || page - r >= run_pages_[cls]) return no_run;
+  if (runs_[r].tag.load(std::memory_order_relaxed) != cls + 1) return no_run;
+  const std::size_t size = detail::arena_class_size(cls);
+  const std::size_t within = offset - std::size_t{r} * detail::arena_page;
+  if (within % size != 0 || within / size >= run_blocks_[cls]) return no_run;
+  if (index != nullptr) *index = within / size;
+  return r;
+}
+
+void arena::link_partial(unsigned cls, std::uint32_t r) noexcept {
+  central_pool& pool = pools_[cls];
+  run_info& run = runs_[r];
+  run.prev = no_run;
+  run.next = pool.partial;
+  if (pool.partial != no_run) runs_[pool.partial].prev = r;
+  pool.partial = r;
+  run.in_partial = true;
+}
+
+void arena::unlink_partial(unsigned cls, std::uint32_t r) noexcept {
+  central_pool& pool = pools_[cls];
+  run_info& run = runs_[r];
+  if (run.prev != no_run) {
+    runs_[run.prev].next = run.next;
+  } else {
+    pool.partial = run.next;
+  }
+  if (run.next != no_run) runs_[run.next].prev = run.prev;
+  run.prev = run.next = no_run;
+  run.in_partial = false;
+}
+
+std::uint32_t arena::new_run(unsigned cls) noexcept {
+  std::size_t first;
+  {
+    std::lock_guard lock(region_mutex_);
+    first = extents_.allocate(run_pages_[cls]);
+    if (first == detail::extent_map::npos) return no_run;
+    run_info& run = runs_[first];
+    run.prev = run.next = no_run;
+    run.carved = run.listed = 0;
+    run.in_partial = run.cut = false;
+    run.free = nullptr;
+    run.tag.store(cls + 1, std::memory_order_relaxed);
+  }
+  central_pool& pool = pools_[cls];
+  ++pool.runs;
+  pool.free_blocks += run_blocks_[cls];
+  return static_cast<std::uint32_t>(first);
+}
+
+void arena::return_run(unsigned cls, std::uint32_t r) noexcept {
+  central_pool& pool = pools_[cls];
+  if (runs_[r].in_partial) unlink_partial(cls, r);
+  --pool.runs;
+  pool.free_blocks -= run_blocks_[cls];
+  std::lock_guard lock(region_mutex_);
+  runs_[r].tag.store(0, std::memory_order_relaxed);
+  runs_[r].free = nullptr;
+  const bool ok = extents_.deallocate(r);
+  STRATA_ASSERT(ok, "arena returned a run the extent map does not hold");
+  static_cast<void>(ok);
+  ++runs_returned_;
+  bytes_returned_ += std::size_t{run_pages_[cls]} * detail::arena_page;
+}
+
+void arena::take_from_run(unsigned cls, std::uint32_t r, std::size_t want, block_list& out) noexcept {
+  central_pool& pool = pools_[cls];
+  run_info& run = runs_[r];
+  const std::size_t size = detail::arena_class_size(cls);
+  while (want != 0 && run.listed != 0) {
+    void* b = run.free;
+    void* next = link_get(b, 0);
+    --run.listed;
+    --pool.free_blocks;
+    if (options_.hardened && !link_valid(next, cls, r, run.listed == 0)) {
+      // A bad link cuts the list: the blocks behind it stay unused, and the
+      // run never empties (so never returns) until release() or destruction.
+      reject_link(next, cls);
+      pool.free_blocks -= run.listed;
+      run.listed = 0;
+      run.cut = true;
+      next = nullptr;
+    }
+    run.free = next;
+    link_set(b, 0, out.head);
+    out.head = b;
+    ++out.count;
+    --want;
+  }
+  while (want != 0 && run.carved < run_blocks_[cls]) {
+    void* b = run_start(r) + std::size_t{run.carved} * size;
+    ++run.carved;
+    --pool.free_blocks;
+    link_set(b, 0, out.head);
+    out.head = b;
+    ++out.count;
+    --want;
+  }
+  if (run.listed == 0 && run.carved == run_blocks_[cls] && run.in_partial) unlink_partial(cls, r);
+}
+
+std::size_t arena::take_blocks_once(unsigned cls, std::size_t want, block_list& out) {
+  central_pool& pool = pools_[cls];
+  std::lock_guard lock(pool.mutex);
+  while (out.count < want) {
+    std::uint32_t r = pool.partial;
+    if (r == no_run) {
+      if (pool.spare != no_run) {
+        r = pool.spare;
+        pool.spare = no_run;
+      } else if ((r = new_run(cls)) == no_run) {
+        break;
+      }
+      link_partial(cls, r);
+    }
+    take_from_run(cls, r, want - out.count, out);
+    if (runs_[r].in_partial && out.count < want) {
+      // Nothing more in r (a cut list): it stays out of the partial list.
+      unlink_partial(cls, r);
+    }
+  }
+  return out.count;
 }
 
 arena::block_list arena::take_blocks(unsigned cls, std::size_t want, std::size_t bytes,
                                      std::size_t alignment) {
-  const std::size_t batch = batch_[cls];
-  {
-    central_pool& pool = pools_[cls];
-    std::lock_guard lock(pool.mutex);
-    if (pool.batches != nullptr && (want == batch || pool.loose_count == 0)) {
-      void* head = pool.batches;
-      pool.batches = link_get(head, 1);
-      --pool.batch_count;
-      if (want >= batch) return block_list{head, nullptr, batch};
-      // Hardened mode takes fewer: the rest of the batch becomes the (empty) loose list.
-      void* last = walk(head, want);
-      pool.loose = link_get(last, 0);
-      pool.loose_count = batch - want;
-      link_set(last, 0, nullptr);
-      if (options_.hardened) {
-        // Hardened takes one block (want == 1, so last == head, validated
-        // when it became a head): check both links read from it before any
-        // is followed. A bad one cuts its list; those blocks stay unused
-        // until the arena dies (region memory: nothing leaks upstream).
-        if (!link_valid(pool.batches, cls, pool.batch_count == 0)) {
-          reject_link(pool.batches, cls);
-          pool.batches = nullptr;
-          pool.batch_count = 0;
-        }
-        if (!link_valid(pool.loose, cls, pool.loose_count == 0)) {
-          reject_link(pool.loose, cls);
-          pool.loose = nullptr;
-          pool.loose_count = 0;
-        }
-      }
-      return block_list{head, nullptr, want};
-    }
-    if (pool.loose_count != 0) {
-      const std::size_t n = std::min(want, pool.loose_count);
-      void* head = pool.loose;
-      void* last = walk(head, n);
-      pool.loose = link_get(last, 0);
-      pool.loose_count -= n;
-      link_set(last, 0, nullptr);
-      if (options_.hardened && !link_valid(pool.loose, cls, pool.loose_count == 0)) {
-        reject_link(pool.loose, cls);  // as above: the rest of the list is cut off
-        pool.loose = nullptr;
-        pool.loose_count = 0;
-      }
-      return block_list{head, nullptr, n};
+  block_list out;
+  if (take_blocks_once(cls, want, out) == 0) {
+    // The region is full: give back what this thread and the spares hold, and retry.
+    reclaim();
+    if (take_blocks_once(cls, want, out) == 0) {
+      detail::throw_allocation_failure(resource_name, bytes, alignment, failure_reason::capacity);
     }
   }
-  block_list run = carve_run(cls, want);
-  if (run.count == 0) {
-    detail::throw_allocation_failure(resource_name, bytes, alignment, failure_reason::capacity);
-  }
-  return run;
+  return out;
 }
 
 void arena::give_blocks(unsigned cls, block_list list) noexcept {
   central_pool& pool = pools_[cls];
   std::lock_guard lock(pool.mutex);
-  if (list.count == batch_[cls]) {
-    link_set(list.head, 1, pool.batches);
-    pool.batches = list.head;
-    ++pool.batch_count;
-  } else {
-    link_set(list.tail, 0, pool.loose);
-    pool.loose = list.head;
-    pool.loose_count += list.count;
-  }
-}
-
-arena::block_list arena::carve_run(unsigned cls, std::size_t want) {
+  // run_of, with the class's figures hoisted and the previous block's run
+  // tried first (a batch's blocks mostly share a few runs).
   const std::size_t size = detail::arena_class_size(cls);
-  const std::size_t alignment = detail::arena_class_alignment(cls);
-  std::size_t offset = SIZE_MAX;
-  std::size_t count = 0;
-  {
-    std::lock_guard lock(region_mutex_);
-    // Offsets may be aligned as numbers here: alignment <= page, and the region is page-aligned.
-    const std::size_t start = detail::align_up(cursor_, alignment);
-    if (start < capacity_ && (capacity_ - start) / size != 0) {
-      // The never-carved end first: runs stay dense and large extents stay whole.
-      count = std::min(want, (capacity_ - start) / size);
-      offset = start;
-      cursor_ = start + count * size;
-    } else {
-      // Then free large extents: a whole run if one fits, else one block.
-      bool ok = true;
-      for (std::size_t n : {want, std::size_t{1}}) {
-        const std::size_t extent = detail::round_up(n * size, detail::arena_page, ok);
-        if ((offset = carve_extent(extent, alignment)) != SIZE_MAX) {
-          count = extent / size;  // the extent's tail beyond the last block stays unused
-          break;
-        }
-      }
+  const std::uint32_t pages = run_pages_[cls];
+  const std::uint32_t blocks = run_blocks_[cls];
+  std::uint32_t last = no_run;  // a run of cls, checked, still of cls (we hold its class's mutex)
+  void* b = list.head;
+  for (std::size_t i = 0; i < list.count && b != nullptr; ++i) {
+    void* next = link_get(b, 0);
+    const std::size_t offset = reinterpret_cast<std::uintptr_t>(b) - base_;
+    const std::size_t page = offset / detail::arena_page;
+    std::uint32_t r = last;
+    if (offset >= capacity_) {
+      r = no_run;
+    } else if (r == no_run || page - r >= pages) {
+      r = extents_.head_of(page);
+      if (r > page || page - r >= pages || runs_[r].tag.load(std::memory_order_relaxed) != cls + 1)
+        r = no_run;
     }
+    std::size_t index = 0;
+    if (r != no_run) {
+      const std::size_t within = offset - std::size_t{r} * detail::arena_page;
+      index = within / size;
+      if (within % size != 0 || index >= blocks) r = no_run;
+    }
+    last = r;
+    run_info* run = r == no_run ? nullptr : &runs_[r];
+    if (run == nullptr || index >= run->carved || run->listed >= run->carved) {
+      // Provably not a free-able block of this class (a wrong size or a
+      // double free the default mode let into a bin): dropped, never obeyed.
+      reject(run == nullptr ? misuse_kind::size_mismatch : misuse_kind::double_free, b,
+             detail::arena_class_size(cls), detail::arena_class_alignment(cls));
+      b = next;
+      continue;
+    }
+    link_set(b, 0, run->free);
+    run->free = b;
+    ++run->listed;
+    ++pool.free_blocks;
+    if (run->listed == run->carved && !run->cut) {
+      // Empty: the class's spare, or back to the extent allocator.
+      if (run->in_partial) unlink_partial(cls, r);
+      if (pool.spare == no_run && run_blocks_[cls] > 1) {  // a one-block run is no cheaper to keep
+        run->carved = 0;                                   // carved lazily again; its blocks stay poisoned
+        run->listed = 0;
+        run->free = nullptr;
+        pool.spare = r;
+      } else {
+        return_run(cls, r);
+      }
+      last = no_run;
+    } else if (!run->in_partial) {
+      link_partial(cls, r);
+    }
+    b = next;
   }
-  if (count == 0) return block_list{};
-  auto* first = reinterpret_cast<std::byte*>(base_ + offset);
-  detail::unpoison_memory(first, count * size);
-  for (std::size_t i = 0; i + 1 < count; ++i) {
-    *reinterpret_cast<std::uintptr_t*>(first + i * size) =
-        link_word(first + i * size, first + (i + 1) * size);
-  }
-  std::byte* last = first + (count - 1) * size;
-  *reinterpret_cast<std::uintptr_t*>(last) = link_word(last, nullptr);
-  detail::poison_memory(first, count * size);
-  return block_list{first, last, count};
 }
 
 // ------------------------------------------------------------ large path
-
-std::size_t arena::carve_extent(std::size_t size, std::size_t alignment) {
-  // Best fit over the free extents (few: they coalesce).
-  auto best = free_extents_.end();
-  std::size_t best_waste = SIZE_MAX;
-  // Offsets are aligned as addresses: the region itself is only page-aligned.
-  const auto aligned = [&](std::size_t offset) {
-    return detail::align_up(base_ + offset, alignment) - base_;
-  };
-  for (auto it = free_extents_.begin(); it != free_extents_.end(); ++it) {
-    const std::size_t start = aligned(it->first);
-    const std::size_t pad = start - it->first;
-    if (pad > it->second || it->second - pad < size) continue;
-    if (it->second - size < best_waste) {
-      best_waste = it->second - size;
-      best = it;
-    }
-  }
-  if (best != free_extents_.end()) {
-    const std::size_t begin = best->first;
-    const std::size_t length = best->second;
-    const std::size_t start = aligned(begin);
-    const std::size_t tail = begin + length - (start + size);
-    // The tail's node is inserted first: if that throws, nothing has changed.
-    if (tail != 0) free_extents_.emplace(start + size, tail);
-    if (start == begin) {
-      free_extents_.erase(best);
-    } else {
-      best->second = start - begin;
-    }
-    large_free_bytes_ -= size;
-    return start;
-  }
-  const std::size_t start = aligned(cursor_);
-  if (start > capacity_ || capacity_ - start < size) return SIZE_MAX;
-  // The alignment gap before it becomes a free extent, reusable by smaller requests.
-  if (start != cursor_) {
-    free_extents_.emplace(cursor_, start - cursor_);
-    large_free_bytes_ += start - cursor_;
-  }
-  cursor_ = start + size;
-  return start;
-}
-
-void arena::free_extent(std::size_t offset, std::size_t size) noexcept {
-  auto next = free_extents_.lower_bound(offset);
-  if (next != free_extents_.end() && next->first == offset + size) {
-    size += next->second;
-    large_free_bytes_ -= next->second;
-    next = free_extents_.erase(next);
-  }
-  if (next != free_extents_.begin()) {
-    const auto prev = std::prev(next);
-    if (prev->first + prev->second == offset) {
-      offset = prev->first;
-      size += prev->second;
-      large_free_bytes_ -= prev->second;
-      free_extents_.erase(prev);
-    }
-  }
-  if (offset + size == cursor_) {
-    cursor_ = offset;  // back into the never-carved end
-    return;
-  }
-  try {
-    free_extents_.emplace(offset, size);
-    large_free_bytes_ += size;
-  } catch (...) {
-    // No memory for the node: the extent stays unusable until destruction,
-    // which returns the whole region anyway.
-  }
-}
 
 void* arena::large_allocate(std::size_t bytes, std::size_t alignment) {
   bool ok = true;
   const std::size_t size = detail::round_up(std::max<std::size_t>(bytes, 1), detail::arena_page, ok);
   if (!ok) detail::throw_allocation_failure(resource_name, bytes, alignment, failure_reason::size_overflow);
-  std::size_t offset = SIZE_MAX;
-  {
-    std::lock_guard lock(region_mutex_);
-    // An alignment above the capacity cannot be met inside the region (and
-    // would overflow the address arithmetic): it fails as capacity.
-    if (size <= capacity_ && alignment <= capacity_) {
-      offset = carve_extent(size, std::max(alignment, detail::arena_page));
-    }
-    if (offset != SIZE_MAX) {
-      try {
-        large_live_.emplace(offset, size);
-      } catch (...) {
-        free_extent(offset, size);
-        throw;
+  // An alignment above the capacity cannot be met inside the region (and
+  // would overflow the address arithmetic): it fails as capacity.
+  if (size <= capacity_ && alignment <= capacity_) {
+    // Alignment in pages, and the phase that turns page indices into
+    // addresses: the region itself is only page-aligned.
+    const std::size_t align = std::max(alignment, detail::arena_page) / detail::arena_page;
+    const std::size_t phase = (base_ / detail::arena_page) & (align - 1);
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      std::size_t first = detail::extent_map::npos;
+      {
+        std::lock_guard lock(region_mutex_);
+        first = extents_.allocate(size / detail::arena_page, align, phase);
+        if (first != detail::extent_map::npos) {
+          runs_[first].tag.store(large_tag, std::memory_order_relaxed);
+          ++large_live_;
+          large_live_bytes_ += size;
+        }
       }
-      large_live_bytes_ += size;
+      if (first != detail::extent_map::npos) {
+        void* p = run_start(static_cast<std::uint32_t>(first));
+        detail::unpoison_memory(p, size);
+        return p;
+      }
+      if (attempt == 0) reclaim();
     }
   }
-  if (offset == SIZE_MAX) {
-    detail::throw_allocation_failure(resource_name, bytes, alignment, failure_reason::capacity);
-  }
-  void* p = reinterpret_cast<void*>(base_ + offset);
-  detail::unpoison_memory(p, size);
-  return p;
+  detail::throw_allocation_failure(resource_name, bytes, alignment, failure_reason::capacity);
 }
 
 bool arena::large_deallocate(void* p, std::size_t bytes) noexcept {
@@ -446,13 +652,19 @@ bool arena::large_deallocate(void* p, std::size_t bytes) noexcept {
   bool ok = true;
   const std::size_t size = detail::round_up(std::max<std::size_t>(bytes, 1), detail::arena_page, ok);
   const std::size_t offset = reinterpret_cast<std::uintptr_t>(p) - base_;
+  if (offset % detail::arena_page != 0) return false;
+  const std::size_t first = offset / detail::arena_page;
   std::lock_guard lock(region_mutex_);
-  const auto it = large_live_.find(offset);
-  if (it == large_live_.end() || it->second != size) return false;
-  large_live_.erase(it);
+  if (!extents_.in_use_head(first) || runs_[first].tag.load(std::memory_order_relaxed) != large_tag ||
+      extents_.length(first) * detail::arena_page != size) {
+    return false;
+  }
+  runs_[first].tag.store(0, std::memory_order_relaxed);
+  --large_live_;
   large_live_bytes_ -= size;
+  bytes_returned_ += size;
   detail::poison_memory(p, size);
-  free_extent(offset, size);
+  extents_.deallocate(first);
   return true;
 }
 
@@ -465,7 +677,7 @@ void arena::deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) n
     const unsigned cls = detail::arena_class_for(bytes, alignment);
     const detail::arena_cache_slot& slot = detail::current_thread_cache<detail::arena_thread_cache>;
     if (cls != detail::arena_large && slot.owner_id == id_ &&
-        detail::arena_push(*slot.cache, cls, bin_limit_[cls], p, bytes)) {
+        detail::arena_push(*slot.cache, cls, p, bytes)) {
       return;
     }
   }
@@ -478,9 +690,11 @@ void arena::deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) n
     return;
   }
   if (options_.hardened && !release_block(p, bytes, alignment)) return;  // rejected there
+  if (decay_.due()) [[unlikely]]
+    decay_now();
   const unsigned cls = detail::arena_class_for(bytes, alignment);
   if (cls == detail::arena_large) {
-    // Every large block is tracked, so a stranger or a second free is provable.
+    // Every large block is in the page map, so a stranger or a second free is provable.
     if (!large_deallocate(p, bytes)) {
       reject(misuse_kind::unknown_pointer, p, bytes, alignment);
       return;
@@ -490,29 +704,34 @@ void arena::deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) n
     return;
   }
   // Without a cache (hardened, exiting thread, no memory for one) the block
-  // goes straight to the central pool.
+  // goes straight to its run.
   detail::arena_thread_cache* cache = attach();
   if (cache == nullptr) {
     detail::poison_memory(p, detail::arena_class_size(cls));
-    link_set(p, 0, nullptr);  // encoded when hardened: this block goes to the central pool
-    give_blocks(cls, block_list{p, p, 1});
+    link_set(p, 0, nullptr);  // encoded when hardened
+    give_blocks(cls, block_list{p, 1});
     count_deallocation(nullptr, bytes);
     return;
   }
   detail::arena_bin& bin = cache->bins[cls];
+  if (cache->flush_requested.load(std::memory_order_relaxed) ||
+      bin.limit.load(std::memory_order_relaxed) == 0) {
+    serve_flush(*cache);
+  }
   *static_cast<void**>(p) = bin.head;
   detail::poison_memory(p, detail::arena_class_size(cls));
   bin.head = p;
   std::uint32_t count = bin.count.load(std::memory_order_relaxed) + 1;
   if (count > bin_limit_[cls]) {
-    // Full: the newest batch_ blocks go to the central pool as one batch, so
-    // a thread that frees what others allocated hands them back in bulk.
+    // Full: the newest batch_ blocks go back to their runs, so a thread that
+    // frees what others allocated hands them back in bulk.
     const std::uint32_t batch = batch_[cls];
-    void* last = walk(p, batch);
+    void* last = p;
+    for (std::uint32_t i = 1; i < batch; ++i) last = link_get(last, 0);
     bin.head = link_get(last, 0);
-    link_set(last, 0, nullptr);  // every list ends in nullptr: a bin made of it stops there
+    link_set(last, 0, nullptr);
     count -= batch;
-    give_blocks(cls, block_list{p, last, batch});
+    give_blocks(cls, block_list{p, batch});
   }
   bin.count.store(count, std::memory_order_relaxed);
   cache->on_deallocate(bytes);
@@ -522,7 +741,7 @@ void arena::deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) n
 
 void arena::record_block(void* p, std::size_t bytes, std::size_t alignment) {
   std::lock_guard lock(hardened_mutex_);
-  handed_out_[p] = block_record{bytes, alignment, true};
+  handed_out_[p] = block_record{bytes, alignment};
 }
 
 bool arena::release_block(void* p, std::size_t bytes, std::size_t alignment) noexcept {
@@ -530,21 +749,49 @@ bool arena::release_block(void* p, std::size_t bytes, std::size_t alignment) noe
   {
     std::lock_guard lock(hardened_mutex_);
     const auto it = handed_out_.find(p);
-    if (it == handed_out_.end()) {
-      wrong = misuse_kind::unknown_pointer;
-    } else if (!it->second.live) {
-      wrong = misuse_kind::double_free;
-    } else if (it->second.bytes != bytes) {
-      wrong = misuse_kind::size_mismatch;
-    } else if (it->second.alignment != alignment) {
-      wrong = misuse_kind::alignment_mismatch;
-    } else {
-      it->second.live = false;  // kept, so a second free is told from a stranger
-      return true;
+    if (it != handed_out_.end()) {
+      if (it->second.bytes != bytes) {
+        wrong = misuse_kind::size_mismatch;
+      } else if (it->second.alignment != alignment) {
+        wrong = misuse_kind::alignment_mismatch;
+      } else {
+        handed_out_.erase(it);  // forgotten: the page map tells a second free from a stranger
+        return true;
+      }
+    }
+  }
+  if (wrong == misuse_kind{}) {
+    // Not handed out: a second free if p is where a block starts (a block
+    // boundary of a run, or a page not inside a live large block), else a stranger.
+    wrong = misuse_kind::unknown_pointer;
+    const unsigned cls = detail::arena_class_for(bytes, alignment);
+    if (cls != detail::arena_large) {
+      std::lock_guard lock(pools_[cls].mutex);
+      if (run_of(p, cls, nullptr) != no_run) wrong = misuse_kind::double_free;
+    } else if ((reinterpret_cast<std::uintptr_t>(p) - base_) % detail::arena_page == 0) {
+      const std::size_t page = (reinterpret_cast<std::uintptr_t>(p) - base_) / detail::arena_page;
+      std::lock_guard lock(region_mutex_);
+      const std::uint32_t head = extents_.head_of(page);
+      const bool inside = head <= page && extents_.in_use_head(head) && page - head < extents_.length(head);
+      if (!inside) wrong = misuse_kind::double_free;
     }
   }
   reject(wrong, p, bytes, alignment);
   return false;
+}
+
+bool arena::link_valid(const void* next, unsigned cls, std::uint32_t r, bool should_end) const noexcept {
+  if (next == nullptr || should_end) return next == nullptr && should_end;
+  std::size_t index = 0;
+  // Only a block of this very run, carved, and not handed out, may follow.
+  if (run_of(next, cls, &index) != r || index >= runs_[r].carved) return false;
+  std::lock_guard lock(hardened_mutex_);
+  return !handed_out_.contains(next);
+}
+
+void arena::reject_link(const void* next, unsigned cls) noexcept {
+  reject(misuse_kind::unknown_pointer, const_cast<void*>(next), detail::arena_class_size(cls),
+         detail::arena_class_alignment(cls));
 }
 
 // --------------------------------------------------------------- counting
@@ -556,6 +803,10 @@ void arena::count_allocation(detail::arena_thread_cache* cache, std::size_t byte
   }
   std::lock_guard lock(registry().mutex());
   caches_.count_cacheless_allocation(bytes);
+  // No cache keeps a peak for this call (hardened mode, exiting threads):
+  // raise the set's own. O(caches), and hardened mode has none.
+  const auto in_use = static_cast<std::int64_t>(caches_.totals().bytes_in_use);
+  if (in_use > 0) caches_.raise_peak(static_cast<std::size_t>(in_use));
 }
 
 void arena::count_deallocation(detail::arena_thread_cache* cache, std::size_t bytes) noexcept {
@@ -565,21 +816,6 @@ void arena::count_deallocation(detail::arena_thread_cache* cache, std::size_t by
   }
   std::lock_guard lock(registry().mutex());
   caches_.count_cacheless_deallocation(bytes);
-}
-
-bool arena::link_valid(const void* next, unsigned cls, bool should_end) const noexcept {
-  if (next == nullptr || should_end) return next == nullptr && should_end;
-  if (!owns(next) || !detail::is_aligned(next, detail::arena_class_alignment(cls))) return false;
-  std::lock_guard lock(hardened_mutex_);
-  const auto it = handed_out_.find(next);
-  // Never handed out: a block of a fresh run, believed on its alignment.
-  return it == handed_out_.end() ||
-         (!it->second.live && detail::arena_class_for(it->second.bytes, it->second.alignment) == cls);
-}
-
-void arena::reject_link(const void* next, unsigned cls) noexcept {
-  reject(misuse_kind::unknown_pointer, const_cast<void*>(next), detail::arena_class_size(cls),
-         detail::arena_class_alignment(cls));
 }
 
 void arena::reject(misuse_kind kind, void* p, std::size_t bytes, std::size_t alignment) noexcept {
@@ -592,13 +828,15 @@ void arena::reject(misuse_kind kind, void* p, std::size_t bytes, std::size_t ali
 resource_stats arena::do_stats() const noexcept {
   resource_stats s;
   detail::cache_totals t;
+  std::uint64_t released = 0;
   {
     std::lock_guard lock(registry().mutex());
     t = caches_.totals();
+    released = released_blocks_;
   }
   const std::uint64_t rejected = rejected_.load(std::memory_order_relaxed);
   s.allocations = t.allocations;
-  s.deallocations = t.deallocations + rejected;
+  s.deallocations = t.deallocations + released;  // a rejected call is misuse only
   s.misuse_detected = rejected;
   s.bytes_in_use = static_cast<std::size_t>(t.bytes_in_use);
   s.peak_bytes_in_use = std::max(t.peak_bytes_in_use, s.bytes_in_use);
@@ -632,29 +870,32 @@ arena::details_type arena::details() const {
     class_details& c = d.classes[cls];
     c.block_size = detail::arena_class_size(cls);
     std::lock_guard lock(pools_[cls].mutex);
-    c.central_blocks = pools_[cls].batch_count * batch_[cls] + pools_[cls].loose_count;
+    c.runs = pools_[cls].runs;
+    c.central_blocks = pools_[cls].free_blocks;
     c.central_bytes = c.central_blocks * c.block_size;
+    d.runs += c.runs;
+    if (pools_[cls].spare != no_run) ++d.empty_runs_kept;
   }
+  d.trims = trims_.load(std::memory_order_relaxed);
+  d.decays = decays_.load(std::memory_order_relaxed);
   std::lock_guard lock(region_mutex_);
-  d.remaining = capacity_ - cursor_ + large_free_bytes_;
-  d.large_live = large_live_.size();
+  d.remaining = extents_.free_pages() * detail::arena_page;
+  d.free_extents = extents_.free_spans();
+  d.largest_free_extent = extents_.largest_free() * detail::arena_page;
+  d.large_live = large_live_;
   d.large_live_bytes = large_live_bytes_;
-  d.large_free = free_extents_.size();
-  d.large_free_bytes = large_free_bytes_;
+  d.runs_returned = runs_returned_;
   return d;
 }
 
 bool arena::invariants_hold() const noexcept {
   std::lock_guard lock(region_mutex_);
-  if (cursor_ > capacity_) return false;
-  std::size_t free_bytes = 0;
-  std::size_t end = 0;
-  for (const auto& [offset, size] : free_extents_) {
-    if (offset < end || size == 0 || offset + size > cursor_) return false;  // overlap, or past the end
-    end = offset + size;
-    free_bytes += size;
-  }
-  return free_bytes == large_free_bytes_;
+  if (extents_.free_pages() > extents_.pages()) return false;
+  if (large_live_bytes_ > capacity_) return false;
+#if defined(STRATA_EXPENSIVE_CHECKS)
+  if (!extents_.invariants_hold()) return false;
+#endif
+  return true;
 }
 
 }  // namespace strata

@@ -4,9 +4,10 @@
 #include <array>
 #include <atomic>
 #include <bit>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <map>
+#include <memory>
 #include <memory_resource>
 #include <mutex>
 #include <unordered_map>
@@ -14,6 +15,7 @@
 
 #include "detail/align.hpp"
 #include "detail/assert.hpp"
+#include "detail/extent_map.hpp"
 #include "detail/free_list.hpp"
 #include "detail/sanitizer.hpp"
 #include "detail/thread_cache.hpp"
@@ -117,10 +119,15 @@ inline constexpr auto arena_aligned_class = [] {
 
 /// One class in one thread's cache: a free list linked through the blocks'
 /// first word. Only the owning thread touches head; count is atomic so that
-/// details() may read it, but has a single writer.
+/// details() may read it, but has a single writer. limit is the number of
+/// blocks the bin holds before a push goes to the slow path: the owner sets
+/// it to the class's limit, and another thread (trim(), the decay timer) sets
+/// it to 0 so that the owner's next push reaches the slow path, which hands
+/// the cache back. 0 in a fresh cache, for the same reason.
 struct arena_bin {
   void* head = nullptr;
   std::atomic<std::uint32_t> count{0};
+  std::atomic<std::uint32_t> limit{0};
 };
 
 /// A thread's cache for one arena, owned by the arena and used lock-free by
@@ -129,6 +136,11 @@ struct alignas(64) arena_thread_cache : thread_cache_base {  // own cache lines:
   single_writer_counter allocated{0};                        // calls served on this thread
   single_writer_counter freed{0};                            // deallocations obeyed on this thread
   std::array<arena_bin, arena_class_count> bins{};
+  std::atomic<bool> flush_all{false};  // set with flush_requested by trim(): hand back every block
+  // Each bin's head and count after the last decay flush (owner only): a bin
+  // found unchanged a period later was idle and goes back whole.
+  std::array<void*, arena_class_count> decay_head{};
+  std::array<std::uint32_t, arena_class_count> decay_count{};
 
   [[nodiscard]] std::uint64_t allocations() const noexcept {
     return allocated.load(std::memory_order_relaxed);
@@ -163,12 +175,12 @@ using arena_cache_slot = thread_cache_slot<arena_thread_cache>;  // the fast pat
 }
 
 /// Pushes p onto the calling thread's bin of class cls and counts it, or
-/// returns false (nothing changed) if the bin holds limit blocks already.
-[[gnu::always_inline]] inline bool arena_push(arena_thread_cache& cache, unsigned cls, std::uint32_t limit,
-                                              void* p, std::size_t bytes) noexcept {
+/// returns false (nothing changed) if the bin holds its limit already.
+[[gnu::always_inline]] inline bool arena_push(arena_thread_cache& cache, unsigned cls, void* p,
+                                              std::size_t bytes) noexcept {
   arena_bin& bin = cache.bins[cls];
   const std::uint32_t count = bin.count.load(std::memory_order_relaxed);
-  if (count >= limit) [[unlikely]]
+  if (count >= bin.limit.load(std::memory_order_relaxed)) [[unlikely]]
     return false;
   *static_cast<void**>(p) = bin.head;
   poison_memory(p, arena_class_size(cls));
@@ -186,18 +198,20 @@ using arena_cache_slot = thread_cache_slot<arena_thread_cache>;  // the fast pat
 /// footprint is known and upstream calls must stop after construction.
 ///
 /// Memory model: `capacity` bytes are taken from upstream at construction and
-/// returned at destruction; nothing else is ever asked of the upstream.
-/// Requests up to 256 KiB are served from 96 size classes (no header: the
-/// class follows from the (bytes, alignment) pmr passes back), each thread
-/// keeping a free list per class that exchanges batches with a central pool
-/// per class. Larger requests, and alignments above 4096, are carved from the
-/// region in pages, tracked, and reused (best fit, coalescing). When the
-/// region is used up, allocate throws allocation_failure (capacity).
+/// returned at destruction; nothing else is ever asked of the upstream (the
+/// region stays reserved for the arena's life: bytes_reserved = capacity).
+/// Inside, a page-granular extent allocator hands out spans: runs of one size
+/// class (96 classes up to 256 KiB; no header: the class follows from the
+/// (bytes, alignment) pmr passes back) and large blocks (above 256 KiB, or
+/// aligned above 4096). A run whose blocks are all free goes back to the
+/// extent allocator, where any class or the large path can take it. Each
+/// thread keeps a free list per class that exchanges batches with the runs.
+/// When the region is used up, allocate throws allocation_failure (capacity).
 /// allocate throws std::invalid_argument for a non-power-of-two alignment and
 /// allocation_failure (a std::bad_alloc) on exhaustion, leaving the arena
 /// usable; deallocate never throws.
 /// Complexity: O(1) for small blocks (amortized over a batch on refill and
-/// hand-back); O(free extents) for a large allocate.
+/// hand-back); O(free extents of the fitting size) for a large allocate.
 ///
 /// Thread safety: thread-safe. The fast paths touch only the calling thread's
 /// cache, without a lock or an atomic read-modify-write; a block may be freed
@@ -209,41 +223,56 @@ using arena_cache_slot = thread_cache_slot<arena_thread_cache>;  // the fast pat
 class arena final : public resource {
  public:
   struct options {
-    /// Bytes reserved from upstream at construction; at least 4096, rounded up to 4096.
+    /// Bytes reserved from upstream at construction; at least 4096, rounded
+    /// up to 4096; at most 2^32 - 2 pages.
     std::size_t capacity = std::size_t{64} << 20;
-    /// Bytes a thread cache takes from the central pool (or the region) at
-    /// once, per class: max(1, refill_bytes / block size) blocks. At least 16.
+    /// Bytes a thread cache takes from the class's runs at once, per class:
+    /// max(1, refill_bytes / block size) blocks. At least 16.
     std::size_t refill_bytes = std::size_t{16} << 10;
     /// Bytes a thread cache keeps per class before handing a batch back; at
-    /// least refill_bytes. A class keeps at least two batches.
+    /// least refill_bytes. A class keeps at least two batches, except that a
+    /// bin keeps one block of a class above half of cache_bytes_per_class.
     std::size_t cache_bytes_per_class = std::size_t{64} << 10;
     /// Records every block handed out in side metadata, so that double free,
     /// foreign pointer and size/alignment mismatch are detected (counted in
     /// misuse_detected, never obeyed), and encodes every free-list link and
-    /// validates it before following it. Thread caches are off: every call takes a class
-    /// lock and the metadata lock. (Named `checked` before.)
-    /// Defaults to strata::hardened_by_default (-Dhardening=true); see docs/hardening.md.
+    /// validates it against the page map before following it. Thread caches
+    /// are off: every call takes a class lock and the metadata lock. (Named
+    /// `checked` before.) Defaults to strata::hardened_by_default
+    /// (-Dhardening=true); see docs/hardening.md.
     bool hardened = hardened_by_default;
+    /// Idle memory decays after this much wall-clock time: once per period
+    /// (checked on slow paths and in trim()), each thread's bins give back
+    /// what lies beyond one batch per class (a bin unchanged for a whole
+    /// period gives back everything), and each class's spare empty run goes
+    /// back to the extent allocator. Zero turns decay off; not negative.
+    std::chrono::milliseconds decay_period{10'000};
   };
 
   /// Per-class figures in details().
   struct class_details {
     std::size_t block_size;
-    std::size_t central_blocks;  ///< free blocks in the central pool
+    std::size_t runs;            ///< runs of this class (its spare included)
+    std::size_t central_blocks;  ///< free blocks in its runs (never-carved ones included)
     std::size_t central_bytes;
     std::size_t cached_blocks;  ///< free blocks in thread caches
   };
 
   struct details_type {
     std::size_t capacity;                ///< bytes of the region
-    std::size_t remaining;               ///< never carved, plus free large extents
+    std::size_t remaining;               ///< bytes in free extents (usable by every class and the large path)
     std::vector<class_details> classes;  ///< all 96, smallest first
     std::size_t large_live;              ///< large blocks handed out
     std::size_t large_live_bytes;        ///< their page-rounded sizes
-    std::size_t large_free;              ///< free extents kept for large requests
-    std::size_t large_free_bytes;
-    std::uint64_t remote_frees;    ///< lower bound on frees of blocks another thread allocated
-    std::size_t threads_attached;  ///< live thread caches
+    std::size_t free_extents;            ///< free extents (coalesced)
+    std::size_t largest_free_extent;     ///< bytes of the longest one
+    std::size_t runs;                    ///< runs of all classes
+    std::size_t empty_runs_kept;         ///< spare empty runs (at most one per class)
+    std::uint64_t runs_returned;         ///< empty runs given back to the extent allocator, ever
+    std::uint64_t trims;                 ///< trim() calls
+    std::uint64_t decays;                ///< decay periods acted on
+    std::uint64_t remote_frees;          ///< lower bound on frees of blocks another thread allocated
+    std::size_t threads_attached;        ///< live thread caches
   };
 
   // ---------------------------------------------------------- construction
@@ -255,7 +284,7 @@ class arena final : public resource {
   /// Reserves opts.capacity bytes from upstream (held, not owned).
   /// Throws: std::invalid_argument naming the field for invalid options or a
   /// null upstream; whatever the upstream throws (a plain std::bad_alloc as
-  /// allocation_failure).
+  /// allocation_failure); std::bad_alloc for the page map.
   arena(options opts, std::pmr::memory_resource* upstream);
   /// Returns the region to the upstream. Threads that still hold a cache for
   /// this arena lose it without touching freed memory.
@@ -276,9 +305,30 @@ class arena final : public resource {
   [[nodiscard]] bool owns(const void* p) const noexcept {
     return reinterpret_cast<std::uintptr_t>(p) - base_ < capacity_;
   }
-  /// Returns capacity, per-class, large-path and remote-free figures (a snapshot).
-  /// Complexity: O(classes x attached threads + large extents).
+  /// Returns capacity, per-class, run, extent, large-path and remote-free
+  /// figures (a snapshot). Complexity: O(classes x attached threads + free extents).
   [[nodiscard]] details_type details() const;
+
+  // ---------------------------------------------------------- housekeeping
+
+  /// Gives back to the extent allocator all that is free now: the calling
+  /// thread's cache is handed back at once, every other thread's at its next
+  /// call that reaches a slow path (its next deallocate of a cached class
+  /// does: its bin limits are set to 0), and each class's spare empty run
+  /// goes back. Runs emptied by that go back as they empty. A thread that
+  /// never calls the arena again keeps its cache until it exits.
+  /// Returns: the bytes that went back to the extent allocator during the call.
+  /// Complexity: O(classes x attached threads + blocks in this thread's cache).
+  /// Thread safety: thread-safe.
+  std::size_t trim() noexcept;
+  /// Makes every block free at once (the caller's blocks included, which
+  /// callers must no longer use): empties every thread cache and every run,
+  /// and returns the whole region to the extent allocator; the region itself
+  /// stays reserved from upstream. The blocks taken back count as
+  /// deallocations, and bytes_in_use starts again from 0.
+  /// Complexity: O(pages + classes x attached threads).
+  /// Requires: no other thread uses the arena meanwhile.
+  void release() noexcept;
 
  private:
   void* do_allocate(std::size_t bytes, std::size_t alignment) override;
@@ -286,63 +336,85 @@ class arena final : public resource {
   resource_stats do_stats() const noexcept override;
   void do_reset_peak() noexcept override;
 
+  static constexpr std::uint32_t no_run = UINT32_MAX;
+  static constexpr std::uint32_t large_tag = UINT32_MAX;
+
   // A list of free blocks of one class, linked through their first word.
   struct block_list {
     void* head = nullptr;
-    void* tail = nullptr;
     std::size_t count = 0;
   };
 
   // Everything below is cold and leaves the arena consistent.
   // Serves what the fast path could not: attaches a cache, refills a bin from
-  // the central pool or the region, takes the large or hardened path.
+  // the class's runs, takes the large or hardened path, answers flush requests.
   STRATA_SLOW_PATH void* allocate_slow(std::size_t bytes, std::size_t alignment);
-  // Frees what the fast path could not: a full bin (hands a batch to the
-  // central pool), large blocks, hardened mode, other threads' first free, misuse.
+  // Frees what the fast path could not: a full bin (hands a batch back to its
+  // runs), large blocks, hardened mode, flush requests, misuse.
   STRATA_SLOW_PATH void deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) noexcept;
   // Returns this thread's cache, creating and registering it if needed;
   // nullptr in hardened mode, once the thread's exit hooks have run, or when
   // no memory is left for one: the caller then takes the cache-less path.
   detail::arena_thread_cache* attach() noexcept;
   // Returns up to want (>= 1) blocks of cls, poisoned and linked through
-  // word 0 (tail not set): the central pool first, then a fresh run.
-  // Throws: allocation_failure (capacity) when neither has any.
+  // word 0: partial runs first, then the spare, then a new run; after a
+  // reclaim() if none. Throws: allocation_failure (capacity) when none is left.
   block_list take_blocks(unsigned cls, std::size_t want, std::size_t bytes, std::size_t alignment);
-  // Central-pool links (word 0: next block; word 1 of a batch head: next
-  // batch), encoded when hardened. Free blocks stay poisoned around them.
+  std::size_t take_blocks_once(unsigned cls, std::size_t want, block_list& out);
+  // Takes up to want blocks from run r into out. Requires the pool mutex.
+  void take_from_run(unsigned cls, std::uint32_t r, std::size_t want, block_list& out) noexcept;
+  // Hands a poisoned list of count blocks of cls back to their runs; a run
+  // that empties becomes the class's spare or goes back to the extent allocator.
+  void give_blocks(unsigned cls, block_list list) noexcept;
+  // A new run of cls from the extent allocator, or no_run. Requires the pool mutex.
+  std::uint32_t new_run(unsigned cls) noexcept;
+  // Gives an empty run back to the extent allocator. Requires the pool mutex.
+  void return_run(unsigned cls, std::uint32_t r) noexcept;
+  void unlink_partial(unsigned cls, std::uint32_t r) noexcept;
+  void link_partial(unsigned cls, std::uint32_t r) noexcept;
+  // Returns every class's spare run; the bytes returned.
+  std::size_t return_spares() noexcept;
+  // After a failed request: hands this thread's cache back, returns the
+  // spares and asks the other threads to flush.
+  void reclaim() noexcept;
+  // Moves blocks of the calling thread's cache back to their runs: all of
+  // them, or (decay) what lies beyond one batch per bin, all of an idle bin.
+  // Restores the bins' limits. Requires: cache is the calling thread's (or
+  // its thread is exiting).
+  void flush_cache(detail::arena_thread_cache& cache, bool everything) noexcept;
+  // Answers a flush request or a zero limit (a fresh cache) on the owner's slow path.
+  void serve_flush(detail::arena_thread_cache& cache) noexcept;
+  // Asks every attached cache to flush at its next slow path. Requires the registry mutex.
+  void request_flush_all(bool everything) noexcept;
+  // Once per decay period: asks for working-set flushes and returns the spares.
+  void decay_now() noexcept;
+  // Central-pool links (word 0: next block), encoded when hardened. Free
+  // blocks stay poisoned around them.
   [[nodiscard]] std::uintptr_t link_word(const void* at, const void* value) const noexcept;
   [[nodiscard]] void* link_get(void* block, unsigned word) const noexcept;
   void link_set(void* block, unsigned word, void* value) const noexcept;
-  // The last block of a list of count blocks starting at head.
-  [[nodiscard]] void* walk(void* head, std::size_t count) const noexcept;
-  // Hands a poisoned list with its tail set to the central pool of cls.
-  void give_blocks(unsigned cls, block_list list) noexcept;
-  // Carves a run of up to want blocks of cls from the never-carved end or a
-  // free extent; an empty list when the region has no room.
-  block_list carve_run(unsigned cls, std::size_t want);
-  // Takes size bytes aligned to alignment (a power of two) from the best
-  // fitting free extent, else from the never-carved end; returns the offset,
-  // or SIZE_MAX if nothing fits. Requires region_mutex_.
-  std::size_t carve_extent(std::size_t size, std::size_t alignment);
-  // Returns an extent, coalescing with its neighbours and the never-carved
-  // end. Requires region_mutex_.
-  void free_extent(std::size_t offset, std::size_t size) noexcept;
+  // The run of cls holding block p at a block boundary, or no_run (also
+  // reports the block index). Lock-free; requires the pool mutex of cls for
+  // the answer to stay true.
+  [[nodiscard]] std::uint32_t run_of(const void* p, unsigned cls, std::size_t* index) const noexcept;
+  [[nodiscard]] std::byte* run_start(std::uint32_t r) const noexcept {
+    return reinterpret_cast<std::byte*>(base_ + std::size_t{r} * detail::arena_page);
+  }
   void* large_allocate(std::size_t bytes, std::size_t alignment);
   // Returns false (nothing changed) if p is not a live large block of bytes.
   bool large_deallocate(void* p, std::size_t bytes) noexcept;
   // Records a handed-out block for hardened mode. Throws std::bad_alloc.
   void record_block(void* p, std::size_t bytes, std::size_t alignment);
-  // Validates and forgets a block in hardened mode; the misuse found, if any.
+  // Validates and forgets a block in hardened mode; false if it was misuse (reported).
   bool release_block(void* p, std::size_t bytes, std::size_t alignment) noexcept;
-  // Hardened mode: whether a free-list link read from a free block of cls may
-  // be followed, given whether the list should end there. A link is believed
-  // only if it names a block of the region aligned for cls that is not handed
-  // out (and, if it ever was, was of cls). Takes hardened_mutex_.
-  bool link_valid(const void* next, unsigned cls, bool should_end) const noexcept;
+  // Hardened mode: whether next, read from a free block of run r, may be
+  // followed: a block boundary of r, carved, not handed out; nullptr exactly
+  // when the list should end. Requires the pool mutex; takes hardened_mutex_.
+  bool link_valid(const void* next, unsigned cls, std::uint32_t r, bool should_end) const noexcept;
   // Counts and reports a link that failed link_valid.
   void reject_link(const void* next, unsigned cls) noexcept;
-  // Moves one thread cache's blocks to the central pools (its counters are
-  // folded by the thread_cache_set). Requires the registry mutex.
+  // Moves one thread cache's blocks to their runs (its counters are folded
+  // by the thread_cache_set). Requires the registry mutex.
   void drain(detail::arena_thread_cache& cache) noexcept;
   // Count on cache, or centrally (under the registry mutex) when it is nullptr.
   void count_allocation(detail::arena_thread_cache* cache, std::size_t bytes) noexcept;
@@ -352,46 +424,64 @@ class arena final : public resource {
 
   friend struct arena_access;  // the thread-exit hook in the .cpp
 
-  // One class's free blocks beyond the thread caches, all guarded by mutex.
-  // Full batches (exactly batch_ blocks, handed back by a full bin) are
-  // stacked through their head block's second word, so a refill takes one in
-  // O(1); partial lists (thread exit, hardened mode) go to the loose list.
+  // One class's runs with free blocks, all guarded by mutex.
   struct alignas(64) central_pool {  // apart from each other and from the read-only fields above
     mutable std::mutex mutex;
-    void* batches = nullptr;  // top batch head; batches linked through word 1
-    std::size_t batch_count = 0;
-    void* loose = nullptr;  // blocks linked through word 0
-    std::size_t loose_count = 0;
+    std::uint32_t partial = no_run;  // first run with free blocks; linked through run_info
+    std::uint32_t spare = no_run;    // an empty run kept for the next refill (decays)
+    std::size_t runs = 0;            // runs of the class, the spare included
+    std::size_t free_blocks = 0;     // free blocks in them (listed + never carved)
+  };
+  // One per page; meaningful at a span's first page. tag says what the span
+  // is (read lock-free: 0 nothing, cls + 1 a run of cls, large_tag a large
+  // block); the rest of a run's record is guarded by its class's pool mutex.
+  struct run_info {
+    std::atomic<std::uint32_t> tag{0};
+    std::uint32_t prev = no_run;  // partial list of its class
+    std::uint32_t next = no_run;
+    std::uint32_t carved = 0;  // blocks [0, carved) were handed out at least once; the rest never
+    std::uint32_t listed = 0;  // blocks on free
+    bool in_partial = false;
+    bool cut = false;      // a bad link cut its list (hardened): it never empties, never returns
+    void* free = nullptr;  // its free blocks, linked through word 0 (encoded when hardened)
   };
   struct block_record {
     std::size_t bytes;
     std::size_t alignment;
-    bool live;
   };
 
   options options_;
   std::uint64_t id_;          // unique per arena, never reused
-  detail::link_codec codec_;  // central-pool links (hardened only)
+  detail::link_codec codec_;  // run free-list links (hardened only)
   std::uintptr_t base_;       // region start
   std::size_t capacity_;      // region bytes (a multiple of arena_page)
   // Per class: blocks a refill takes, and blocks a bin holds before handing a batch back.
   std::array<std::uint32_t, detail::arena_class_count> batch_{};
   std::array<std::uint32_t, detail::arena_class_count> bin_limit_{};
+  // Per class: pages of a run, and the blocks in it.
+  std::array<std::uint32_t, detail::arena_class_count> run_pages_{};
+  std::array<std::uint32_t, detail::arena_class_count> run_blocks_{};
   std::array<central_pool, detail::arena_class_count> pools_;
 
-  alignas(64) mutable std::mutex region_mutex_;      // guards everything down to large_live_bytes_
-  std::size_t cursor_ = 0;                           // offset of the first byte never carved
-  std::map<std::size_t, std::size_t> free_extents_;  // offset -> size, coalesced
-  std::map<std::size_t, std::size_t> large_live_;    // offset -> page-rounded size
-  std::size_t large_free_bytes_ = 0;
+  alignas(64) mutable std::mutex region_mutex_;  // guards extents_ and the large-path figures
+  detail::extent_map extents_;                   // the region's pages: runs, large blocks, free extents
+  std::unique_ptr<run_info[]> runs_;             // one per page
+  std::size_t large_live_ = 0;
   std::size_t large_live_bytes_ = 0;
+  std::uint64_t runs_returned_ = 0;
+  std::uint64_t bytes_returned_ = 0;  // to the extent allocator by runs and large frees, ever
 
   mutable std::mutex hardened_mutex_;  // guards handed_out_ (hardened mode only)
   std::unordered_map<const void*, block_record> handed_out_;
 
+  detail::decay_clock decay_;
+  std::atomic<std::uint64_t> trims_{0};
+  std::atomic<std::uint64_t> decays_{0};
+
   // Guarded by the process-wide registry mutex (see the .cpp).
   detail::thread_cache_set<detail::arena_thread_cache> caches_;  // attached thread caches, owned
   std::uint64_t retired_remote_frees_ = 0;
+  std::uint64_t released_blocks_ = 0;  // taken back by release(), counted as deallocations
 
   std::atomic<std::uint64_t> failed_{0};
   std::atomic<std::uint64_t> rejected_{0};  // deallocates refused as misuse
@@ -420,13 +510,13 @@ inline void* arena::do_allocate(std::size_t bytes, std::size_t alignment) {
 }
 
 // Pushes a block onto this thread's bin while it has room, whichever thread
-// allocated it: the bin hands batches back to the central pool when full.
+// allocated it: the bin hands batches back to their runs when full.
 inline void arena::do_deallocate(void* p, std::size_t bytes, std::size_t alignment) {
   detail::arena_cache_slot& slot = detail::current_thread_cache<detail::arena_thread_cache>;
   if (bytes <= detail::arena_table_max && detail::arena_small_alignment(alignment) && slot.owner_id == id_ &&
       owns(p)) [[likely]] {
     const unsigned cls = detail::arena_small_class_table[(bytes + 15) >> 4];
-    if (detail::arena_push(*slot.cache, cls, bin_limit_[cls], p, bytes)) [[likely]]
+    if (detail::arena_push(*slot.cache, cls, p, bytes)) [[likely]]
       return;
   }
   deallocate_slow(p, bytes, alignment);
