@@ -143,10 +143,9 @@ void chunk_provider::disarm(detail::chunk_thread_cache& cache) noexcept {
 }
 
 void chunk_provider::answer_requests(detail::chunk_thread_cache& cache, unsigned cls) noexcept {
-  const bool disarmed =
-      cache.fast_ceiling.load(std::memory_order_acquire) != intended_ceiling() ||
-      (cls < detail::chunk_class_count &&
-       cache.bins[cls].capacity.load(std::memory_order_acquire) != intended_capacity(cls));
+  const bool disarmed = cache.fast_ceiling.load(std::memory_order_acquire) != intended_ceiling() ||
+                        (cls < detail::chunk_class_count &&
+                         cache.bins[cls].capacity.load(std::memory_order_acquire) != intended_capacity(cls));
   if (cache.trim_requested.load(std::memory_order_relaxed)) {
     cache.trim_requested.store(false, std::memory_order_relaxed);
     static_cast<void>(cache.take_flush_request());  // answered too: the bins go upstream
@@ -428,7 +427,8 @@ void chunk_provider::push_locked(void* chunk, unsigned cls) noexcept {
   shared_pool& pool = pools_[cls];
   const std::size_t size = class_size(cls);
   const auto at = held_position(pool.held, chunk);
-  STRATA_ASSERT(at != pool.held.end() && at->chunk == chunk && !at->pooled, "pooling a chunk that is not held");
+  STRATA_ASSERT(at != pool.held.end() && at->chunk == chunk && !at->pooled,
+                "pooling a chunk that is not held");
   if (at != pool.held.end() && at->chunk == chunk) at->pooled = true;
   detail::unpoison_memory(chunk, size);
   store_pool_link(chunk, pool.head);
@@ -618,8 +618,8 @@ std::size_t chunk_provider::reserve(std::size_t chunk_size, std::size_t count) {
   for (std::size_t i = 0; i < count; ++i) {
     // No eviction: making room would return the chunks this call just cached
     // (issue 18). Past the budget this throws, with what fitted cached.
-    void* chunk = take_from_upstream(class_size(cls), class_size(cls), cls, class_size(cls), class_size(cls),
-                                     false);
+    void* chunk =
+        take_from_upstream(class_size(cls), class_size(cls), cls, class_size(cls), class_size(cls), false);
     if (!push_shared(chunk, cls)) {
       give_back(chunk, cls);
       return i;

@@ -629,7 +629,6 @@ BOOST_AUTO_TEST_CASE(preferred_size_answers_the_floor_class_for_smaller_requests
   no_ratchet.deallocate(q, 64 << 10, 16);
 }
 
-
 // ------------------------------------------------- issue 13 and issue 18 regressions
 
 // Regression (issue 13, reproduction 2): the floor ratchet evicted the smaller
@@ -683,7 +682,7 @@ BOOST_AUTO_TEST_CASE(budget_eviction_finds_this_threads_cache_when_stacked) {
   void* x = upper.allocate(128 * kib, 8);
   void* y = upper.allocate(128 * kib, 8);
   upper.deallocate(x, 128 * kib, 8);
-  upper.deallocate(y, 128 * kib, 8);           // 256 KiB in this thread's bins for upper
+  upper.deallocate(y, 128 * kib, 8);          // 256 KiB in this thread's bins for upper
   void* small = upper.allocate(64 * kib, 8);  // a miss: calls lower last
   void* big = nullptr;
   BOOST_CHECK_NO_THROW(big = upper.allocate(200 * kib, 8));
@@ -859,7 +858,8 @@ BOOST_AUTO_TEST_CASE(without_decay_idle_chunks_stay_cached) {
 
 // Issue 13, reproduction 5: trim() could not reach other threads' caches.
 // Now each thread holding chunks is asked to return them at its next call.
-BOOST_AUTO_TEST_CASE(trim_reaches_other_threads_bins_at_their_next_call, *boost::unit_test::label("threaded")) {
+BOOST_AUTO_TEST_CASE(trim_reaches_other_threads_bins_at_their_next_call,
+                     *boost::unit_test::label("threaded")) {
   strata::tracking_resource upstream{strata::system_pages()};
   strata::chunk_provider chunks{&upstream};
   std::atomic<int> stage{0};
@@ -928,7 +928,7 @@ BOOST_AUTO_TEST_CASE(soak_shifting_size_mixes_on_two_threads, *boost::unit_test:
   const mix mixes[] = {{1, 1 * kib, 32 * kib, 24, 8, 40},
                        {2, 48 * kib, 512 * kib, 8, 4, 30},
                        {3, 768 * kib, 4096 * kib + 512 * kib, 2, 2, 12},  // above 4 MiB: oversized
-                       {1, 1 * kib, 32 * kib, 24, 8, 40}};               // the first phase again
+                       {1, 1 * kib, 32 * kib, 24, 8, 40}};                // the first phase again
   constexpr int repetitions = 6;
   struct block {
     std::uint64_t* p;
@@ -1017,7 +1017,9 @@ BOOST_AUTO_TEST_CASE(soak_shifting_size_mixes_on_two_threads, *boost::unit_test:
   for (std::size_t phase = 0; phase < std::size(mixes); ++phase) {
     for (int rep = 0; rep < repetitions; ++rep) {
       const bool steady = rep >= 4 || phase == std::size(mixes) - 1;
-      if (steady) BOOST_TEST(normal_upstream_calls[phase * repetitions + rep] == 0u, "phase " << phase << " rep " << rep);
+      if (steady)
+        BOOST_TEST(normal_upstream_calls[phase * repetitions + rep] == 0u,
+                   "phase " << phase << " rep " << rep);
     }
   }
   chunks.trim();  // the threads have exited: their bins are in the shared pools

@@ -356,7 +356,8 @@ class chunk_provider final : public resource {
     std::uint64_t returned = 0;
   };
   // Position of p in a sorted list of held chunks (or where it would go).
-  static std::vector<held_chunk>::iterator held_position(std::vector<held_chunk>& held, const void* p) noexcept;
+  static std::vector<held_chunk>::iterator held_position(std::vector<held_chunk>& held,
+                                                         const void* p) noexcept;
 
   // What the fast paths read, together at the start of the object (the
   // first cache line, with the base's vptr and upstream).
@@ -376,7 +377,7 @@ class chunk_provider final : public resource {
   std::atomic<std::size_t> bytes_reserved_{0};  // held from upstream; the budget's measure
   std::atomic<bool> warning_armed_{true};
 
-  mutable std::mutex oversized_mutex_;    // guards the three below; never held with another lock
+  mutable std::mutex oversized_mutex_;      // guards the three below; never held with another lock
   std::vector<oversized_block> oversized_;  // sorted by address
   std::size_t oversized_bytes_in_use_ = 0;  // caller's sizes
 
@@ -429,13 +430,13 @@ inline void chunk_provider::do_deallocate(void* p, std::size_t bytes, std::size_
   if (slot.owner_id == id_ && (alignment & (alignment - 1)) == 0) [[likely]] {
     const std::size_t cls = fast_class_of(bytes, alignment);
     detail::chunk_bin& bin = slot.cache->bins[cls];
-    const std::uint32_t count = bin.count.load(std::memory_order_relaxed);
     // Capacity is 0 for oversized classes (and while the cache is disarmed),
     // so the alignment test (p's low cls bits shifted out and back) runs only
     // for cls <= max_class_; it is one instruction shorter than a mask.
-    if (count < bin.capacity.load(std::memory_order_relaxed) &&
-        (reinterpret_cast<std::uintptr_t>(p) >> cls << cls) == reinterpret_cast<std::uintptr_t>(p))
-        [[likely]] {
+    const std::uint32_t capacity = bin.capacity.load(std::memory_order_relaxed);
+    const std::uint32_t count = bin.count.load(std::memory_order_relaxed);
+    if (count < capacity && (reinterpret_cast<std::uintptr_t>(p) >> cls << cls) ==
+                                reinterpret_cast<std::uintptr_t>(p)) [[likely]] {
       detail::poison_memory(p, std::size_t{1} << cls);
       bin.chunks[count] = p;
       bin.count.store(count + 1, std::memory_order_relaxed);
