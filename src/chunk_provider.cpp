@@ -567,9 +567,23 @@ void chunk_provider::decay_if_due() noexcept {
     pool.low_water = pool.count;  // the next period starts from what is cached now
   }
   evicted_by_decay_.fetch_add(returned, std::memory_order_relaxed);
+  std::lock_guard lock(registry().mutex());
+  // The floor hint follows recent demand: the largest class handed out during
+  // the last period (unchanged if none was). A cache whose ceiling is now
+  // above the floor serves those classes without raising it until its next
+  // slow path re-arms it; the next check sees that demand and raises it back.
+  unsigned demanded = 0;
+  for (unsigned cls = min_class_; cls <= max_class_; ++cls) {
+    std::uint64_t handed = retired_classes_[cls].handed;
+    for (const detail::chunk_thread_cache* cache : caches_.caches()) {
+      handed += cache->handed[cls].load(std::memory_order_relaxed);
+    }
+    if (handed != handed_at_decay_[cls]) demanded = cls;
+    handed_at_decay_[cls] = handed;
+  }
+  if (options_.ratchet_floor && demanded != 0) floor_.store(demanded, std::memory_order_relaxed);
   // Thread bins: every thread with chunks in its bins moves them to the shared
   // pools at its next call; those it does not take back decay a period later.
-  std::lock_guard lock(registry().mutex());
   for (detail::chunk_thread_cache* cache : caches_.caches()) {
     bool holds = false;
     for (unsigned cls = min_class_; cls <= max_class_ && !holds; ++cls) {

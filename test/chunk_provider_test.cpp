@@ -876,6 +876,30 @@ BOOST_AUTO_TEST_CASE(idle_cached_chunks_decay_after_the_period) {
   BOOST_TEST(upstream.allocations() == 8u);  // the working set never left
 }
 
+// The floor hint follows recent demand: after a one-off 1 MiB request, a
+// period in which only 64 KiB chunks are asked for lowers it to 64 KiB, so
+// fresh arenas stop asking for 1 MiB chunks.
+BOOST_AUTO_TEST_CASE(the_floor_hint_falls_to_the_largest_class_in_recent_demand) {
+  using namespace std::chrono_literals;
+  strata::test::counting_resource upstream;
+  strata::chunk_provider chunks{{.max_chunk_size = 1024 * kib, .decay_period = 100ms}, &upstream};
+  const strata::resource& link = chunks;
+  void* big = chunks.allocate(1024 * kib, 8);
+  chunks.deallocate(big, 1024 * kib, 8);
+  BOOST_TEST(link.preferred_size(4096) == 1024 * kib);
+  for (int period = 0; period < 2; ++period) {
+    void* p = chunks.allocate(64 * kib, 8);
+    chunks.deallocate(p, 64 * kib, 8);
+    std::this_thread::sleep_for(120ms);
+    chunks.trim(strata::chunk_provider::unlimited);  // the decay check
+  }
+  BOOST_TEST(link.preferred_size(4096) == 64 * kib);
+  BOOST_TEST(chunks.details().floor_chunk_size == 64 * kib);
+  void* again = chunks.allocate(1024 * kib, 8);  // demand rises: so does the floor, at once
+  BOOST_TEST(link.preferred_size(4096) == 1024 * kib);
+  chunks.deallocate(again, 1024 * kib, 8);
+}
+
 BOOST_AUTO_TEST_CASE(without_decay_idle_chunks_stay_cached) {
   using namespace std::chrono_literals;
   strata::test::counting_resource upstream;

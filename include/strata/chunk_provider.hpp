@@ -128,10 +128,12 @@ class chunk_provider final : public resource {
     /// Bound on cached bytes. When set (not unlimited), chunks are cached only
     /// in the shared pools, so the bound is exact; thread caches are off.
     std::size_t max_cached_bytes = unlimited;
-    /// Keeps a floor: the largest class requested since construction or
-    /// release(), which preferred_size() answers for smaller requests (so
-    /// arenas created per request settle on one cached class). It no longer
-    /// evicts anything: every class is cached (see docs/design/chunk_provider.md).
+    /// Keeps a floor: the largest class in recent demand (raised by any
+    /// larger request; at each decay check lowered to the largest class
+    /// requested during the last period, if any was), which preferred_size()
+    /// answers for smaller requests (so arenas created per request settle on
+    /// one cached class). It no longer evicts anything: every class is cached
+    /// (see docs/design/chunk_provider.md).
     /// false: preferred_size() answers every request as asked.
     bool ratchet_floor = true;
     /// Per class and per thread, how many bytes of chunks a thread keeps
@@ -385,6 +387,8 @@ class chunk_provider final : public resource {
   detail::thread_cache_set<detail::chunk_thread_cache> caches_;              // attached thread caches, owned
   std::array<class_totals, detail::chunk_class_count> retired_classes_{};    // of detached caches
   std::array<std::uint64_t, detail::chunk_class_count> released_classes_{};  // chunks dropped by release()
+  std::array<std::uint64_t, detail::chunk_class_count>
+      handed_at_decay_{};  // per class, at the last decay check
 
   std::atomic<std::uint64_t> failed_{0};
   std::atomic<std::uint64_t> rejected_{0};  // deallocates refused as misuse
