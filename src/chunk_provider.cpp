@@ -1,22 +1,24 @@
 // SPDX-License-Identifier: MIT
-// chunk_provider: slow paths, thread-cache lifetime, eviction and statistics.
+// chunk_provider: slow paths, thread-cache lifetime, eviction, decay and statistics.
 //
 // Where a chunk can be, and who may touch it:
 //
-//   handed out      -- the caller's; listed in blocks_ (every chunk held from upstream is)
+//   handed out      -- the caller's; listed in its class's pool (held) or in oversized_
 //   thread bin      -- one thread's chunk_thread_cache; only that thread pushes and pops
 //   shared pool     -- pools_[class], under that pool's mutex, linked through the first word
-//   upstream        -- gone from blocks_, its bytes released from the budget
+//   upstream        -- gone from the lists, its bytes released from the budget
 //
-// Lock order: registry mutex -> pool mutex -> blocks_mutex_. No lock is held
-// while calling the upstream or the budget callback.
+// Every normal chunk held from upstream is listed in its class's pool (held,
+// with a pooled flag), under that pool's mutex, so the cached path never takes
+// a provider-wide lock. Lock order: registry mutex -> one pool mutex;
+// oversized_mutex_ is never held with another. No lock is held while calling
+// the upstream or the budget callback.
 
 #include "strata/chunk_provider.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <memory>
-#include <unordered_map>
 
 #include "strata/detail/assert.hpp"
 #include "strata/detail/free_list.hpp"
@@ -28,6 +30,10 @@ namespace strata {
 namespace {
 
 constexpr std::string_view resource_name = "chunk_provider";
+
+// Oversized blocks are asked of the upstream in whole pages: that is what a
+// page source maps, so the budget and bytes_reserved count what is mapped.
+constexpr std::size_t oversized_granule = 4096;
 
 std::size_t class_size(unsigned cls) noexcept {
   return std::size_t{1} << cls;
@@ -44,7 +50,7 @@ struct chunk_provider_access {
   // provider needing that mutex): the thread's chunks move to the shared
   // pools; its per-class counts are kept here (the set folds the rest).
   static void drain(chunk_provider& provider, detail::chunk_thread_cache& cache) noexcept {
-    provider.flush_thread_cache(cache, detail::chunk_class_count, false);
+    provider.flush_thread_cache(cache, false);
     for (unsigned cls = 0; cls < detail::chunk_class_count; ++cls) {
       provider.retired_classes_[cls].handed += cache.handed[cls].load(std::memory_order_relaxed);
       provider.retired_classes_[cls].returned += cache.returned[cls].load(std::memory_order_relaxed);
@@ -68,7 +74,8 @@ chunk_provider::chunk_provider(options opts, std::pmr::memory_resource* upstream
     : resource(resource_name, upstream),
       id_(provider_registry::new_id()),
       min_chunk_mask_(opts.min_chunk_size - 1),
-      options_(std::move(opts)) {
+      options_(std::move(opts)),
+      decay_(options_.decay_period) {
   detail::check_upstream(resource_name, upstream);
   const auto bad = [](std::string_view field, std::string_view problem) {
     detail::throw_bad_option(resource_name, field, problem);
@@ -84,10 +91,16 @@ chunk_provider::chunk_provider(options opts, std::pmr::memory_resource* upstream
   if (!(options_.budget_warning_fraction > 0.0 && options_.budget_warning_fraction <= 1.0)) {
     bad("budget_warning_fraction", "must be in (0, 1]");
   }
+  if (options_.decay_period.count() < 0) bad("decay_period", "must not be negative");
   if (options_.hardened) codec_ = detail::link_codec{detail::make_link_secret(this)};
   min_class_ = static_cast<unsigned>(std::countr_zero(options_.min_chunk_size));
   max_class_ = static_cast<unsigned>(std::countr_zero(options_.max_chunk_size));
-  set_floor(min_class_);
+  // Thread caches are off when the cached bytes are bounded, so the bound is
+  // exact, and when hardened, so every free chunk is in a shared pool where a
+  // second free of it is seen (a zero capacity sends every deallocate slow).
+  thread_caches_ = options_.max_cached_bytes == unlimited && !options_.hardened &&
+                   (options_.thread_cache_bytes >> min_class_) != 0;
+  floor_.store(min_class_, std::memory_order_relaxed);
   // Computed in double and clamped: budget * fraction may round above SIZE_MAX.
   const double threshold =
       std::ceil(static_cast<double>(options_.byte_budget) * options_.budget_warning_fraction);
@@ -103,46 +116,109 @@ chunk_provider::~chunk_provider() {
   release();
 }
 
-void chunk_provider::set_floor(unsigned cls) noexcept {
-  floor_.store(cls, std::memory_order_relaxed);
-  fast_ceiling_.store(options_.ratchet_floor ? cls : max_class_, std::memory_order_relaxed);
-  // Thread caches are off when the cached bytes are bounded, so the bound is
-  // exact, and when hardened, so every free chunk is in a shared pool where a
-  // second free of it is seen (a zero capacity sends every deallocate slow).
-  const bool thread_caches = options_.max_cached_bytes == unlimited && !options_.hardened;
-  for (unsigned c = 0; c < detail::chunk_class_count; ++c) {
-    const bool cached = thread_caches && c >= cls && c >= min_class_ && c <= max_class_;
-    bin_capacity_[c].store(cached ? static_cast<std::uint8_t>(std::min<std::size_t>(
-                                        detail::chunk_bin_capacity, options_.thread_cache_bytes >> c))
-                                  : 0,
-                           std::memory_order_relaxed);
+// ------------------------------------------------------------ thread caches
+
+unsigned chunk_provider::intended_ceiling() const noexcept {
+  return options_.ratchet_floor ? floor_.load(std::memory_order_relaxed) : max_class_;
+}
+
+std::uint32_t chunk_provider::intended_capacity(unsigned cls) const noexcept {
+  if (!thread_caches_ || cls < min_class_ || cls > max_class_) return 0;
+  return static_cast<std::uint32_t>(
+      std::min<std::size_t>(detail::chunk_bin_capacity, options_.thread_cache_bytes >> cls));
+}
+
+void chunk_provider::arm(detail::chunk_thread_cache& cache) noexcept {
+  for (unsigned cls = min_class_; cls <= max_class_; ++cls) {
+    cache.bins[cls].capacity.store(intended_capacity(cls), std::memory_order_relaxed);
   }
+  cache.fast_ceiling.store(intended_ceiling(), std::memory_order_relaxed);
+}
+
+void chunk_provider::disarm(detail::chunk_thread_cache& cache) noexcept {
+  // The requests are stored before the zeros, and the zeros with release: an
+  // owner that sees a zero (with acquire, in answer_requests) sees the request.
+  cache.fast_ceiling.store(0, std::memory_order_release);
+  for (detail::chunk_bin& bin : cache.bins) bin.capacity.store(0, std::memory_order_release);
+}
+
+void chunk_provider::answer_requests(detail::chunk_thread_cache& cache, unsigned cls) noexcept {
+  const bool disarmed = cache.fast_ceiling.load(std::memory_order_acquire) != intended_ceiling() ||
+                        (cls < detail::chunk_class_count &&
+                         cache.bins[cls].capacity.load(std::memory_order_acquire) != intended_capacity(cls));
+  if (cache.trim_requested.load(std::memory_order_relaxed)) {
+    cache.trim_requested.store(false, std::memory_order_relaxed);
+    static_cast<void>(cache.take_flush_request());  // answered too: the bins go upstream
+    evicted_by_trim_.fetch_add(flush_thread_cache(cache, true), std::memory_order_relaxed);
+  } else if (cache.take_flush_request()) {
+    flush_thread_cache(cache, false);  // decay: into the shared pools, where idle chunks decay
+  }
+  if (disarmed) arm(cache);
+}
+
+detail::chunk_thread_cache* chunk_provider::attach(unsigned cls) noexcept {
+  detail::chunk_thread_cache* cache = nullptr;
+  try {
+    cache = registry().attach(id_, caches_, true);
+  } catch (const std::bad_alloc&) {
+    return nullptr;  // no cache: this thread takes the cache-less path
+  }
+  if (cache != nullptr) answer_requests(*cache, cls);
+  return cache;
+}
+
+std::size_t chunk_provider::flush_thread_cache(detail::chunk_thread_cache& cache, bool to_upstream) noexcept {
+  std::size_t moved = 0;
+  for (unsigned cls = min_class_; cls <= max_class_; ++cls) {
+    detail::chunk_bin& bin = cache.bins[cls];
+    for (std::uint32_t n = bin.count.load(std::memory_order_relaxed); n != 0; --n) {
+      void* chunk = bin.chunks[n - 1];
+      bin.count.store(n - 1, std::memory_order_relaxed);
+      if (to_upstream) {
+        give_back(chunk, cls);
+      } else {
+        push_shared(chunk, cls, true);
+      }
+      ++moved;
+    }
+  }
+  return moved;
 }
 
 // -------------------------------------------------------------- allocation
 
 void* chunk_provider::allocate_slow(std::size_t bytes, std::size_t alignment) {
   detail::check_alignment(resource_name, alignment);
+  decay_if_due();
   const unsigned cls = class_of(bytes, alignment);
-  if (cls > max_class_) return take_from_upstream(bytes, alignment, true, bytes, alignment);
-
-  detail::chunk_thread_cache* cache = attach();
-  if (options_.ratchet_floor) {
-    if (cls > floor_.load(std::memory_order_relaxed)) raise_floor(cls);
-    // Bins below a floor another thread raised are emptied lazily, here.
-    if (cache != nullptr) {
-      evicted_by_floor_.fetch_add(flush_thread_cache(*cache, floor_.load(std::memory_order_relaxed), true),
-                                  std::memory_order_relaxed);
-    }
-  }
+  const bool oversized = cls > max_class_;
+  // Oversized blocks are counted on the thread's cache too, so one running
+  // figure per thread (and its peak) covers every byte the callers hold.
+  detail::chunk_thread_cache* cache = attach(oversized ? detail::chunk_class_count : cls);
   void* chunk = nullptr;
-  const std::uint32_t count = cache != nullptr ? cache->bins[cls].count.load(std::memory_order_relaxed) : 0;
-  if (count != 0) {
-    chunk = cache->bins[cls].chunks[count - 1];
-    cache->bins[cls].count.store(count - 1, std::memory_order_relaxed);
-  } else if ((chunk = pop_shared(cls)) == nullptr) {
-    chunk = take_from_upstream(class_size(cls), class_size(cls), false, bytes, alignment);
-    pools_[cls].misses.fetch_add(1, std::memory_order_relaxed);
+  if (oversized) {
+    if (bytes > SIZE_MAX - (oversized_granule - 1)) {
+      failed_.fetch_add(1, std::memory_order_relaxed);
+      detail::throw_allocation_failure(resource_name, bytes, alignment, failure_reason::size_overflow);
+    }
+    const std::size_t mapped = (bytes + oversized_granule - 1) & ~(oversized_granule - 1);
+    chunk = take_from_upstream(mapped, alignment, cls, bytes, alignment, true);
+  } else {
+    const std::uint32_t count = cache != nullptr ? cache->bins[cls].count.load(std::memory_order_relaxed) : 0;
+    if (count != 0) {
+      chunk = cache->bins[cls].chunks[count - 1];
+      cache->bins[cls].count.store(count - 1, std::memory_order_relaxed);
+    } else if ((chunk = pop_shared(cls)) == nullptr) {
+      chunk = take_from_upstream(class_size(cls), class_size(cls), cls, bytes, alignment, true);
+      pools_[cls].misses.fetch_add(1, std::memory_order_relaxed);
+    }
+    // Raised after the request is served: a failed request leaves the hint alone.
+    if (options_.ratchet_floor && cls > floor_.load(std::memory_order_relaxed)) {
+      raise_floor(cls);
+      if (cache != nullptr) arm(*cache);
+    }
+    detail::unpoison_memory(chunk, class_size(cls));
+    STRATA_ASSERT(detail::is_aligned(chunk, class_size(cls)), "chunk not aligned to its size");
   }
   if (cache != nullptr) {
     note_handed(*cache, cls, bytes);
@@ -151,28 +227,21 @@ void* chunk_provider::allocate_slow(std::size_t bytes, std::size_t alignment) {
     std::lock_guard lock(registry().mutex());
     ++retired_classes_[cls].handed;
     caches_.count_cacheless_allocation(bytes);
+    caches_.raise_peak(static_cast<std::size_t>(caches_.totals().bytes_in_use));
   }
-  detail::unpoison_memory(chunk, class_size(cls));
-  STRATA_ASSERT(detail::is_aligned(chunk, class_size(cls)), "chunk not aligned to its size");
   STRATA_ASSERT_EXPENSIVE(invariants_hold(), "chunk_provider books drifted");
   return chunk;
 }
 
-detail::chunk_thread_cache* chunk_provider::attach() noexcept {
-  try {
-    return registry().attach(id_, caches_, true);
-  } catch (const std::bad_alloc&) {
-    return nullptr;  // no cache: this thread takes the cache-less path
-  }
-}
-
-void* chunk_provider::take_from_upstream(std::size_t size, std::size_t alignment, bool oversized,
-                                         std::size_t bytes, std::size_t request_alignment) {
+void* chunk_provider::take_from_upstream(std::size_t size, std::size_t alignment, unsigned cls,
+                                         std::size_t bytes, std::size_t request_alignment, bool may_evict) {
   if (!reserve_budget(size)) {
-    // Make room by returning cached chunks before failing.
     const std::size_t budget = options_.byte_budget;
-    const std::size_t held = bytes_reserved_.load(std::memory_order_relaxed);
-    if (size <= budget && held > budget - size) evict(held - (budget - size), evicted_by_budget_);
+    if (may_evict && size <= budget) {
+      // Make room by returning cached chunks before failing, only as many as the request needs.
+      const std::size_t held = bytes_reserved_.load(std::memory_order_relaxed);
+      if (held > budget - size) evict(held - (budget - size), evicted_by_budget_);
+    }
     if (!reserve_budget(size)) {
       failed_.fetch_add(1, std::memory_order_relaxed);
       // Without a budget, only a size that cannot be added to what is held fails here.
@@ -184,13 +253,16 @@ void* chunk_provider::take_from_upstream(std::size_t size, std::size_t alignment
   void* block = nullptr;
   try {
     block = detail::allocate_from_upstream(upstream_resource(), resource_name, size, alignment);
-    std::lock_guard lock(blocks_mutex_);
-    blocks_.insert(block_position(block), {block, upstream_block{size, alignment, oversized}});
-    if (oversized) {
-      ++oversized_live_;
+    if (cls > max_class_) {
+      std::lock_guard lock(oversized_mutex_);
+      const auto at = std::lower_bound(oversized_.begin(), oversized_.end(), block,
+                                       [](const oversized_block& b, const void* q) { return b.block < q; });
+      oversized_.insert(at, {block, size, bytes, alignment});
       oversized_bytes_in_use_ += bytes;
-      ++oversized_allocations_;
-      caches_.raise_peak(oversized_bytes_in_use_);
+    } else {
+      shared_pool& pool = pools_[cls];
+      std::lock_guard lock(pool.mutex);
+      pool.held.insert(held_position(pool.held, block), {block, false});
     }
   } catch (...) {
     if (block != nullptr) upstream_resource()->deallocate(block, size, alignment);  // lose nothing
@@ -203,10 +275,10 @@ void* chunk_provider::take_from_upstream(std::size_t size, std::size_t alignment
   return block;
 }
 
-std::vector<std::pair<void*, chunk_provider::upstream_block>>::iterator chunk_provider::block_position(
-    const void* p) noexcept {
-  return std::lower_bound(blocks_.begin(), blocks_.end(), p,
-                          [](const auto& entry, const void* q) { return entry.first < q; });
+std::vector<chunk_provider::held_chunk>::iterator chunk_provider::held_position(std::vector<held_chunk>& held,
+                                                                                const void* p) noexcept {
+  return std::lower_bound(held.begin(), held.end(), p,
+                          [](const held_chunk& entry, const void* q) { return entry.chunk < q; });
 }
 
 // ------------------------------------------------------------ deallocation
@@ -216,62 +288,99 @@ void chunk_provider::deallocate_slow(void* p, std::size_t bytes, std::size_t ali
     reject(misuse_kind::alignment_mismatch, p, bytes, alignment);
     return;
   }
+  decay_if_due();
   const unsigned cls = class_of(bytes, alignment);
-  const bool oversized = cls > max_class_;
-  // Only the slow path can afford to prove the pointer is ours.
-  const std::optional<misuse_kind> wrong = [&]() -> std::optional<misuse_kind> {
-    std::lock_guard lock(blocks_mutex_);
-    const auto at = block_position(p);
-    if (at == blocks_.end() || at->first != p) return misuse_kind::unknown_pointer;
-    const upstream_block& block = at->second;
-    if (block.oversized != oversized || block.size != (oversized ? bytes : class_size(cls))) {
-      return misuse_kind::size_mismatch;
+  if (cls > max_class_) {
+    // Only the slow path can afford to prove the pointer is ours.
+    oversized_block block{};
+    std::optional<misuse_kind> wrong;
+    {
+      std::lock_guard lock(oversized_mutex_);
+      const auto at = std::lower_bound(oversized_.begin(), oversized_.end(), p,
+                                       [](const oversized_block& b, const void* q) { return b.block < q; });
+      if (at == oversized_.end() || at->block != p) {
+        wrong = misuse_kind::unknown_pointer;  // classified below, without this lock
+      } else if (at->bytes != bytes) {
+        wrong = misuse_kind::size_mismatch;
+      } else if (at->alignment != alignment) {
+        wrong = misuse_kind::alignment_mismatch;
+      } else {
+        block = *at;
+        oversized_.erase(at);
+        oversized_bytes_in_use_ -= bytes;
+      }
     }
-    if (oversized && block.alignment != alignment) return misuse_kind::alignment_mismatch;
-    // Chunks in a shared pool are known to be free; those in a thread bin are
-    // not tracked here (the fast path takes no lock), so this sees only some.
-    if (block.pooled) return misuse_kind::double_free;
-    if (oversized) {
-      blocks_.erase(at);
-      --oversized_live_;
-      oversized_bytes_in_use_ -= bytes;
-      ++oversized_deallocations_;
+    if (wrong) {
+      reject(*wrong == misuse_kind::unknown_pointer ? classify_foreign(p) : *wrong, p, bytes, alignment);
+      return;
     }
-    return std::nullopt;
-  }();
-  if (wrong) {
-    reject(*wrong, p, bytes, alignment);
-    return;
-  }
-  if (oversized) {
-    upstream_resource()->deallocate(p, bytes, alignment);
+    note_returned(attach(detail::chunk_class_count), cls, bytes);
+    upstream_resource()->deallocate(p, block.mapped, alignment);
     upstream_deallocations_.fetch_add(1, std::memory_order_relaxed);
-    release_budget(bytes);
+    release_budget(block.mapped);
     return;
   }
 
   // A thread that only frees (a consumer) gets a cache too, so its frees stay
   // off the registry mutex; without one (exiting, out of memory) it counts centrally.
-  detail::chunk_thread_cache* cache = attach();
+  detail::chunk_thread_cache* cache = attach(cls);
+  const std::uint32_t capacity = cache != nullptr ? intended_capacity(cls) : 0;
+  // Checked, and placed, under the class's own mutex only: nothing on this
+  // path takes a provider-wide lock.
+  enum class where { rejected, double_free, bin, pool, upstream } to = where::pool;
+  {
+    shared_pool& pool = pools_[cls];
+    std::lock_guard lock(pool.mutex);
+    const auto at = held_position(pool.held, p);
+    if (at == pool.held.end() || at->chunk != p) {
+      to = where::rejected;  // classified below, without this lock
+    } else if (at->pooled) {
+      // Chunks in a shared pool are known to be free; those in a thread bin
+      // are not marked (the fast path takes no lock), so this sees only some.
+      to = where::double_free;
+    } else if (cache != nullptr && cache->bins[cls].count.load(std::memory_order_relaxed) < capacity) {
+      to = where::bin;
+    } else if (reserve_cached(cls)) {
+      push_locked(p, cls);
+    } else {
+      to = where::upstream;  // max_cached_bytes reached
+      pool.held.erase(at);
+    }
+  }
+  if (to == where::rejected || to == where::double_free) {
+    reject(to == where::double_free ? misuse_kind::double_free : classify_foreign(p), p, bytes, alignment);
+    return;
+  }
   note_returned(cache, cls, bytes);
-  const unsigned floor = floor_.load(std::memory_order_relaxed);
-  if (cls < floor) {
-    give_back(p, class_size(cls), class_size(cls));  // below the floor: not worth caching
-  } else if (cache != nullptr && cache->bins[cls].count.load(std::memory_order_relaxed) <
-                                     bin_capacity_[cls].load(std::memory_order_relaxed)) {
+  if (to == where::bin) {
     detail::chunk_bin& bin = cache->bins[cls];
     const std::uint32_t count = bin.count.load(std::memory_order_relaxed);
     detail::poison_memory(p, class_size(cls));
     bin.chunks[count] = p;
     bin.count.store(count + 1, std::memory_order_relaxed);
-  } else if (!push_shared(p, cls)) {
+  } else if (to == where::upstream) {
     returned_over_limit_.fetch_add(1, std::memory_order_relaxed);
-    give_back(p, class_size(cls), class_size(cls));
-  }
-  if (cache != nullptr && options_.ratchet_floor) {
-    evicted_by_floor_.fetch_add(flush_thread_cache(*cache, floor, true), std::memory_order_relaxed);
+    return_upstream(p, cls);
   }
   STRATA_ASSERT_EXPENSIVE(invariants_hold(), "chunk_provider books drifted");
+}
+
+misuse_kind chunk_provider::classify_foreign(const void* p) const noexcept {
+  // A chunk we hold, freed with another class's size (or as oversized), is a
+  // size mismatch; anything else is unknown. Rejected paths only: one lock at a time.
+  for (unsigned c = min_class_; c <= max_class_; ++c) {
+    const shared_pool& pool = pools_[c];
+    std::lock_guard lock(pool.mutex);
+    if (std::binary_search(pool.held.begin(), pool.held.end(), held_chunk{const_cast<void*>(p), false},
+                           [](const held_chunk& a, const held_chunk& b) { return a.chunk < b.chunk; })) {
+      return misuse_kind::size_mismatch;
+    }
+  }
+  std::lock_guard lock(oversized_mutex_);
+  for (const oversized_block& b : oversized_) {
+    if (b.block == p) return misuse_kind::size_mismatch;
+  }
+  return misuse_kind::unknown_pointer;
 }
 
 void chunk_provider::note_returned(detail::chunk_thread_cache* cache, unsigned cls,
@@ -294,7 +403,7 @@ void chunk_provider::reject(misuse_kind kind, void* p, std::size_t bytes, std::s
 
 // ------------------------------------------------------- caches and budget
 
-bool chunk_provider::push_shared(void* chunk, unsigned cls, bool ignore_limit) noexcept {
+bool chunk_provider::reserve_cached(unsigned cls, bool ignore_limit) noexcept {
   const std::size_t size = class_size(cls);
   if (options_.max_cached_bytes != unlimited && !ignore_limit) {
     std::size_t cached = shared_cached_bytes_.load(std::memory_order_relaxed);
@@ -304,22 +413,28 @@ bool chunk_provider::push_shared(void* chunk, unsigned cls, bool ignore_limit) n
   } else {
     shared_cached_bytes_.fetch_add(size, std::memory_order_relaxed);
   }
+  return true;
+}
+
+bool chunk_provider::push_shared(void* chunk, unsigned cls, bool ignore_limit) noexcept {
+  if (!reserve_cached(cls, ignore_limit)) return false;
+  std::lock_guard lock(pools_[cls].mutex);
+  push_locked(chunk, cls);
+  return true;
+}
+
+void chunk_provider::push_locked(void* chunk, unsigned cls) noexcept {
   shared_pool& pool = pools_[cls];
-  std::lock_guard lock(pool.mutex);
-  set_pooled(chunk, true);
+  const std::size_t size = class_size(cls);
+  const auto at = held_position(pool.held, chunk);
+  STRATA_ASSERT(at != pool.held.end() && at->chunk == chunk && !at->pooled,
+                "pooling a chunk that is not held");
+  if (at != pool.held.end() && at->chunk == chunk) at->pooled = true;
   detail::unpoison_memory(chunk, size);
   store_pool_link(chunk, pool.head);
   detail::poison_memory(static_cast<std::byte*>(chunk) + sizeof(void*), size - sizeof(void*));
   pool.head = chunk;
   ++pool.count;
-  return true;
-}
-
-void chunk_provider::set_pooled(void* chunk, bool pooled) noexcept {
-  std::lock_guard lock(blocks_mutex_);
-  const auto at = block_position(chunk);
-  STRATA_ASSERT(at != blocks_.end() && at->first == chunk, "pooling a chunk that is not held");
-  if (at != blocks_.end() && at->first == chunk) at->second.pooled = pooled;
 }
 
 void* chunk_provider::pop_shared(unsigned cls) noexcept {
@@ -329,15 +444,18 @@ void* chunk_provider::pop_shared(unsigned cls) noexcept {
   if (chunk == nullptr) return nullptr;
   void* next = load_pool_link(chunk);
   --pool.count;
-  set_pooled(chunk, false);
+  pool.low_water = std::min(pool.low_water, pool.count);
+  const auto at = held_position(pool.held, chunk);
+  if (at != pool.held.end() && at->chunk == chunk) at->pooled = false;
   shared_cached_bytes_.fetch_sub(class_size(cls), std::memory_order_relaxed);
   if (options_.hardened && !pool_link_valid(next, cls, pool.count == 0)) {
     // Cut the pool after chunk (validated when it became the head). The
-    // chunks behind the bad link stay held (in blocks_, marked pooled) and go
+    // chunks behind the bad link stay held (listed, marked pooled) and go
     // back upstream at release() or destruction, never handed out wild.
     reject(misuse_kind::unknown_pointer, next, class_size(cls), class_size(cls));
     shared_cached_bytes_.fetch_sub(pool.count * class_size(cls), std::memory_order_relaxed);
     pool.count = 0;
+    pool.low_water = 0;
     next = nullptr;
   }
   pool.head = next;
@@ -357,61 +475,31 @@ void* chunk_provider::load_pool_link(const void* chunk) const noexcept {
 bool chunk_provider::pool_link_valid(const void* next, unsigned cls, bool should_end) noexcept {
   if (next == nullptr || should_end) return next == nullptr && should_end;
   if (!detail::is_aligned(next, class_size(cls))) return false;
-  std::lock_guard lock(blocks_mutex_);
-  const auto at = block_position(next);
-  return at != blocks_.end() && at->first == next && at->second.pooled && !at->second.oversized &&
-         at->second.size == class_size(cls);
-}
-
-std::size_t chunk_provider::flush_thread_cache(detail::chunk_thread_cache& cache, unsigned below_class,
-                                               bool to_upstream) noexcept {
-  std::size_t moved = 0;
-  const unsigned end = std::min(below_class, max_class_ + 1);
-  for (unsigned cls = min_class_; cls < end; ++cls) {
-    detail::chunk_bin& bin = cache.bins[cls];
-    for (std::uint32_t n = bin.count.load(std::memory_order_relaxed); n != 0; --n) {
-      void* chunk = bin.chunks[n - 1];
-      bin.count.store(n - 1, std::memory_order_relaxed);
-      if (to_upstream) {
-        give_back(chunk, class_size(cls), class_size(cls));
-      } else {
-        push_shared(chunk, cls, true);
-      }
-      ++moved;
-    }
-  }
-  return moved;
+  std::vector<held_chunk>& held = pools_[cls].held;
+  const auto at = held_position(held, next);
+  return at != held.end() && at->chunk == next && at->pooled;
 }
 
 void chunk_provider::raise_floor(unsigned cls) noexcept {
-  {
-    // Serialized so the floor and the capacities derived from it move together.
-    std::lock_guard lock(floor_mutex_);
-    if (cls <= floor_.load(std::memory_order_relaxed)) return;
-    set_floor(cls);
+  unsigned floor = floor_.load(std::memory_order_relaxed);
+  while (cls > floor && !floor_.compare_exchange_weak(floor, cls, std::memory_order_relaxed)) {
   }
-  // Cached chunks below the new floor go back upstream: the demand has moved up.
-  std::uint64_t evicted = 0;
-  for (unsigned below = min_class_; below < cls; ++below) {
-    while (void* chunk = pop_shared(below)) {
-      give_back(chunk, class_size(below), class_size(below));
-      ++evicted;
-    }
-  }
-  evicted_by_floor_.fetch_add(evicted, std::memory_order_relaxed);
 }
 
 std::size_t chunk_provider::evict(std::size_t target_bytes, std::atomic<std::uint64_t>& reason) noexcept {
   std::size_t freed = 0;
   std::uint64_t chunks = 0;
-  detail::chunk_thread_cache* cache = my_cache();
+  // The calling thread's own cache, even when its most recently used
+  // provider is another one (issue 18: a stacked or alternating provider).
+  detail::chunk_thread_cache* cache = registry().find(id_);
   // Largest classes first: the fewest upstream calls for the bytes.
   for (unsigned cls = max_class_ + 1; cls-- > min_class_ && freed < target_bytes;) {
     if (cache != nullptr) {
       detail::chunk_bin& bin = cache->bins[cls];
       for (std::uint32_t n = bin.count.load(std::memory_order_relaxed); n != 0 && freed < target_bytes; --n) {
-        give_back(bin.chunks[n - 1], class_size(cls), class_size(cls));
+        void* chunk = bin.chunks[n - 1];
         bin.count.store(n - 1, std::memory_order_relaxed);
+        give_back(chunk, cls);
         freed += class_size(cls);
         ++chunks;
       }
@@ -419,7 +507,7 @@ std::size_t chunk_provider::evict(std::size_t target_bytes, std::atomic<std::uin
     while (freed < target_bytes) {
       void* chunk = pop_shared(cls);
       if (chunk == nullptr) break;
-      give_back(chunk, class_size(cls), class_size(cls));
+      give_back(chunk, cls);
       freed += class_size(cls);
       ++chunks;
     }
@@ -428,18 +516,83 @@ std::size_t chunk_provider::evict(std::size_t target_bytes, std::atomic<std::uin
   return freed;
 }
 
-void chunk_provider::give_back(void* chunk, std::size_t size, std::size_t alignment) noexcept {
+void chunk_provider::give_back(void* chunk, unsigned cls) noexcept {
   {
-    std::lock_guard lock(blocks_mutex_);
-    const auto at = block_position(chunk);
-    STRATA_ASSERT(at != blocks_.end() && at->first == chunk, "giving back a chunk that is not held");
-    if (at == blocks_.end() || at->first != chunk) return;  // never return a block twice
-    blocks_.erase(at);
+    shared_pool& pool = pools_[cls];
+    std::lock_guard lock(pool.mutex);
+    const auto at = held_position(pool.held, chunk);
+    STRATA_ASSERT(at != pool.held.end() && at->chunk == chunk, "giving back a chunk that is not held");
+    if (at == pool.held.end() || at->chunk != chunk) return;  // never return a block twice
+    pool.held.erase(at);
   }
-  detail::unpoison_memory(chunk, size);
-  upstream_resource()->deallocate(chunk, size, alignment);
+  return_upstream(chunk, cls);
+}
+
+void chunk_provider::return_upstream(void* chunk, unsigned cls) noexcept {
+  detail::unpoison_memory(chunk, class_size(cls));
+  upstream_resource()->deallocate(chunk, class_size(cls), class_size(cls));
   upstream_deallocations_.fetch_add(1, std::memory_order_relaxed);
-  release_budget(size);
+  release_budget(class_size(cls));
+}
+
+void chunk_provider::decay_if_due() noexcept {
+  if (!decay_.due()) return;
+  // Per class, the chunks the shared pool kept through the whole period (its
+  // lowest count) were not needed: they go back upstream, a few at a time so
+  // that no lock is held while calling the upstream.
+  std::uint64_t returned = 0;
+  for (unsigned cls = min_class_; cls <= max_class_; ++cls) {
+    shared_pool& pool = pools_[cls];
+    std::size_t idle = 0;
+    {
+      std::lock_guard lock(pool.mutex);
+      idle = std::min(pool.low_water, pool.count);
+    }
+    for (; idle != 0; --idle) {
+      void* chunk = nullptr;
+      {
+        std::lock_guard lock(pool.mutex);
+        if (pool.count == 0) break;
+        chunk = pool.head;
+        pool.head = load_pool_link(chunk);
+        --pool.count;
+        const auto at = held_position(pool.held, chunk);
+        if (at != pool.held.end() && at->chunk == chunk) at->pooled = false;
+      }
+      shared_cached_bytes_.fetch_sub(class_size(cls), std::memory_order_relaxed);
+      give_back(chunk, cls);
+      ++returned;
+    }
+    std::lock_guard lock(pool.mutex);
+    pool.low_water = pool.count;  // the next period starts from what is cached now
+  }
+  evicted_by_decay_.fetch_add(returned, std::memory_order_relaxed);
+  std::lock_guard lock(registry().mutex());
+  // The floor hint follows recent demand: the largest class handed out during
+  // the last period (unchanged if none was). A cache whose ceiling is now
+  // above the floor serves those classes without raising it until its next
+  // slow path re-arms it; the next check sees that demand and raises it back.
+  unsigned demanded = 0;
+  for (unsigned cls = min_class_; cls <= max_class_; ++cls) {
+    std::uint64_t handed = retired_classes_[cls].handed;
+    for (const detail::chunk_thread_cache* cache : caches_.caches()) {
+      handed += cache->handed[cls].load(std::memory_order_relaxed);
+    }
+    if (handed != handed_at_decay_[cls]) demanded = cls;
+    handed_at_decay_[cls] = handed;
+  }
+  if (options_.ratchet_floor && demanded != 0) floor_.store(demanded, std::memory_order_relaxed);
+  // Thread bins: every thread with chunks in its bins moves them to the shared
+  // pools at its next call; those it does not take back decay a period later.
+  for (detail::chunk_thread_cache* cache : caches_.caches()) {
+    bool holds = false;
+    for (unsigned cls = min_class_; cls <= max_class_ && !holds; ++cls) {
+      holds = cache->bins[cls].count.load(std::memory_order_relaxed) != 0;
+    }
+    if (!holds) continue;
+    cache->flush_requested.store(true, std::memory_order_relaxed);
+    disarm(*cache);
+  }
 }
 
 bool chunk_provider::reserve_budget(std::size_t bytes) noexcept {
@@ -475,12 +628,14 @@ std::size_t chunk_provider::reserve(std::size_t chunk_size, std::size_t count) {
     detail::throw_bad_option(resource_name, "reserve chunk_size", "is above max_chunk_size");
   }
   const unsigned cls = class_of(chunk_size, 1);
-  if (options_.ratchet_floor && cls > floor_.load(std::memory_order_relaxed)) raise_floor(cls);
+  if (options_.ratchet_floor) raise_floor(cls);
   for (std::size_t i = 0; i < count; ++i) {
+    // No eviction: making room would return the chunks this call just cached
+    // (issue 18). Past the budget this throws, with what fitted cached.
     void* chunk =
-        take_from_upstream(class_size(cls), class_size(cls), false, class_size(cls), class_size(cls));
+        take_from_upstream(class_size(cls), class_size(cls), cls, class_size(cls), class_size(cls), false);
     if (!push_shared(chunk, cls)) {
-      give_back(chunk, class_size(cls), class_size(cls));
+      give_back(chunk, cls);
       return i;
     }
   }
@@ -488,17 +643,36 @@ std::size_t chunk_provider::reserve(std::size_t chunk_size, std::size_t count) {
 }
 
 void chunk_provider::trim(std::size_t keep_bytes) noexcept {
+  decay_if_due();
+  detail::chunk_thread_cache* mine = registry().find(id_);
   std::size_t cached = shared_cached_bytes_.load(std::memory_order_relaxed);
-  if (detail::chunk_thread_cache* cache = my_cache()) {
+  if (mine != nullptr) {
     for (unsigned cls = min_class_; cls <= max_class_; ++cls) {
-      cached += cache->bins[cls].count.load(std::memory_order_relaxed) * class_size(cls);
+      cached += mine->bins[cls].count.load(std::memory_order_relaxed) * class_size(cls);
     }
   }
-  if (cached > keep_bytes) evict(cached - keep_bytes, evicted_by_trim_);
+  if (cached > keep_bytes) cached -= std::min(cached, evict(cached - keep_bytes, evicted_by_trim_));
+  // Other threads' bins cannot be touched without a lock on their fast paths:
+  // each is asked to return its bins upstream at its next call.
+  std::lock_guard lock(registry().mutex());
+  for (detail::chunk_thread_cache* cache : caches_.caches()) {
+    if (cache == mine) continue;
+    std::size_t held = 0;
+    for (unsigned cls = min_class_; cls <= max_class_; ++cls) {
+      held += cache->bins[cls].count.load(std::memory_order_relaxed) * class_size(cls);
+    }
+    if (held == 0) continue;
+    cached += held;
+    if (cached <= keep_bytes) continue;
+    cache->trim_requested.store(true, std::memory_order_relaxed);
+    disarm(*cache);
+  }
 }
 
 void chunk_provider::release() noexcept {
-  std::vector<std::pair<void*, upstream_block>> blocks;
+  // Swapped out, not copied: nothing here allocates.
+  std::array<std::vector<held_chunk>, detail::chunk_class_count> chunks;
+  std::vector<oversized_block> oversized;
   {
     std::lock_guard registry_lock(registry().mutex());
     // What callers still hold is dropped from the books, per class and in bytes.
@@ -515,25 +689,28 @@ void chunk_provider::release() noexcept {
     }
     released_classes_ = outstanding;
     caches_.forget_bytes_in_use();
-    for (shared_pool& pool : pools_) {
+    for (unsigned cls = min_class_; cls <= max_class_; ++cls) {
+      shared_pool& pool = pools_[cls];
       std::lock_guard lock(pool.mutex);
+      chunks[cls].swap(pool.held);
       pool.head = nullptr;
       pool.count = 0;
+      pool.low_water = 0;
     }
     shared_cached_bytes_.store(0, std::memory_order_relaxed);
-    std::lock_guard lock(blocks_mutex_);
-    blocks.swap(blocks_);
-    oversized_live_ = 0;
+    std::lock_guard lock(oversized_mutex_);
+    oversized.swap(oversized_);
     oversized_bytes_in_use_ = 0;
   }
-  for (const auto& [chunk, block] : blocks) {
-    detail::unpoison_memory(chunk, block.size);
-    upstream_resource()->deallocate(chunk, block.size, block.alignment);
-    upstream_deallocations_.fetch_add(1, std::memory_order_relaxed);
-    release_budget(block.size);
+  for (unsigned cls = min_class_; cls <= max_class_; ++cls) {
+    for (const held_chunk& h : chunks[cls]) return_upstream(h.chunk, cls);
   }
-  std::lock_guard lock(floor_mutex_);
-  set_floor(min_class_);
+  for (const oversized_block& b : oversized) {
+    upstream_resource()->deallocate(b.block, b.mapped, b.alignment);
+    upstream_deallocations_.fetch_add(1, std::memory_order_relaxed);
+    release_budget(b.mapped);
+  }
+  floor_.store(min_class_, std::memory_order_relaxed);
 }
 
 // --------------------------------------------------------------- observers
@@ -549,15 +726,12 @@ resource_stats chunk_provider::do_stats() const noexcept {
   detail::cache_totals t;
   {
     std::lock_guard lock(registry().mutex());
-    t = caches_.totals();  // normal chunks; retired_classes_ holds the same per class, for details()
-    std::lock_guard blocks_lock(blocks_mutex_);
-    s.allocations = t.allocations + oversized_allocations_;
-    s.deallocations = t.deallocations + oversized_deallocations_;
-    s.bytes_in_use = static_cast<std::size_t>(t.bytes_in_use) + oversized_bytes_in_use_;
+    t = caches_.totals();  // normal chunks and oversized blocks alike
   }
-  const std::uint64_t rejected = rejected_.load(std::memory_order_relaxed);
-  s.deallocations += rejected;
-  s.misuse_detected = rejected;
+  s.allocations = t.allocations;
+  s.deallocations = t.deallocations;  // a rejected deallocate counts in misuse_detected only
+  s.bytes_in_use = static_cast<std::size_t>(t.bytes_in_use);
+  s.misuse_detected = rejected_.load(std::memory_order_relaxed);
   s.peak_bytes_in_use = std::max(t.peak_bytes_in_use, s.bytes_in_use);
   s.bytes_reserved = bytes_reserved_.load(std::memory_order_relaxed);
   s.failed_allocations = failed_.load(std::memory_order_relaxed);
@@ -606,13 +780,14 @@ chunk_provider::details_type chunk_provider::details() const {
     d.cached_bytes += cached[cls] * class_size(cls);
   }
   {
-    std::lock_guard lock(blocks_mutex_);
-    d.oversized_live = oversized_live_;
+    std::lock_guard lock(oversized_mutex_);
+    d.oversized_live = oversized_.size();
     d.oversized_bytes = oversized_bytes_in_use_;
   }
-  d.evicted_by_floor = evicted_by_floor_.load(std::memory_order_relaxed);
+  d.evicted_by_floor = 0;
   d.evicted_by_trim = evicted_by_trim_.load(std::memory_order_relaxed);
   d.evicted_by_budget = evicted_by_budget_.load(std::memory_order_relaxed);
+  d.evicted_by_decay = evicted_by_decay_.load(std::memory_order_relaxed);
   d.returned_over_cache_limit = returned_over_limit_.load(std::memory_order_relaxed);
   d.floor_chunk_size = class_size(floor_.load(std::memory_order_relaxed));
   return d;
@@ -622,13 +797,17 @@ bool chunk_provider::invariants_hold() const noexcept {
   const unsigned floor = floor_.load(std::memory_order_relaxed);
   if (floor < min_class_ || floor > max_class_) return false;
   for (unsigned cls = min_class_; cls <= max_class_; ++cls) {
-    std::lock_guard lock(pools_[cls].mutex);
+    const shared_pool& pool = pools_[cls];
+    std::lock_guard lock(pool.mutex);
     std::size_t length = 0;
-    for (void* chunk = pools_[cls].head; chunk != nullptr; chunk = load_pool_link(chunk)) {
+    for (void* chunk = pool.head; chunk != nullptr; chunk = load_pool_link(chunk)) {
       if (!detail::is_aligned(chunk, class_size(cls))) return false;
       ++length;
     }
-    if (length != pools_[cls].count) return false;
+    if (length != pool.count || pool.low_water > pool.count) return false;
+    const std::size_t pooled = static_cast<std::size_t>(
+        std::count_if(pool.held.begin(), pool.held.end(), [](const held_chunk& h) { return h.pooled; }));
+    if (!options_.hardened && pooled != pool.count) return false;
   }
   return true;
 }

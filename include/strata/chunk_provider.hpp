@@ -5,6 +5,7 @@
 #include <array>
 #include <atomic>
 #include <bit>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -38,9 +39,15 @@ inline constexpr unsigned chunk_max_class = 47;
 /// (7, so that a bin fills one 64-byte cache line).
 inline constexpr unsigned chunk_bin_capacity = 7;
 
-/// One size class in one thread's cache: one cache line. Written only by its thread.
+/// One size class in one thread's cache: one cache line, so the deallocate
+/// fast path reads the count and the capacity from the line it writes. The
+/// count and the chunks are written only by the bin's thread.
 struct alignas(64) chunk_bin {
   std::atomic<std::uint32_t> count{0};  // atomic so stats() may read it; single writer
+  /// How many chunks the deallocate fast path may keep here. Set by the owner
+  /// on its slow path; set to 0 by another thread asking for a flush, which
+  /// sends the owner's next deallocate of this class to the slow path.
+  std::atomic<std::uint32_t> capacity{0};
   void* chunks[chunk_bin_capacity]{};
 };
 
@@ -50,6 +57,14 @@ struct alignas(64) chunk_bin {
 /// thread's most recently used one is current_thread_cache<chunk_thread_cache>.
 /// Its thread_cache_base counts the caller's bytes of normal chunks only.
 struct chunk_thread_cache : thread_cache_base {
+  /// Largest class the allocate fast path serves from this cache: the
+  /// provider's floor with ratchet_floor, else its largest class. 0 (below
+  /// every class) until the owner's first slow path arms it, and after another
+  /// thread asks for a flush: the owner's next allocate then takes the slow path.
+  std::atomic<unsigned> fast_ceiling{0};
+  /// Set by trim() on another thread: hand the bins back upstream (not just
+  /// to the shared pools) at the next slow path. Cleared by the owner.
+  std::atomic<bool> trim_requested{false};
   std::array<chunk_bin, chunk_class_count> bins{};
   std::array<single_writer_counter, chunk_class_count> handed{};  // chunks handed out, per class
   std::array<single_writer_counter, chunk_class_count>
@@ -76,11 +91,11 @@ using chunk_cache_slot = thread_cache_slot<chunk_thread_cache>;
 /// Memory model: a request of n bytes aligned to a gets a chunk of class
 /// bit_ceil(max(n, a, min_chunk_size)), aligned to its own size (owners may
 /// find a chunk header by masking a pointer). Freed chunks are cached per
-/// class and reused; requests above max_chunk_size are oversized: passed
-/// straight to the upstream, never cached. A byte budget bounds everything
-/// held from upstream. With ratchet_floor, requesting a class above the
-/// current floor raises the floor and returns cached chunks below it, so an
-/// arena that has grown settles on its largest class with the fewest chunks.
+/// class and reused, every class alike, so any steady mix of sizes makes no
+/// upstream calls; requests above max_chunk_size are oversized: passed
+/// straight to the upstream (rounded up to whole pages), never cached. A byte
+/// budget bounds everything held from upstream; cached chunks leave only
+/// under budget pressure, by trim(), or by decay (idle for decay_period).
 ///
 /// Thread safety: thread-safe. Each thread has its own small cache per
 /// provider (up to 7 chunks and thread_cache_bytes per class), used without
@@ -113,11 +128,25 @@ class chunk_provider final : public resource {
     /// Bound on cached bytes. When set (not unlimited), chunks are cached only
     /// in the shared pools, so the bound is exact; thread caches are off.
     std::size_t max_cached_bytes = unlimited;
-    /// Evict cached classes below the largest class in demand.
+    /// Keeps a floor: the largest class in recent demand (raised by any
+    /// larger request; at each decay check lowered to the largest class
+    /// requested during the last period, if any was), which preferred_size()
+    /// answers for smaller requests (so arenas created per request settle on
+    /// one cached class). It no longer evicts anything: every class is cached
+    /// (see docs/design/chunk_provider.md).
+    /// false: preferred_size() answers every request as asked.
     bool ratchet_floor = true;
     /// Per class and per thread, how many bytes of chunks a thread keeps
-    /// without locking (at most 7 chunks); 0 turns thread caches off.
+    /// without locking (at most 7 chunks; classes above it keep none in the
+    /// thread and use the shared pool); 0 turns thread caches off.
     std::size_t thread_cache_bytes = std::size_t{1} << 20;
+    /// Idle memory decay: at the first slow path or trim() after each period
+    /// of wall-clock time, each shared pool returns upstream the chunks it
+    /// kept through the whole period (its lowest count in the period), and
+    /// every thread is asked to move its bins to the shared pools at its next
+    /// call. So a chunk idle for two periods has left. 0 turns decay off. At
+    /// least 0.
+    std::chrono::milliseconds decay_period{10'000};
     /// Fraction of byte_budget at which on_budget_warning fires, in (0, 1].
     double budget_warning_fraction = 0.9;
     /// Called once each time bytes held rise across the warning threshold
@@ -149,11 +178,12 @@ class chunk_provider final : public resource {
     std::size_t cached_bytes;
     std::size_t oversized_live;
     std::size_t oversized_bytes;
-    std::uint64_t evicted_by_floor;
+    std::uint64_t evicted_by_floor;  ///< deprecated: always 0 (the floor evicts nothing since issue 13)
     std::uint64_t evicted_by_trim;
     std::uint64_t evicted_by_budget;
+    std::uint64_t evicted_by_decay;           ///< idle chunks returned by decay_period
     std::uint64_t returned_over_cache_limit;  ///< freed chunks max_cached_bytes sent upstream
-    std::size_t floor_chunk_size;             ///< smallest class still cached
+    std::size_t floor_chunk_size;             ///< the preferred_size hint's class (ratchet_floor)
     std::size_t threads_attached;             ///< live thread caches
   };
 
@@ -184,15 +214,19 @@ class chunk_provider final : public resource {
 
   /// Obtains count chunks of chunk_size's class from upstream into the shared
   /// cache (raising the floor to that class, as a request would), and returns
-  /// how many were cached: fewer when max_cached_bytes is reached.
+  /// how many were cached: fewer when max_cached_bytes is reached. Evicts
+  /// nothing to make room. Reserved chunks are cached like any other: unused
+  /// for two decay periods, they decay.
   /// Throws: std::invalid_argument if chunk_size is above max_chunk_size;
-  /// allocation_failure when the budget or the upstream refuses (chunks
-  /// obtained before that stay cached).
+  /// allocation_failure when the budget (reason budget) or the upstream
+  /// refuses (chunks obtained before that stay cached).
   std::size_t reserve(std::size_t chunk_size, std::size_t count);
   /// Returns cached chunks upstream, largest classes first, until at most
-  /// keep_bytes stay cached in the shared pools and this thread's cache.
-  /// Other threads' caches (at most thread_cache_bytes per class each) are
-  /// not touched: they are flushed when those threads exit.
+  /// keep_bytes stay cached in the shared pools and this thread's cache;
+  /// if more than keep_bytes are then still cached, every other thread holding
+  /// chunks in its bins is asked to return them all upstream at its next call
+  /// on this provider (or moves them to the shared pools when it exits). Also
+  /// runs the decay check.
   void trim(std::size_t keep_bytes = 0) noexcept;
   /// Returns every chunk, cached or handed out, to the upstream, and resets
   /// the floor. Requires: no other thread uses the provider meanwhile, and
@@ -205,7 +239,7 @@ class chunk_provider final : public resource {
   resource_stats do_stats() const noexcept override;
   void do_reset_peak() noexcept override;
   // With ratchet_floor: the floor class's size for requests below it, so
-  // arenas ask for the class the provider caches. Reads the floor only.
+  // arenas ask for the largest class in demand. Reads the floor only.
   std::size_t do_preferred_size(std::size_t bytes) const noexcept override;
 
   /// Class index (log2 of the chunk size) for a request; above max_class_
@@ -224,36 +258,59 @@ class chunk_provider final : public resource {
     return static_cast<std::size_t>(std::numeric_limits<unsigned long long>::digits -
                                     __builtin_clzll((bytes - 1) | (alignment - 1) | min_chunk_mask_));
   }
-  // Counts a normal chunk of class cls handed out on this thread and keeps its peak.
+  // Counts a chunk of class cls (oversized: cls > max_class_) handed out on
+  // this thread and keeps its peak.
   static void note_handed(detail::chunk_thread_cache& cache, std::size_t cls, std::size_t bytes) noexcept {
     detail::single_writer_add(cache.handed[cls]);
     cache.note_allocated(bytes);
-  }
-  [[nodiscard]] detail::chunk_thread_cache* my_cache() const noexcept {
-    const detail::chunk_cache_slot slot =
-        detail::current_thread_cache<detail::chunk_thread_cache>;  // one TLS read
-    return slot.owner_id == id_ ? slot.cache : nullptr;
   }
 
   // Everything below leaves the provider consistent and is cold.
   STRATA_SLOW_PATH void* allocate_slow(std::size_t bytes, std::size_t alignment);
   STRATA_SLOW_PATH void deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) noexcept;
-  // Returns this thread's cache, creating and registering it if needed;
-  // nullptr when the thread is exiting or no cache can be allocated.
-  detail::chunk_thread_cache* attach() noexcept;
-  // Reserves size bytes of budget (evicting cached chunks to make room), takes
-  // them from upstream and records the block. Throws allocation_failure naming
-  // the caller's request (bytes, request_alignment); on a throw nothing is held.
-  void* take_from_upstream(std::size_t size, std::size_t alignment, bool oversized, std::size_t bytes,
-                           std::size_t request_alignment);
-  void give_back(void* chunk, std::size_t size, std::size_t alignment) noexcept;
-  // Adds chunk to its class's shared pool; false if max_cached_bytes forbids it.
+  // Returns this thread's cache, creating and registering it if needed, with
+  // its pending flush requests answered and its fast paths armed; nullptr
+  // when the thread is exiting or no cache can be allocated. cls is the class
+  // the caller is about to use (its bin's capacity is checked too).
+  detail::chunk_thread_cache* attach(unsigned cls) noexcept;
+  // Answers cache's flush requests (trim: bins upstream; decay: bins to the
+  // shared pools) and re-arms its fast paths if they were disarmed or the floor moved.
+  void answer_requests(detail::chunk_thread_cache& cache, unsigned cls) noexcept;
+  // Sets cache's fast ceiling and bin capacities from the options and floor.
+  void arm(detail::chunk_thread_cache& cache) noexcept;
+  // Sends cache's thread to its slow paths at its next call (another thread calls this).
+  static void disarm(detail::chunk_thread_cache& cache) noexcept;
+  [[nodiscard]] unsigned intended_ceiling() const noexcept;
+  [[nodiscard]] std::uint32_t intended_capacity(unsigned cls) const noexcept;
+  // Reserves size bytes of budget (with may_evict, evicting cached chunks to
+  // make room for exactly what is missing), takes them from upstream and
+  // records the block (in its class's pool, or the oversized list with the
+  // caller's bytes). Throws allocation_failure naming the caller's request
+  // (bytes, request_alignment); on a throw nothing is held and nothing was
+  // evicted unless the budget refused.
+  void* take_from_upstream(std::size_t size, std::size_t alignment, unsigned cls, std::size_t bytes,
+                           std::size_t request_alignment, bool may_evict);
+  // Returns a normal chunk of class cls, held and not pooled, upstream.
+  void give_back(void* chunk, unsigned cls) noexcept;
+  // The upstream half of give_back, for a chunk already taken off its pool's list.
+  void return_upstream(void* chunk, unsigned cls) noexcept;
+  // Counts a chunk of cls into the shared pools' bytes; false if max_cached_bytes forbids it.
+  bool reserve_cached(unsigned cls, bool ignore_limit = false) noexcept;
+  // Adds a held chunk to its class's shared pool; false if max_cached_bytes forbids it.
   bool push_shared(void* chunk, unsigned cls, bool ignore_limit = false) noexcept;
+  // Pushes under the pool's mutex (held by the caller). Requires: the chunk is held and not pooled.
+  void push_locked(void* chunk, unsigned cls) noexcept;
   void* pop_shared(unsigned cls) noexcept;
   void raise_floor(unsigned cls) noexcept;
-  // Sets the floor and everything derived from it. Requires floor_mutex_ (or construction).
-  void set_floor(unsigned cls) noexcept;
+  // Returns cached chunks (this thread's bins, then the shared pools, the
+  // largest classes first) until target_bytes are freed or none are left.
   std::size_t evict(std::size_t target_bytes, std::atomic<std::uint64_t>& reason) noexcept;
+  // If a decay period has elapsed: returns each shared pool's idle chunks
+  // and asks every thread to move its bins to the shared pools.
+  void decay_if_due() noexcept;
+  // Why p, a pointer not listed where its size says, is not ours to take:
+  // size_mismatch if another class or the oversized list holds it, else unknown_pointer.
+  [[nodiscard]] misuse_kind classify_foreign(const void* p) const noexcept;
   bool reserve_budget(std::size_t bytes) noexcept;
   // Calls on_budget_warning if usage is at or above the threshold and the
   // warning is armed. Exceptions from the callback are swallowed.
@@ -263,82 +320,83 @@ class chunk_provider final : public resource {
   [[nodiscard]] void* load_pool_link(const void* chunk) const noexcept;
   // Hardened: whether a decoded pool link of cls may be followed, given
   // whether the pool should end there: it must name a held, pooled chunk of
-  // cls. Requires the pool's mutex; takes blocks_mutex_.
+  // cls. Requires the pool's mutex.
   bool pool_link_valid(const void* next, unsigned cls, bool should_end) noexcept;
-  // Marks a held chunk as in (or out of) a shared pool, for double-free checks.
-  void set_pooled(void* chunk, bool pooled) noexcept;
   void release_budget(std::size_t bytes) noexcept;
-  // Empties cache's bins of classes below below_class: upstream when
-  // to_upstream, else into the shared pools (even past max_cached_bytes).
-  // Returns the chunks moved.
-  std::size_t flush_thread_cache(detail::chunk_thread_cache& cache, unsigned below_class,
-                                 bool to_upstream) noexcept;
+  // Empties cache's bins: upstream when to_upstream, else into the shared
+  // pools (even past max_cached_bytes). Returns the chunks moved.
+  std::size_t flush_thread_cache(detail::chunk_thread_cache& cache, bool to_upstream) noexcept;
   void note_returned(detail::chunk_thread_cache* cache, unsigned cls, std::size_t bytes) noexcept;
   void reject(misuse_kind kind, void* p, std::size_t bytes, std::size_t alignment) noexcept;
   bool invariants_hold() const noexcept;
-  struct upstream_block;
-  // Position of p in blocks_ (or where it would go). Requires blocks_mutex_.
-  std::vector<std::pair<void*, upstream_block>>::iterator block_position(const void* p) noexcept;
 
   friend struct chunk_provider_access;  // the thread-exit hook in the .cpp
 
-  struct shared_pool {  // one class's chunks beyond the thread caches
+  struct held_chunk {  // a normal chunk held from upstream
+    void* chunk;
+    bool pooled;  // in the shared pool (free); chunks in thread bins are not marked
+  };
+  // One class's chunks beyond the thread caches, and the list of every chunk
+  // of the class held from upstream (for misuse checks), under one mutex of
+  // the class's own: nothing on the cached path takes a provider-wide lock.
+  struct alignas(64) shared_pool {
     mutable std::mutex mutex;
     void* head = nullptr;                  // chunks linked through their first word; guarded by mutex
     std::size_t count = 0;                 // guarded by mutex
+    std::size_t low_water = 0;             // lowest count since the last decay; guarded by mutex
+    std::vector<held_chunk> held;          // sorted by address; guarded by mutex
     std::atomic<std::uint64_t> misses{0};  // requests of this class that went upstream
+  };
+  struct oversized_block {
+    void* block;
+    std::size_t mapped;  // asked of the upstream: bytes rounded up to whole pages
+    std::size_t bytes;   // the caller's size
+    std::size_t alignment;
   };
   struct class_totals {  // counters of thread caches already detached
     std::uint64_t handed = 0;
     std::uint64_t returned = 0;
   };
-  struct upstream_block {
-    std::size_t size;
-    std::size_t alignment;
-    bool oversized;
-    bool pooled = false;  // in a shared pool (free); thread bins are not tracked here
-  };
+  // Position of p in a sorted list of held chunks (or where it would go).
+  static std::vector<held_chunk>::iterator held_position(std::vector<held_chunk>& held,
+                                                         const void* p) noexcept;
 
   // What the fast paths read, together at the start of the object (the
-  // first two cache lines, with the base's vptr and upstream).
-  std::uint64_t id_;                    // unique per provider, never reused
-  std::size_t min_chunk_mask_;          // min_chunk_size - 1
-  std::atomic<unsigned> fast_ceiling_;  // largest class the allocate fast path serves
-  // Chunks a thread bin may hold per class: 0 outside [floor, max class] and
-  // when thread caches are off, so one load decides the deallocate fast path.
-  std::array<std::atomic<std::uint8_t>, detail::chunk_class_count> bin_capacity_{};
+  // first cache line, with the base's vptr and upstream).
+  std::uint64_t id_;            // unique per provider, never reused
+  std::size_t min_chunk_mask_;  // min_chunk_size - 1
 
   options options_;
   detail::link_codec codec_;       // shared pool links (hardened only)
   unsigned min_class_;             // log2(min_chunk_size)
   unsigned max_class_;             // log2(max_chunk_size)
+  bool thread_caches_;             // thread bins in use (not hardened, no max_cached_bytes, bytes > 0)
   std::size_t warning_threshold_;  // bytes; unlimited when no budget
-  std::mutex floor_mutex_;         // serializes floor changes
-  std::atomic<unsigned> floor_;    // smallest cached class
+  std::atomic<unsigned> floor_;    // the preferred_size hint's class
+  detail::decay_clock decay_;
   std::array<shared_pool, detail::chunk_class_count> pools_;
   std::atomic<std::size_t> shared_cached_bytes_{0};
   std::atomic<std::size_t> bytes_reserved_{0};  // held from upstream; the budget's measure
   std::atomic<bool> warning_armed_{true};
 
-  mutable std::mutex blocks_mutex_;                       // guards blocks_ and oversized counters
-  std::vector<std::pair<void*, upstream_block>> blocks_;  // every chunk held from upstream, sorted
-  std::size_t oversized_live_ = 0;
+  mutable std::mutex oversized_mutex_;      // guards the three below; never held with another lock
+  std::vector<oversized_block> oversized_;  // sorted by address
   std::size_t oversized_bytes_in_use_ = 0;  // caller's sizes
-  std::uint64_t oversized_allocations_ = 0;
-  std::uint64_t oversized_deallocations_ = 0;
 
   // Guarded by the process-wide registry mutex (see the .cpp).
   detail::thread_cache_set<detail::chunk_thread_cache> caches_;              // attached thread caches, owned
   std::array<class_totals, detail::chunk_class_count> retired_classes_{};    // of detached caches
   std::array<std::uint64_t, detail::chunk_class_count> released_classes_{};  // chunks dropped by release()
+  std::array<std::uint64_t, detail::chunk_class_count>
+      handed_at_decay_{};  // per class, at the last decay check
 
   std::atomic<std::uint64_t> failed_{0};
   std::atomic<std::uint64_t> rejected_{0};  // deallocates refused as misuse
   std::atomic<std::uint64_t> upstream_allocations_{0};
   std::atomic<std::uint64_t> upstream_deallocations_{0};
-  std::atomic<std::uint64_t> evicted_by_floor_{0};
   std::atomic<std::uint64_t> evicted_by_trim_{0};
   std::atomic<std::uint64_t> evicted_by_budget_{0};
+  std::atomic<std::uint64_t> evicted_by_decay_{0};
   std::atomic<std::uint64_t> returned_over_limit_{0};
 };
 
@@ -351,8 +409,9 @@ inline void* chunk_provider::do_allocate(std::size_t bytes, std::size_t alignmen
   // A zero alignment passes the power-of-two test here but gives an oversized class.
   if (slot.owner_id == id_ && (alignment & (alignment - 1)) == 0) [[likely]] {
     const std::size_t cls = fast_class_of(bytes, alignment);
-    // Oversized classes, and classes above the floor (which must go slow to raise it), fail here.
-    if (cls <= fast_ceiling_.load(std::memory_order_relaxed)) [[likely]] {
+    // Oversized classes, classes above the floor (which must go slow to raise
+    // it), and every class while the cache is disarmed fail here.
+    if (cls <= slot.cache->fast_ceiling.load(std::memory_order_relaxed)) [[likely]] {
       detail::chunk_bin& bin = slot.cache->bins[cls];
       const std::uint32_t count = bin.count.load(std::memory_order_relaxed);
       if (count != 0) [[likely]] {
@@ -375,13 +434,13 @@ inline void chunk_provider::do_deallocate(void* p, std::size_t bytes, std::size_
   if (slot.owner_id == id_ && (alignment & (alignment - 1)) == 0) [[likely]] {
     const std::size_t cls = fast_class_of(bytes, alignment);
     detail::chunk_bin& bin = slot.cache->bins[cls];
-    const std::uint32_t count = bin.count.load(std::memory_order_relaxed);
-    // Capacity is 0 for oversized classes and classes below the floor, so
-    // the alignment test (p's low cls bits shifted out and back) runs only
+    // Capacity is 0 for oversized classes (and while the cache is disarmed),
+    // so the alignment test (p's low cls bits shifted out and back) runs only
     // for cls <= max_class_; it is one instruction shorter than a mask.
-    if (count < bin_capacity_[cls].load(std::memory_order_relaxed) &&
-        (reinterpret_cast<std::uintptr_t>(p) >> cls << cls) == reinterpret_cast<std::uintptr_t>(p))
-        [[likely]] {
+    const std::uint32_t capacity = bin.capacity.load(std::memory_order_relaxed);
+    const std::uint32_t count = bin.count.load(std::memory_order_relaxed);
+    if (count < capacity && (reinterpret_cast<std::uintptr_t>(p) >> cls << cls) ==
+                                reinterpret_cast<std::uintptr_t>(p)) [[likely]] {
       detail::poison_memory(p, std::size_t{1} << cls);
       bin.chunks[count] = p;
       bin.count.store(count + 1, std::memory_order_relaxed);
