@@ -5,7 +5,10 @@
 // 1. Segments are asked of the upstream as allocate(segment_bytes, segment_bytes), are
 //    aligned to their size, and none is taken before the first allocation.
 // 2. The slab grows to many segments and returns empty ones beyond max_empty_segments
-//    (at once with reclaim_period 0, after a working-set period otherwise, or on trim()).
+//    (at once with decay_period 0, after a wall-clock working-set period otherwise, at the
+//    next slow path or trim(), also once the program went quiet); trim() reaches this
+//    thread's cache whichever slab it used last, and other threads' at their next call;
+//    release() returns everything. The deprecated reclaim_period 0 keeps its meaning.
 // 3. Partial segments are preferred over empty ones.
 // 4. Successive segments offset their first slot by different multiples of the cache
 //    line when colouring is on, and not at all when it is off.
@@ -23,6 +26,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <list>
 #include <map>
@@ -35,6 +39,7 @@
 #include <thread>
 #include <vector>
 
+#include <strata/chunk_provider.hpp>
 #include <strata/detail/sanitizer.hpp>
 #include <strata/page_resource.hpp>
 #include <strata/tracking_resource.hpp>
@@ -94,7 +99,7 @@ BOOST_AUTO_TEST_CASE(grows_to_many_segments_and_returns_empty_ones) {
   strata::extendable_slab s{{.slot_size = 32,
                              .slots_per_segment = 16,
                              .max_empty_segments = 1,
-                             .reclaim_period = 0,
+                             .decay_period = std::chrono::milliseconds{0},
                              .thread_cache_slots = 8},
                             &upstream};
   std::vector<void*> slots;
@@ -122,7 +127,7 @@ BOOST_AUTO_TEST_CASE(empty_segments_within_the_working_set_period_are_kept) {
   strata::extendable_slab s{{.slot_size = 32,
                              .slots_per_segment = 4,
                              .max_empty_segments = 0,
-                             .reclaim_period = 1000,
+                             .decay_period = std::chrono::hours{1},
                              .thread_cache_slots = 0},
                             &upstream};
   std::vector<void*> slots;
@@ -142,21 +147,49 @@ BOOST_AUTO_TEST_CASE(empty_segments_idle_for_a_whole_period_are_returned) {
   strata::extendable_slab s{{.slot_size = 32,
                              .slots_per_segment = 4,
                              .max_empty_segments = 1,
-                             .reclaim_period = 8,
+                             .decay_period = std::chrono::milliseconds{20},
                              .thread_cache_slots = 0},
                             &upstream};
   std::vector<void*> slots;
-  for (int i = 0; i < 4 * 4; ++i) slots.push_back(s.allocate(32, 8));
+  for (int i = 0; i < 4 * 4; ++i) {
+    slots.push_back(s.allocate(32, 8));
+    std::memset(slots.back(), 0xa5, 32);
+  }
   for (void* p : slots) s.deallocate(p, 32, 8);
   void* keep = s.allocate(32, 8);
-  // Keep operating on one slot: the other empty segments stay idle for periods.
-  for (int i = 0; i < 40; ++i) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  // Keep operating on one slot: the other empty segments stay idle for the period.
+  for (int i = 0; i < 4; ++i) {
     s.deallocate(keep, 32, 8);
     keep = s.allocate(32, 8);
+    std::memset(keep, 0x5a, 32);
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));  // two calls 25 ms apart: a period between
   }
   BOOST_TEST(s.details().reclaimed_segments >= 2u);
+  BOOST_TEST(s.details().decayed_segments == s.details().reclaimed_segments);
   BOOST_TEST(s.segment_count() <= 2u);  // the one in use and at most one empty
   s.deallocate(keep, 32, 8);
+}
+
+// reclaim_period is deprecated (a period of calls never ends in a quiet
+// program); 0 still returns empty segments at once, any other value is ignored.
+BOOST_AUTO_TEST_CASE(the_deprecated_reclaim_period_zero_still_returns_at_once) {
+  strata::test::counting_resource upstream;
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  strata::extendable_slab s{{.slot_size = 32,
+                             .slots_per_segment = 4,
+                             .max_empty_segments = 0,
+                             .reclaim_period = 0,
+                             .thread_cache_slots = 0},
+                            &upstream};
+#pragma GCC diagnostic pop
+  BOOST_TEST(s.get_options().decay_period.count() == 0);
+  void* p = s.allocate(32, 8);
+  std::memset(p, 0xa5, 32);
+  s.deallocate(p, 32, 8);
+  BOOST_TEST(s.segment_count() == 0u);
+  BOOST_TEST(upstream.bytes_outstanding() == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(partial_segments_are_preferred_over_empty_ones) {
@@ -164,7 +197,7 @@ BOOST_AUTO_TEST_CASE(partial_segments_are_preferred_over_empty_ones) {
   strata::extendable_slab s{{.slot_size = 32,
                              .slots_per_segment = 4,
                              .max_empty_segments = 4,
-                             .reclaim_period = 0,
+                             .decay_period = std::chrono::milliseconds{0},
                              .thread_cache_slots = 0},
                             &upstream};
   std::vector<void*> slots;
@@ -337,6 +370,8 @@ BOOST_AUTO_TEST_CASE(invalid_options_name_the_field) {
   BOOST_TEST(message_of({.slot_alignment = 8192}).find("slot_alignment") != std::string::npos);
   BOOST_TEST(message_of({.slots_per_segment = std::size_t{1} << 30}).find("slots_per_segment") !=
              std::string::npos);
+  BOOST_TEST(message_of({.decay_period = std::chrono::milliseconds{-1}}).find("decay_period") !=
+             std::string::npos);
   BOOST_CHECK_THROW((strata::extendable_slab{{}, nullptr}), std::invalid_argument);
 }
 
@@ -346,7 +381,7 @@ BOOST_AUTO_TEST_CASE(slots_freed_on_other_threads_are_never_handed_out_twice,
   strata::extendable_slab s{{.slot_size = 48,
                              .slots_per_segment = 32,
                              .max_empty_segments = 0,
-                             .reclaim_period = 16,
+                             .decay_period = std::chrono::milliseconds{1},
                              .thread_cache_slots = 16},
                             &upstream};
   constexpr int thread_count = 4;
@@ -466,6 +501,258 @@ BOOST_AUTO_TEST_CASE(frees_from_thread_local_destructors_are_safe, *boost::unit_
     BOOST_TEST(slots.stats().bytes_in_use == 0u);
   }
   BOOST_TEST(upstream.live_blocks() == 0u);
+}
+
+// Regression (issue 18): a thread that used slab A, then slab B, then called
+// A.trim() kept A's cache full (cached_slots 128, a segment still held): trim()
+// looked only at the MRU slot, which named B.
+BOOST_AUTO_TEST_CASE(trim_flushes_this_threads_cache_after_it_used_another_slab) {
+  strata::test::counting_resource upstream;
+  strata::extendable_slab a{{.slot_size = 32, .slots_per_segment = 64}, &upstream};
+  strata::extendable_slab b{{.slot_size = 32, .slots_per_segment = 64}, &upstream};
+  void* p = a.allocate(32, 8);
+  std::memset(p, 0xa5, 32);
+  a.deallocate(p, 32, 8);  // A's cache holds the rest of its refill batch
+  void* q = b.allocate(32, 8);
+  std::memset(q, 0x5a, 32);
+  b.deallocate(q, 32, 8);  // the MRU slot now names B
+  BOOST_TEST_REQUIRE(a.details().cached_slots > 0u);
+  a.trim();
+  BOOST_TEST(a.details().cached_slots == 0u);
+  BOOST_TEST(a.segment_count() == 0u);
+  BOOST_TEST(a.stats().bytes_reserved == 0u);
+  BOOST_TEST(b.details().cached_slots > 0u);  // B's cache is B's business
+  b.trim();
+  BOOST_TEST(upstream.bytes_outstanding() == 0u);
+}
+
+// Regression (issue 18): deallocate(0x10) and deallocate(0x1010) segfaulted in
+// push_to_cache. The masked "segment" of such a pointer is address 0, which the
+// lock-free table (where 0 marks an empty entry) claimed to hold, so the slot's
+// link word was written through the near-null pointer.
+BOOST_AUTO_TEST_CASE(near_null_pointers_are_counted_as_misuse_and_never_written) {
+  strata::test::misuse_recorder recorder;
+  strata::test::counting_resource upstream;
+  for (const std::size_t per_segment : {std::size_t{0}, std::size_t{8}}) {
+    strata::extendable_slab s{{.slot_size = 32, .slots_per_segment = per_segment}, &upstream};
+    // Once before this thread has a cache, then with a cache whose proven segment is real.
+    for (int round = 0; round < 2; ++round) {
+      const strata::resource_stats before = s.stats();
+      for (const std::uintptr_t bad :
+           {std::uintptr_t{0x10}, std::uintptr_t{0x1010}, std::uintptr_t{0x10010}}) {
+        s.deallocate(reinterpret_cast<void*>(bad), 32, 8);
+      }
+      const strata::resource_stats after = s.stats();
+      BOOST_TEST(after.misuse_detected - before.misuse_detected == 3u);
+      BOOST_TEST(after.deallocations == before.deallocations);
+      BOOST_TEST(after.bytes_in_use == before.bytes_in_use);
+      void* p = s.allocate(32, 8);
+      std::memset(p, 0xa5, 32);
+      s.deallocate(p, 32, 8);
+    }
+    s.trim();
+  }
+  BOOST_TEST(recorder.taken().size() == 12u);
+  BOOST_TEST(upstream.bytes_outstanding() == 0u);
+}
+
+// Issue 18: a rejected deallocate counts in misuse_detected only, so that
+// allocations - deallocations equals the live blocks (it also counted as a
+// deallocation before).
+BOOST_AUTO_TEST_CASE(a_rejected_deallocate_counts_as_misuse_only) {
+  strata::test::misuse_recorder recorder;
+  strata::test::counting_resource upstream;
+  for (const bool hardened : {false, true}) {
+    strata::extendable_slab s{{.slot_size = 32, .slots_per_segment = 8, .hardened = hardened}, &upstream};
+    void* live = s.allocate(32, 8);
+    std::memset(live, 0xa5, 32);
+    long on_stack = 0;
+    s.deallocate(&on_stack, 32, 8);  // foreign
+    // Off a slot boundary: checked where every call takes the slow path (the
+    // fast path does not check slot boundaries).
+    if (hardened) s.deallocate(static_cast<std::byte*>(live) + 8, 32, 8);
+    const strata::resource_stats st = s.stats();
+    BOOST_TEST(st.misuse_detected == (hardened ? 2u : 1u));
+    BOOST_TEST(st.allocations - st.deallocations == 1u);  // the one live block
+    s.deallocate(live, 32, 8);
+    BOOST_TEST(s.stats().allocations == s.stats().deallocations);
+  }
+}
+
+#if defined(STRATA_HAS_ASAN)
+// Regression (issue 18): under ASan the first and middle bytes of a freed
+// 5000-byte block were not poisoned.
+BOOST_AUTO_TEST_CASE(freed_slots_are_poisoned_whole) {
+  strata::test::counting_resource counting;
+  strata::chunk_provider chunks{&counting};
+  const auto poisoned = [](const std::byte* p, std::size_t size) {
+    return __asan_address_is_poisoned(p) != 0 && __asan_address_is_poisoned(p + size / 2) != 0 &&
+           __asan_address_is_poisoned(p + size - 1) != 0;
+  };
+  for (std::pmr::memory_resource* upstream : {static_cast<std::pmr::memory_resource*>(&counting),
+                                              static_cast<std::pmr::memory_resource*>(&chunks)}) {
+    for (const bool hardened : {false, true}) {
+      for (const std::size_t cache_slots : {std::size_t{0}, std::size_t{2}, std::size_t{256}}) {
+        for (const std::size_t slot : {std::size_t{64}, std::size_t{5000}, std::size_t{8192}}) {
+          strata::extendable_slab s{{.slot_size = slot,
+                                     .max_empty_segments = 4,
+                                     .thread_cache_slots = cache_slots,
+                                     .hardened = hardened},
+                                    upstream};
+          for (const std::size_t size : {std::size_t{5000}, std::size_t{64}}) {
+            std::vector<std::byte*> blocks;
+            for (int i = 0; i < 8; ++i) {
+              auto* p = static_cast<std::byte*>(s.allocate(size, 16));
+              std::memset(p, 0xa5, size);
+              blocks.push_back(p);
+            }
+            // Half freed here (into the cache, flushes, or the segments), half on another thread.
+            for (std::size_t i = 0; i < 4; ++i) s.deallocate(blocks[i], size, 16);
+            std::thread([&] {
+              for (std::size_t i = 4; i < 8; ++i) s.deallocate(blocks[i], size, 16);
+            }).join();                  // that thread's cache drained at its exit
+            if (size > slot) continue;  // forwarded: the upstream's business
+            for (std::byte* p : blocks) {
+              BOOST_TEST_INFO("slot " << slot << " B, block " << size << " B, cache " << cache_slots
+                                      << (hardened ? ", hardened" : "")
+                                      << (upstream == &chunks ? ", on chunk_provider" : ""));
+              BOOST_TEST(poisoned(p, size));
+            }
+          }
+          s.trim();
+        }
+      }
+    }
+  }
+}
+#endif
+
+// Reproduction 5 (issue 13): trim() could not reach other threads' caches. It
+// now asks them to flush, and a thread answers at its next deallocate.
+BOOST_AUTO_TEST_CASE(trim_reaches_other_threads_caches_at_their_next_deallocate,
+                     *boost::unit_test::label("threaded")) {
+  strata::test::counting_resource upstream;
+  strata::extendable_slab s{{.slot_size = 32, .slots_per_segment = 16}, &upstream};
+  std::atomic<int> stage{0};
+  const auto wait_for = [&](int want) {
+    while (stage.load() != want) std::this_thread::yield();
+  };
+  std::thread worker([&] {
+    std::vector<void*> slots;
+    for (int i = 0; i < 100; ++i) {
+      slots.push_back(s.allocate(32, 8));
+      std::memset(slots.back(), 0xa5, 32);
+    }
+    for (void* p : slots) s.deallocate(p, 32, 8);  // all into this thread's magazine
+    stage = 1;
+    wait_for(2);
+    void* p = s.allocate(32, 8);  // the thread's next operations
+    std::memset(p, 0x5a, 32);
+    s.deallocate(p, 32, 8);
+    stage = 3;
+    wait_for(4);
+  });
+  wait_for(1);
+  BOOST_TEST_REQUIRE(s.details().cached_slots >= 100u);
+  s.trim();
+  stage = 2;
+  wait_for(3);
+  BOOST_TEST(s.details().cached_slots == 0u);  // the worker is alive and handed its magazine back
+  BOOST_TEST(s.segment_count() == 0u);         // and the segments it emptied went upstream
+  stage = 4;
+  worker.join();
+  s.trim();
+  BOOST_TEST(upstream.bytes_outstanding() == 0u);
+}
+
+// Reproduction 4 (issue 13): with max_empty_segments = 1, freeing every slot of
+// 6 segments kept all 6 for good: the period counted refills and flushes, so a
+// program that went quiet kept its peak. The period is wall-clock time now.
+BOOST_AUTO_TEST_CASE(empty_segments_decay_by_time_when_the_program_goes_quiet) {
+  strata::test::counting_resource upstream;
+  for (const std::size_t cache_slots : {std::size_t{0}, std::size_t{8}}) {
+    strata::extendable_slab s{{.slot_size = 32,
+                               .slots_per_segment = 16,
+                               .max_empty_segments = 1,
+                               .decay_period = std::chrono::milliseconds{20},
+                               .thread_cache_slots = cache_slots},
+                              &upstream};
+    std::vector<void*> slots;
+    for (int i = 0; i < 16 * 6; ++i) {
+      slots.push_back(s.allocate(32, 8));
+      std::memset(slots.back(), 0xa5, 32);
+    }
+    BOOST_TEST_REQUIRE(s.segment_count() == 6u);
+    for (void* p : slots) s.deallocate(p, 32, 8);
+    std::this_thread::sleep_for(std::chrono::milliseconds(40));  // quiet for longer than the period
+    // One slow-path call: with caches off any call; with a cache, the
+    // allocations that empty it and refill.
+    std::vector<void*> again;
+    for (std::size_t i = 0; i <= cache_slots; ++i) {
+      again.push_back(s.allocate(32, 8));
+      std::memset(again.back(), 0x5a, 32);
+    }
+    // The segments holding live slots (and this thread's refill) and at most one kept empty.
+    std::set<std::uintptr_t> in_use;
+    for (void* p : again) in_use.insert(segment_of(s, p));
+    BOOST_TEST(s.segment_count() <= in_use.size() + 1u);
+    BOOST_TEST(s.segment_count() < 6u);
+    for (void* p : again) s.deallocate(p, 32, 8);
+  }
+  BOOST_TEST(upstream.bytes_outstanding() == 0u);
+}
+
+// Reproduction 5 (issue 13): extendable_slab had no release().
+BOOST_AUTO_TEST_CASE(release_returns_every_segment_and_forwarded_block,
+                     *boost::unit_test::label("threaded")) {
+  strata::test::counting_resource upstream;
+  strata::extendable_slab s{{.slot_size = 32, .slots_per_segment = 16}, &upstream};
+  std::vector<void*> live;
+  for (int i = 0; i < 40; ++i) {
+    live.push_back(s.allocate(32, 8));
+    std::memset(live.back(), 0xa5, 32);
+  }
+  void* forwarded = s.allocate(1000, 8);
+  std::memset(forwarded, 0xa5, 1000);
+  for (int i = 0; i < 20; ++i) s.deallocate(live[static_cast<std::size_t>(i)], 32, 8);
+  std::atomic<int> stage{0};
+  std::thread worker([&] {  // holds a cache with slots of the slab, idle across release()
+    void* p = s.allocate(32, 8);
+    s.deallocate(p, 32, 8);
+    stage = 1;
+    while (stage.load() != 2) std::this_thread::yield();
+    std::set<void*> mine;  // and uses the slab again afterwards
+    for (int i = 0; i < 50; ++i) {
+      void* q = s.allocate(32, 8);
+      std::memset(q, 0x5a, 32);
+      mine.insert(q);
+    }
+    BOOST_TEST(mine.size() == 50u);
+    for (void* q : mine) s.deallocate(q, 32, 8);
+  });
+  while (stage.load() != 1) std::this_thread::yield();
+  BOOST_TEST_REQUIRE(s.details().cached_slots > 0u);
+  s.release();
+  BOOST_TEST(upstream.bytes_outstanding() == 0u);
+  BOOST_TEST(upstream.blocks_outstanding() == 0u);
+  const strata::resource_stats st = s.stats();
+  BOOST_TEST(st.bytes_reserved == 0u);
+  BOOST_TEST(st.bytes_in_use == 0u);
+  BOOST_TEST(st.allocations == st.deallocations);  // the 21 blocks release() took count as deallocated
+  const auto d = s.details();
+  BOOST_TEST(d.released_blocks == 21u);
+  BOOST_TEST(d.cached_slots == 0u);
+  BOOST_TEST(d.forwarded_live == 0u);
+  BOOST_TEST(s.segment_count() == 0u);
+  stage = 2;
+  worker.join();
+  void* again = s.allocate(32, 8);  // the slab starts again
+  std::memset(again, 0xa5, 32);
+  s.deallocate(again, 32, 8);
+  BOOST_TEST(s.stats().bytes_in_use == 0u);
+  BOOST_TEST(s.stats().allocations == s.stats().deallocations);
+  s.release();
+  BOOST_TEST(upstream.bytes_outstanding() == 0u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -23,7 +23,7 @@ struct target {
   std::unique_ptr<strata::extendable_slab> make(strata::tracking_resource* up, strata::fuzz::input& in) {
     upstream = up;
     static constexpr std::size_t slot_sizes[] = {1, 8, 16, 24, 48, 64, 100, 256, 512, 4096};
-    static constexpr std::size_t periods[] = {0, 1, 4, 256};
+    static constexpr std::int64_t decay_ms[] = {0, 1, 4, 15000};  // decay_period
     static constexpr std::size_t cache_slots[] = {0, 1, 4, 32, 256};
     strata::extendable_slab::options opts;
     opts.slot_size = slot_sizes[in.byte() % std::size(slot_sizes)];
@@ -32,7 +32,7 @@ struct target {
     opts.slots_per_segment = per_segment % 4 == 0 ? 0 : 1 + per_segment % 24;
     const std::uint8_t b = in.byte();
     opts.max_empty_segments = b % 3;
-    opts.reclaim_period = periods[(b >> 2) % std::size(periods)];
+    opts.decay_period = std::chrono::milliseconds{decay_ms[(b >> 2) % std::size(decay_ms)]};
     opts.thread_cache_slots = cache_slots[(b >> 4) % std::size(cache_slots)];
     const std::uint8_t flags = in.byte();
     opts.colouring = (flags & 1) != 0;
