@@ -344,10 +344,7 @@ struct xslab_impl {
     if (s.empty_count_ <= keep) return;
     std::size_t expired = s.empty_count_ - keep;
     if (s.decay_ns_ != 0) {
-      const std::int64_t now = detail::decay_clock::now_ns();
-      for (segment* seg = s.empty_; seg != nullptr && seg->empty_since == 0; seg = seg->next) {
-        seg->empty_since = now;
-      }
+      const std::int64_t now = date_empty(s);
       std::size_t n = 0;
       for (const segment* seg = s.empty_oldest_; n < expired && now - seg->empty_since >= s.decay_ns_;
            seg = seg->prev) {
@@ -363,6 +360,20 @@ struct xslab_impl {
       return;  // reclaim later
     }
     while (expired-- != 0) detach(s, s.empty_oldest_, out);
+  }
+
+  // Dates the undated empty segments (the list's head) with the time now, if
+  // more than max_empty_segments are empty and decay is by time; returns the
+  // time (0 when it did not read the clock). For paths that may empty
+  // segments but return none: end_operation, and the thread-exit drain (so a
+  // thread exiting before the program goes quiet starts the decay).
+  static std::int64_t date_empty(extendable_slab& s) noexcept {
+    if (s.decay_ns_ == 0 || s.empty_count_ <= s.options_.max_empty_segments) return 0;
+    const std::int64_t now = detail::decay_clock::now_ns();
+    for (segment* seg = s.empty_; seg != nullptr && seg->empty_since == 0; seg = seg->next) {
+      seg->empty_since = now;
+    }
+    return now;
   }
 
   // Picks every empty segment (trim(), and the flushes it asks for).
@@ -446,6 +457,7 @@ struct extendable_slab_access {
   static void drain(extendable_slab& s, detail::xslab_thread_cache& cache) noexcept {
     std::lock_guard lock(s.mutex_);
     xslab_impl::flush(s, cache, SIZE_MAX);
+    xslab_impl::date_empty(s);
   }
   static detail::thread_cache_set<detail::xslab_thread_cache>& caches(extendable_slab& s) noexcept {
     return s.caches_;
@@ -539,13 +551,7 @@ extendable_slab::~extendable_slab() {
 detail::xslab_thread_cache* extendable_slab::attach() noexcept {
   if (cache_capacity_ == 0) return nullptr;  // caches off (by option, or hardened)
   try {
-    detail::xslab_thread_cache* cache = registry().attach(id_, caches_, true);
-    // A fresh cache gets its capacity here; one that trim() zeroed keeps it
-    // until the slow path that answers the request.
-    if (cache != nullptr && !cache->flush_requested.load(std::memory_order_relaxed)) {
-      cache->capacity.store(cache_capacity_, std::memory_order_relaxed);
-    }
-    return cache;
+    return registry().attach(id_, caches_, true);
   } catch (...) {
     return nullptr;  // this thread works without a cache, through the mutex
   }
@@ -589,7 +595,6 @@ void* extendable_slab::allocate_slow(std::size_t bytes, std::size_t alignment) {
     if (cache != nullptr) {
       if (cache->take_flush_request()) {  // trim() asked: hand the magazine back (then refill)
         xslab_impl::flush(*this, *cache, SIZE_MAX);
-        cache->capacity.store(cache_capacity_, std::memory_order_relaxed);
       }
       if (cache->head == nullptr)
         xslab_impl::refill(*this, *cache, std::max<std::size_t>(1, cache_capacity_ / 2));
@@ -639,7 +644,11 @@ void extendable_slab::deallocate_unproven(void* p, std::size_t bytes, std::size_
   const detail::xslab_cache_slot slot = detail::current_thread_cache<detail::xslab_thread_cache>;
   if (slot.owner_id == id_) {
     detail::xslab_thread_cache& cache = *slot.cache;
-    if (in_some_segment(cache, p) && cache.size() < cache.capacity.load(std::memory_order_relaxed)) {
+    // Acquire: pairs with trim()'s release bump, so a thread that sees the
+    // new epoch also sees the flush request stored before it.
+    const std::uint64_t epoch = reclaim_epoch_.load(std::memory_order_acquire);
+    if (!cache.flush_requested.load(std::memory_order_relaxed) && in_some_segment(cache, p, epoch) &&
+        cache.size() < cache_capacity_) {
       push_to_cache(cache, p, bytes);
       return;
     }
@@ -694,7 +703,6 @@ void extendable_slab::deallocate_slow(void* p, std::size_t bytes, std::size_t al
         // segments, and the segments that are empty now go upstream as
         // trim() would have returned them.
         xslab_impl::flush(*this, *cache, SIZE_MAX);
-        cache->capacity.store(cache_capacity_, std::memory_order_relaxed);
         xslab_impl::detach_all_empty(*this, reclaimed);
       }
     }
@@ -729,18 +737,21 @@ void extendable_slab::trim() noexcept {
   // This thread's cache, whichever slab it used last (issue 18: looking only
   // at the MRU slot missed it after a call on another slab).
   registry().detach_mine(id_, *this);
+  bool others = false;
   {
-    // Other threads answer at their next deallocate (its fast path sees the
-    // zero capacity) or, at the latest, their next refill or flush.
+    // Other threads answer at their next deallocate, or at the latest their
+    // next refill or flush.
     std::lock_guard registry_lock(registry().mutex());
     caches_.request_flush();
-    for (detail::xslab_thread_cache* cache : caches_.caches()) {
-      cache->capacity.store(0, std::memory_order_relaxed);
-    }
+    others = caches_.size() != 0;
   }
   std::vector<detail::xslab_segment*> reclaimed;
   {
     std::lock_guard lock(mutex_);
+    // A new epoch sends every thread's next deallocate off the fast path (its
+    // proven segment is stale) to deallocate_unproven, which sees the
+    // request: the fast path itself checks nothing more. Release: see there.
+    if (others) reclaim_epoch_.fetch_add(1, std::memory_order_release);
     xslab_impl::detach_all_empty(*this, reclaimed);
     STRATA_ASSERT(invariants_hold(), "extendable_slab segment lists drifted");
   }

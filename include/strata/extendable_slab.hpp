@@ -44,11 +44,6 @@ struct alignas(64) xslab_thread_cache : thread_cache_base {
   // is the segment table's empty mark), and hot_epoch 0 is older than any epoch.
   std::uintptr_t hot_segment = 0;
   std::uint64_t hot_epoch = 0;
-  // Slots the deallocate fast path may hold: the slab's thread_cache_slots,
-  // set by the owner on its slow paths; trim() (another thread) stores 0 to
-  // send this thread's next deallocate to the slow path, which answers the
-  // flush request. A relaxed load on the fast path, like the slab's field it replaces.
-  std::atomic<std::uint32_t> capacity{0};
 
   [[nodiscard]] static std::uint64_t get(const single_writer_counter& c) noexcept {
     return c.load(std::memory_order_relaxed);
@@ -281,15 +276,16 @@ class extendable_slab final : public resource {
   // What the deallocate fast path checks: p lies past the header of a segment
   // this slab holds, proven without dereferencing p: either its segment is
   // the one this thread last proved and no segment was returned upstream
-  // since (the reclaim epoch is unchanged), or the lock-free table holds it
-  // (and it becomes the proven one). The epoch is read before the table, so a
-  // segment removed meanwhile is remembered under an epoch already stale.
-  [[nodiscard]] bool in_some_segment(detail::xslab_thread_cache& cache, const void* p) const noexcept {
+  // since (the reclaim epoch, read by the caller, is unchanged), or the
+  // lock-free table holds it (and it becomes the proven one). The epoch is
+  // read before the table, so a segment removed meanwhile is remembered under
+  // an epoch already stale.
+  [[nodiscard]] bool in_some_segment(detail::xslab_thread_cache& cache, const void* p,
+                                     std::uint64_t epoch) const noexcept {
     const std::uintptr_t offset = reinterpret_cast<std::uintptr_t>(p) & segment_mask_;
     if (offset < header_bytes_) return false;
     const std::uintptr_t segment = reinterpret_cast<std::uintptr_t>(p) - offset;
     if (segment == 0) return false;  // a near-null pointer; 0 marks the table's empty entries
-    const std::uint64_t epoch = reclaim_epoch_.load(std::memory_order_relaxed);
     if (segment == cache.hot_segment && cache.hot_epoch == epoch) [[likely]]
       return true;
     if (!detail::segment_table::holds(table_word_.load(std::memory_order_acquire), segment)) return false;
@@ -317,8 +313,10 @@ class extendable_slab final : public resource {
   // outside the lock), or serves hardened, forwarded and bad-alignment requests.
   STRATA_SLOW_PATH void* allocate_slow(std::size_t bytes, std::size_t alignment);
   // The deallocate fast path's second chance, when p is not in the segment
-  // this thread last proved ours: proves it through the segment table (as
-  // in_some_segment) and pushes p onto the magazine, else deallocate_slow. Out
+  // this thread last proved ours (or trim() bumped the epoch to send every
+  // thread here): unless trim() asked for this thread's cache, proves p
+  // through the segment table (as in_some_segment) and pushes it onto the
+  // magazine, else deallocate_slow. Out
   // of line, and reached by a tail call, so that the fast path's code needs no
   // more registers than the argument ones (the table probe inlined made it
   // save and restore three on every call).
@@ -339,15 +337,16 @@ class extendable_slab final : public resource {
 
   // What the fast paths read, together at the start of the object (the
   // first two cache lines, with the base's vptr and upstream).
-  std::uint64_t id_;                             // unique per slab, never reused
-  std::size_t slot_size_ = 0;                    // options_.slot_size
-  std::size_t alignment_reject_mask_ = 0;        // ~(slot_alignment - 1)
-  std::uintptr_t segment_mask_ = 0;              // segment bytes - 1
-  std::size_t header_bytes_ = 0;                 // header (and hardened bits) before the colour offset
-  std::size_t stride_ = 0;                       // bytes per slot
-  std::uint32_t cache_capacity_ = 0;             // slots per thread cache; 0 when caches are off
-                                                 // (each cache's fast path reads its own copy)
-  std::atomic<std::uint64_t> reclaim_epoch_{1};  // bumped (under mutex_) whenever a segment leaves
+  std::uint64_t id_;                       // unique per slab, never reused
+  std::size_t slot_size_ = 0;              // options_.slot_size
+  std::size_t alignment_reject_mask_ = 0;  // ~(slot_alignment - 1)
+  std::uintptr_t segment_mask_ = 0;        // segment bytes - 1
+  std::size_t header_bytes_ = 0;           // header (and hardened bits) before the colour offset
+  std::size_t stride_ = 0;                 // bytes per slot
+  std::uint32_t cache_capacity_ = 0;       // slots per thread cache; 0 when caches are off
+                                           // (each cache's fast path reads its own copy)
+  std::atomic<std::uint64_t> reclaim_epoch_{
+      1};  // bumped (under mutex_) whenever a segment leaves, and by trim()
 
   options options_;
   unsigned segment_shift_ = 0;    // log2(segment bytes)
@@ -419,7 +418,7 @@ inline void extendable_slab::do_deallocate(void* p, std::size_t bytes, std::size
     const std::uintptr_t offset = reinterpret_cast<std::uintptr_t>(p) & segment_mask_;
     if (reinterpret_cast<std::uintptr_t>(p) - offset == cache.hot_segment &&
         cache.hot_epoch == reclaim_epoch_.load(std::memory_order_relaxed) && offset >= header_bytes_ &&
-        cache.size() < cache.capacity.load(std::memory_order_relaxed)) [[likely]] {
+        cache.size() < cache_capacity_) [[likely]] {
       push_to_cache(cache, p, bytes);
       return;
     }
