@@ -128,7 +128,9 @@ struct xslab_segment;  // the header at the start of every segment (extendable_s
 /// it with plain loads and stores (no lock, no atomic read-modify-write).
 /// Magazines refill from and flush to the segments under one mutex, in
 /// batches, preferring partial segments so that empty ones can be returned
-/// upstream. Requests that do not fit a slot are forwarded to the upstream.
+/// upstream: those beyond max_empty_segments once idle for decay_period (at
+/// a slow path), all of them on trim(). Requests that do not fit a slot are
+/// forwarded to the upstream.
 ///
 /// Thread safety: thread-safe.
 ///
