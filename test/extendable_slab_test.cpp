@@ -593,7 +593,7 @@ BOOST_AUTO_TEST_CASE(freed_slots_are_poisoned_whole) {
   // A forwarded block, and a segment trim() or decay returned, are the
   // upstream's: page_resource unmaps them, and ASan calls unmapped memory
   // "not poisoned" (an access faults instead): likely what the report
-  // probably saw for a 5000-byte block forwarded on system_pages().
+  // saw for a 5000-byte block forwarded on system_pages().
   for (std::pmr::memory_resource* upstream :
        {static_cast<std::pmr::memory_resource*>(&counting), static_cast<std::pmr::memory_resource*>(&chunks),
         static_cast<std::pmr::memory_resource*>(strata::system_pages())}) {
