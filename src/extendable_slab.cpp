@@ -352,13 +352,13 @@ struct xslab_impl {
       }
       expired = n;
       if (expired == 0) return;
-      s.decayed_.fetch_add(expired, std::memory_order_relaxed);
     }
     try {
       out.reserve(out.size() + expired);
     } catch (...) {
       return;  // reclaim later
     }
+    if (s.decay_ns_ != 0) s.decayed_.fetch_add(expired, std::memory_order_relaxed);
     while (expired-- != 0) detach(s, s.empty_oldest_, out);
   }
 
