@@ -55,6 +55,7 @@ struct xslab_segment {
   std::uint32_t free_count;  // length of free_head's list
   segment_list list;
   std::size_t colour_offset;
+  std::int64_t empty_since;  // on the empty list: when decay began counting (decay_clock ns); 0: not yet
 };
 
 }  // namespace detail
@@ -96,7 +97,11 @@ struct xslab_impl {
     seg->next = head;
     if (head != nullptr) head->prev = seg;
     head = seg;
-    if (which == list::empty) ++s.empty_count_;
+    if (which == list::empty) {
+      if (s.empty_oldest_ == nullptr) s.empty_oldest_ = seg;
+      seg->empty_since = 0;  // dated by the next end_operation that needs it
+      ++s.empty_count_;
+    }
   }
   static void unlink(extendable_slab& s, segment* seg) noexcept {
     if (seg->prev != nullptr) {
@@ -106,8 +111,8 @@ struct xslab_impl {
     }
     if (seg->next != nullptr) seg->next->prev = seg->prev;
     if (seg->list == list::empty) {
+      if (s.empty_oldest_ == seg) s.empty_oldest_ = seg->prev;
       --s.empty_count_;
-      s.empty_low_water_ = std::min(s.empty_low_water_, s.empty_count_);
     }
   }
   // Moves seg to the list its occupancy calls for.
@@ -327,31 +332,58 @@ struct xslab_impl {
     out.push_back(seg);
   }
 
-  // Counts one refill or flush and picks the empty segments to return: at
-  // once beyond max_empty_segments when reclaim_period is 0, else those that
-  // stayed empty for a whole period (the low-water mark) beyond it.
+  // Ends a refill, flush or cacheless call: picks the empty segments beyond
+  // max_empty_segments that have stayed empty for a whole decay_period,
+  // oldest first (with decay_period 0, all of them at once). Reads the clock
+  // only while more than max_empty_segments segments are empty: a segment's
+  // emptiness is dated by the first call that finds it in excess (newly
+  // emptied segments join the list's head undated, so the undated ones are
+  // always a prefix of it).
   static void end_operation(extendable_slab& s, std::vector<segment*>& out) noexcept {
-    std::size_t excess = 0;
     const std::size_t keep = s.options_.max_empty_segments;
-    if (s.options_.reclaim_period == 0) {
-      excess = s.empty_count_ > keep ? s.empty_count_ - keep : 0;
-    } else if (++s.period_ops_ >= s.options_.reclaim_period) {
-      const std::size_t idle = std::min(s.empty_low_water_, s.empty_count_);
-      excess = idle > keep ? idle - keep : 0;
-      s.period_ops_ = 0;
-      s.empty_low_water_ = s.empty_count_ - excess;
+    if (s.empty_count_ <= keep) return;
+    std::size_t expired = s.empty_count_ - keep;
+    if (s.decay_ns_ != 0) {
+      const std::int64_t now = date_empty(s);
+      std::size_t n = 0;
+      for (const segment* seg = s.empty_oldest_; n < expired && now - seg->empty_since >= s.decay_ns_;
+           seg = seg->prev) {
+        ++n;
+      }
+      expired = n;
+      if (expired == 0) return;
     }
     try {
-      out.reserve(out.size() + excess);
+      out.reserve(out.size() + expired);
     } catch (...) {
       return;  // reclaim later
     }
-    // The list's tail is the segment that has been empty longest: return it first.
-    while (excess-- != 0 && s.empty_ != nullptr) {
-      segment* oldest = s.empty_;
-      while (oldest->next != nullptr) oldest = oldest->next;
-      detach(s, oldest, out);
+    if (s.decay_ns_ != 0) s.decayed_.fetch_add(expired, std::memory_order_relaxed);
+    while (expired-- != 0) detach(s, s.empty_oldest_, out);
+  }
+
+  // Dates the undated empty segments (the list's head) with the time now, if
+  // more than max_empty_segments are empty and decay is by time; returns the
+  // time (0 when it did not read the clock). For paths that may empty
+  // segments but return none: end_operation, and the thread-exit drain (so a
+  // thread exiting before the program goes quiet starts the decay).
+  static std::int64_t date_empty(extendable_slab& s) noexcept {
+    if (s.decay_ns_ == 0 || s.empty_count_ <= s.options_.max_empty_segments) return 0;
+    const std::int64_t now = detail::decay_clock::now_ns();
+    for (segment* seg = s.empty_; seg != nullptr && seg->empty_since == 0; seg = seg->next) {
+      seg->empty_since = now;
     }
+    return now;
+  }
+
+  // Picks every empty segment (trim(), and the flushes it asks for).
+  static void detach_all_empty(extendable_slab& s, std::vector<segment*>& out) noexcept {
+    try {
+      out.reserve(out.size() + s.empty_count_);
+    } catch (...) {
+      return;  // the next trim or decay returns them
+    }
+    while (s.empty_ != nullptr) detach(s, s.empty_, out);
   }
 
   // Returns detached segments to the upstream. Requires: mutex_ not held.
@@ -425,6 +457,7 @@ struct extendable_slab_access {
   static void drain(extendable_slab& s, detail::xslab_thread_cache& cache) noexcept {
     std::lock_guard lock(s.mutex_);
     xslab_impl::flush(s, cache, SIZE_MAX);
+    xslab_impl::date_empty(s);
   }
   static detail::thread_cache_set<detail::xslab_thread_cache>& caches(extendable_slab& s) noexcept {
     return s.caches_;
@@ -458,6 +491,14 @@ extendable_slab::extendable_slab(options opts, std::pmr::memory_resource* upstre
   if (options_.slots_per_segment > (std::size_t{1} << 24)) bad("slots_per_segment", "must be at most 2^24");
   if (options_.thread_cache_slots > (std::size_t{1} << 16))
     bad("thread_cache_slots", "must be at most 65536");
+  if (options_.decay_period.count() < 0) bad("decay_period", "must not be negative");
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  if (options_.reclaim_period == 0) options_.decay_period = std::chrono::milliseconds{0};  // its old meaning
+#pragma GCC diagnostic pop
+  // In nanoseconds, clamped far beyond any useful period (about 290 years overflows).
+  constexpr std::int64_t max_ms = std::int64_t{1} << 40;
+  decay_ns_ = std::min<std::int64_t>(options_.decay_period.count(), max_ms) * 1'000'000;
   const std::size_t alignment = std::max(options_.slot_alignment, alignof(void*));
   bool ok = true;
   stride_ = detail::round_up(std::max(options_.slot_size, sizeof(void*)), alignment, ok);
@@ -552,6 +593,9 @@ void* extendable_slab::allocate_slow(std::size_t bytes, std::size_t alignment) {
   {
     std::lock_guard lock(mutex_);
     if (cache != nullptr) {
+      if (cache->take_flush_request()) {  // trim() asked: hand the magazine back (then refill)
+        xslab_impl::flush(*this, *cache, SIZE_MAX);
+      }
       if (cache->head == nullptr)
         xslab_impl::refill(*this, *cache, std::max<std::size_t>(1, cache_capacity_ / 2));
     } else {
@@ -600,7 +644,11 @@ void extendable_slab::deallocate_unproven(void* p, std::size_t bytes, std::size_
   const detail::xslab_cache_slot slot = detail::current_thread_cache<detail::xslab_thread_cache>;
   if (slot.owner_id == id_) {
     detail::xslab_thread_cache& cache = *slot.cache;
-    if (in_some_segment(cache, p) && cache.size() < cache_capacity_) {
+    // Acquire: pairs with trim()'s release bump, so a thread that sees the
+    // new epoch also sees the flush request stored before it.
+    const std::uint64_t epoch = reclaim_epoch_.load(std::memory_order_acquire);
+    if (!cache.flush_requested.load(std::memory_order_relaxed) && in_some_segment(cache, p, epoch) &&
+        cache.size() < cache_capacity_) {
       push_to_cache(cache, p, bytes);
       return;
     }
@@ -611,7 +659,7 @@ void extendable_slab::deallocate_unproven(void* p, std::size_t bytes, std::size_
 void extendable_slab::deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) noexcept {
   detail::xslab_thread_cache* cache = attach();
   const auto reject = [&](misuse_kind kind) {
-    central_.on_rejected_deallocate();
+    central_.on_misuse();  // misuse only: allocations - deallocations stays the live blocks (issue 18)
     report_misuse({resource_name, kind, p, bytes, alignment});
   };
   std::vector<detail::xslab_segment*> reclaimed;
@@ -642,13 +690,21 @@ void extendable_slab::deallocate_slow(void* p, std::size_t bytes, std::size_t al
       xslab_impl::put_slot(*this, seg, p);
       xslab_impl::end_operation(*this, reclaimed);
     } else {
-      if (cache->size() >= cache_capacity_) {
+      const bool requested = cache->take_flush_request();
+      if (!requested && cache->size() >= cache_capacity_) {
         xslab_impl::flush(*this, *cache, std::max<std::size_t>(1, cache_capacity_ / 2));
         xslab_impl::end_operation(*this, reclaimed);
       }
       push_link(p, cache->head);
       detail::poison_memory(p, stride_);
       detail::single_writer_add(cache->pushed);
+      if (requested) {
+        // trim() asked: the whole magazine, p included, goes back to the
+        // segments, and the segments that are empty now go upstream as
+        // trim() would have returned them.
+        xslab_impl::flush(*this, *cache, SIZE_MAX);
+        xslab_impl::detach_all_empty(*this, reclaimed);
+      }
     }
     STRATA_ASSERT(invariants_hold(), "extendable_slab segment lists drifted");
   }
@@ -678,21 +734,75 @@ void extendable_slab::deallocate_slow(void* p, std::size_t bytes, std::size_t al
 // ---------------------------------------------------------- housekeeping
 
 void extendable_slab::trim() noexcept {
+  // This thread's cache, whichever slab it used last (issue 18: looking only
+  // at the MRU slot missed it after a call on another slab).
+  registry().detach_mine(id_, *this);
+  bool others = false;
+  {
+    // Other threads answer at their next deallocate, or at the latest their
+    // next refill or flush.
+    std::lock_guard registry_lock(registry().mutex());
+    caches_.request_flush();
+    others = caches_.size() != 0;
+  }
   std::vector<detail::xslab_segment*> reclaimed;
   {
     std::lock_guard lock(mutex_);
-    if (detail::current_thread_cache<detail::xslab_thread_cache>.owner_id == id_) {
-      xslab_impl::flush(*this, *detail::current_thread_cache<detail::xslab_thread_cache>.cache, SIZE_MAX);
-    }
-    try {
-      reclaimed.reserve(empty_count_);
-    } catch (...) {
-      return;
-    }
-    while (empty_ != nullptr) xslab_impl::detach(*this, empty_, reclaimed);
-    empty_low_water_ = 0;
+    // A new epoch sends every thread's next deallocate off the fast path (its
+    // proven segment is stale) to deallocate_unproven, which sees the
+    // request: the fast path itself checks nothing more. Release: see there.
+    if (others) reclaim_epoch_.fetch_add(1, std::memory_order_release);
+    xslab_impl::detach_all_empty(*this, reclaimed);
+    STRATA_ASSERT(invariants_hold(), "extendable_slab segment lists drifted");
   }
   xslab_impl::give_back(*this, reclaimed);
+}
+
+void extendable_slab::release() noexcept {
+  std::vector<detail::xslab_segment*> segments;
+  std::unordered_map<void*, forwarded_block> forwarded;
+  {
+    std::lock_guard registry_lock(registry().mutex());
+    std::lock_guard lock(mutex_);
+    // Every magazine is emptied as a flush would (the slots' segments are
+    // going); the caches' owners are idle, as required.
+    std::uint64_t cached = 0;
+    for (detail::xslab_thread_cache* cache : caches_.caches()) {
+      const std::uint64_t n = cache->size();
+      cached += n;
+      cache->head = nullptr;
+      detail::single_writer_add(cache->popped, n);
+      detail::single_writer_add(cache->flushed, n);
+    }
+    std::uint64_t used = 0;
+    for (const detail::xslab_segment* seg : segments_) used += seg->used;
+    // What callers still hold counts as deallocated, so allocations -
+    // deallocations stays the live blocks (none); bytes_in_use restarts at 0.
+    released_blocks_.fetch_add(used - cached + forwarded_.size(), std::memory_order_relaxed);
+    caches_.forget_bytes_in_use();
+    central_.forget_bytes_in_use();
+    segments.swap(segments_);
+    forwarded.swap(forwarded_);
+    partial_ = empty_ = full_ = empty_oldest_ = nullptr;
+    empty_count_ = 0;
+    lost_slots_ = 0;
+    detail::segment_table& table = xslab_impl::current_table(*this);
+    for (std::size_t i = 0; i < table.capacity(); ++i) table.entry(i).store(0, std::memory_order_relaxed);
+    table_used_ = 0;
+    reclaim_epoch_.fetch_add(1, std::memory_order_relaxed);  // no thread's proven segment stands
+    segment_count_.store(0, std::memory_order_relaxed);
+    STRATA_ASSERT(invariants_hold(), "extendable_slab segment lists drifted");
+  }
+  const std::size_t bytes = segment_bytes();
+  for (detail::xslab_segment* seg : segments) {
+    detail::unpoison_memory(seg, bytes);
+    upstream_resource()->deallocate(seg, bytes, bytes);
+    central_.on_upstream_deallocate(bytes);
+  }
+  for (const auto& [p, block] : forwarded) {
+    upstream_resource()->deallocate(p, block.bytes, block.alignment);
+    central_.on_upstream_deallocate(block.bytes);
+  }
 }
 
 // --------------------------------------------------------------- observers
@@ -705,7 +815,7 @@ resource_stats extendable_slab::do_stats() const noexcept {
     t = caches_.totals();
   }
   s.allocations += t.allocations;
-  s.deallocations += t.deallocations;
+  s.deallocations += t.deallocations + released_blocks_.load(std::memory_order_relaxed);
   s.bytes_in_use += static_cast<std::size_t>(t.bytes_in_use);
   s.peak_bytes_in_use = std::max({t.peak_bytes_in_use, s.peak_bytes_in_use, s.bytes_in_use});
   return s;
@@ -750,6 +860,8 @@ extendable_slab::details_type extendable_slab::details() const {
   d.growth_events = growth_events_.load(std::memory_order_relaxed);
   d.concurrent_growths = concurrent_growths_.load(std::memory_order_relaxed);
   d.reclaimed_segments = reclaimed_.load(std::memory_order_relaxed);
+  d.decayed_segments = decayed_.load(std::memory_order_relaxed);
+  d.released_blocks = released_blocks_.load(std::memory_order_relaxed);
   d.forwarded_too_large = forwarded_too_large_.load(std::memory_order_relaxed);
   d.corrupted_links = corrupted_links_.load(std::memory_order_relaxed);
   d.double_frees = double_frees_.load(std::memory_order_relaxed);
@@ -759,6 +871,10 @@ extendable_slab::details_type extendable_slab::details() const {
 // Requires mutex_. Cheap checks always; whole-list walks with expensive_checks.
 bool extendable_slab::invariants_hold() const noexcept {
   if (empty_count_ > segments_.size() || segment_count_.load(std::memory_order_relaxed) != segments_.size()) {
+    return false;
+  }
+  if ((empty_ == nullptr) != (empty_oldest_ == nullptr) ||
+      (empty_oldest_ != nullptr && empty_oldest_->next != nullptr)) {
     return false;
   }
   if (!std::is_sorted(segments_.begin(), segments_.end())) return false;

@@ -484,7 +484,7 @@ const subject subjects[] = {
            strata::extendable_slab::options{.slot_size = 64,
                                             .slots_per_segment = 4,
                                             .max_empty_segments = 0,
-                                            .reclaim_period = 0,
+                                            .decay_period = std::chrono::milliseconds{0},
                                             .thread_cache_slots = 4},
            up);
      }},

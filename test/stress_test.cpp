@@ -306,14 +306,14 @@ BOOST_AUTO_TEST_CASE(chunk_provider_cross_thread_frees_with_trim) {
 }
 
 // Slots freed on other threads land in other threads' magazines; segments
-// are reclaimed (period 1, none kept) and regrown while others allocate.
+// are reclaimed (decay period 1 ms, none kept) and regrown while others allocate.
 BOOST_AUTO_TEST_CASE(extendable_slab_cross_thread_frees_with_reclaim) {
   checked_upstream upstream;
   {
     strata::extendable_slab slab{{.slot_size = 96,
                                   .slots_per_segment = 32,
                                   .max_empty_segments = 0,
-                                  .reclaim_period = 1,
+                                  .decay_period = std::chrono::milliseconds{1},
                                   .thread_cache_slots = 16},
                                  &upstream.pages};
     const strata::resource_stats before = slab.stats();
@@ -370,7 +370,8 @@ BOOST_AUTO_TEST_CASE(extendable_slab_on_chunk_provider_chain) {
   {
     strata::chunk_provider chunks{{.min_chunk_size = 4096, .max_chunk_size = 1 << 20}, &upstream.pages};
     {
-      strata::extendable_slab slab{{.slot_size = 32, .slots_per_segment = 100, .reclaim_period = 4}, &chunks};
+      strata::extendable_slab slab{
+          {.slot_size = 32, .slots_per_segment = 100, .decay_period = std::chrono::milliseconds{1}}, &chunks};
       const strata::resource_stats before = slab.stats();
       workload w{
           .operations = scaled(30000),

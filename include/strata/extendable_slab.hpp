@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -38,8 +39,11 @@ struct alignas(64) xslab_thread_cache : thread_cache_base {
   single_writer_counter flushed{0};   // of popped, by flushes
   single_writer_counter forwarded_allocations{0};  // made on this thread
   single_writer_counter forwarded_deallocations{0};
-  std::uintptr_t hot_segment = 0;  // the segment of the last slot freed here, known to be the slab's...
-  std::uint64_t hot_epoch = 0;     // ...as long as the slab's reclaim epoch is still this one
+  // The segment of the last slot freed here, known to be the slab's as long as
+  // the slab's reclaim epoch is still hot_epoch. Address 0 is never proven (it
+  // is the segment table's empty mark), and hot_epoch 0 is older than any epoch.
+  std::uintptr_t hot_segment = 0;
+  std::uint64_t hot_epoch = 0;
 
   [[nodiscard]] static std::uint64_t get(const single_writer_counter& c) noexcept {
     return c.load(std::memory_order_relaxed);
@@ -89,6 +93,7 @@ class segment_table {
     return static_cast<std::size_t>((segment * 0x9e3779b97f4a7c15u) >> (64 - bits));
   }
   /// Returns whether the table published as word holds segment.
+  /// Requires: segment != 0 (0 marks an empty entry).
   [[nodiscard]] static bool holds(std::uintptr_t word, std::uintptr_t segment) noexcept {
     const auto bits = static_cast<unsigned>(word & 63);
     auto* entries = reinterpret_cast<std::uintptr_t*>(word & ~std::uintptr_t{63});
@@ -123,7 +128,9 @@ struct xslab_segment;  // the header at the start of every segment (extendable_s
 /// it with plain loads and stores (no lock, no atomic read-modify-write).
 /// Magazines refill from and flush to the segments under one mutex, in
 /// batches, preferring partial segments so that empty ones can be returned
-/// upstream. Requests that do not fit a slot are forwarded to the upstream.
+/// upstream: those beyond max_empty_segments once idle for decay_period (at
+/// a slow path), all of them on trim(). Requests that do not fit a slot are
+/// forwarded to the upstream.
 ///
 /// Thread safety: thread-safe.
 ///
@@ -132,6 +139,10 @@ struct xslab_segment;  // the header at the start of every segment (extendable_s
 ///     nodes.details().segments;            // occupancy per segment
 class extendable_slab final : public resource {
  public:
+// The deprecated member's own implicit copies must not warn (clang reports those
+// at the member); a user who sets it is still warned where they do.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
   struct options {
     /// Largest request served from a slot, in bytes; at least 1.
     std::size_t slot_size = 64;
@@ -141,12 +152,20 @@ class extendable_slab final : public resource {
     /// smallest power of two holding 8 slots) after the header and 8 cache
     /// lines of colouring slack.
     std::size_t slots_per_segment = 0;
-    /// Empty segments kept for reuse; more are returned to the upstream.
+    /// Empty segments kept for reuse however long they stay empty; more are
+    /// returned to the upstream after decay_period.
     std::size_t max_empty_segments = 1;
-    /// Working-set period, in refills and flushes: empty segments beyond
-    /// max_empty_segments that stayed unused for a whole period are returned
-    /// upstream. 0 returns them as soon as they become empty.
-    std::size_t reclaim_period = 256;
+    /// Working-set period, in wall-clock time: an empty segment beyond
+    /// max_empty_segments that stayed empty for a whole period is returned
+    /// upstream by the next slow path (a refill, a flush, a growth, or any
+    /// call while thread caches are off) or trim(), oldest first. Decay needs
+    /// such a call: a slab nobody calls keeps its memory until trim(). 0
+    /// returns empty segments beyond max_empty_segments at once. Not negative.
+    std::chrono::milliseconds decay_period{15000};
+    /// Deprecated (issue 13: a period counted in refills and flushes never
+    /// ended in a program gone quiet): ignored, except that 0 still means
+    /// decay_period 0. Use decay_period.
+    [[deprecated("use decay_period")]] std::size_t reclaim_period = 256;
     /// Free slots each thread keeps without locking; 0 turns thread caches off
     /// (every call then takes the mutex).
     std::size_t thread_cache_slots = 256;
@@ -158,6 +177,7 @@ class extendable_slab final : public resource {
     /// Defaults to strata::hardened_by_default (-Dhardening=true); see docs/hardening.md.
     bool hardened = hardened_by_default;
   };
+#pragma GCC diagnostic pop
 
   /// One segment's occupancy in details().
   struct segment_summary {
@@ -178,13 +198,15 @@ class extendable_slab final : public resource {
     std::size_t cached_slots;           ///< free slots in thread caches
     std::uint64_t growth_events;        ///< segments obtained from upstream
     std::uint64_t concurrent_growths;   ///< of which grown while another thread was growing
-    std::uint64_t reclaimed_segments;   ///< empty segments returned upstream
+    std::uint64_t reclaimed_segments;   ///< empty segments returned upstream (decay, trim, flush requests)
+    std::uint64_t decayed_segments;     ///< of which by decay_period
     std::uint64_t forwarded_too_large;  ///< requests forwarded for their size or alignment
     std::size_t forwarded_live;
     std::uint64_t corrupted_links;  ///< free-list links that failed validation (hardened)
     std::uint64_t double_frees;     ///< (hardened)
     std::size_t lost_slots;         ///< slots cut off corrupted lists, unusable until destruction
     std::size_t threads_attached;
+    std::uint64_t released_blocks;  ///< live blocks release() took back (counted as deallocations)
   };
 
   // ---------------------------------------------------------- construction
@@ -203,11 +225,17 @@ class extendable_slab final : public resource {
   // ------------------------------------------------------------- observers
 
   /// Returns the options this slab was created with (slots_per_segment resolved).
-  [[nodiscard]] const options& get_options() const noexcept { return options_; }
+  [[nodiscard]] const options& get_options() const noexcept {
+    return options_;
+  }
   /// Returns the bytes each slot occupies: slot_size rounded up to slot_alignment.
-  [[nodiscard]] std::size_t stride() const noexcept { return stride_; }
+  [[nodiscard]] std::size_t stride() const noexcept {
+    return stride_;
+  }
   /// Returns the size (and alignment) of every segment asked of the upstream.
-  [[nodiscard]] std::size_t segment_bytes() const noexcept { return std::size_t{1} << segment_shift_; }
+  [[nodiscard]] std::size_t segment_bytes() const noexcept {
+    return std::size_t{1} << segment_shift_;
+  }
   /// Returns the number of segments held.
   [[nodiscard]] std::size_t segment_count() const noexcept {
     return segment_count_.load(std::memory_order_relaxed);
@@ -222,10 +250,21 @@ class extendable_slab final : public resource {
 
   // ---------------------------------------------------------- housekeeping
 
-  /// Flushes the calling thread's cache into the segments and returns every
-  /// empty segment to the upstream (down to zero, whatever max_empty_segments).
-  /// Other threads' caches are flushed when those threads exit.
+  /// Returns every empty segment to the upstream now (down to zero, whatever
+  /// max_empty_segments), after handing the calling thread's cache back into
+  /// the segments. Asks every other thread to hand its cache back: it does so
+  /// at its next deallocate (or, at the latest, its next refill or flush) and
+  /// returns the segments that this empties; a thread that never calls the
+  /// slab again keeps its cache until it exits.
+  /// Complexity: O(empty segments + threads + cached slots of this thread).
   void trim() noexcept;
+  /// Returns every segment and forwarded block to the upstream, empties every
+  /// thread's cache, and starts again from no segment; slots and blocks still
+  /// handed out are gone (counted as deallocations and in
+  /// details().released_blocks). Requires: no other thread uses the slab
+  /// meanwhile, and nothing handed out is used afterwards.
+  /// Complexity: O(segments + forwarded blocks + threads).
+  void release() noexcept;
 
  private:
   void* do_allocate(std::size_t bytes, std::size_t alignment) override;
@@ -239,14 +278,16 @@ class extendable_slab final : public resource {
   // What the deallocate fast path checks: p lies past the header of a segment
   // this slab holds, proven without dereferencing p: either its segment is
   // the one this thread last proved and no segment was returned upstream
-  // since (the reclaim epoch is unchanged), or the lock-free table holds it
-  // (and it becomes the proven one). The epoch is read before the table, so a
-  // segment removed meanwhile is remembered under an epoch already stale.
-  [[nodiscard]] bool in_some_segment(detail::xslab_thread_cache& cache, const void* p) const noexcept {
+  // since (the reclaim epoch, read by the caller, is unchanged), or the
+  // lock-free table holds it (and it becomes the proven one). The epoch is
+  // read before the table, so a segment removed meanwhile is remembered under
+  // an epoch already stale.
+  [[nodiscard]] bool in_some_segment(detail::xslab_thread_cache& cache, const void* p,
+                                     std::uint64_t epoch) const noexcept {
     const std::uintptr_t offset = reinterpret_cast<std::uintptr_t>(p) & segment_mask_;
     if (offset < header_bytes_) return false;
     const std::uintptr_t segment = reinterpret_cast<std::uintptr_t>(p) - offset;
-    const std::uint64_t epoch = reclaim_epoch_.load(std::memory_order_relaxed);
+    if (segment == 0) return false;  // a near-null pointer; 0 marks the table's empty entries
     if (segment == cache.hot_segment && cache.hot_epoch == epoch) [[likely]]
       return true;
     if (!detail::segment_table::holds(table_word_.load(std::memory_order_acquire), segment)) return false;
@@ -274,14 +315,17 @@ class extendable_slab final : public resource {
   // outside the lock), or serves hardened, forwarded and bad-alignment requests.
   STRATA_SLOW_PATH void* allocate_slow(std::size_t bytes, std::size_t alignment);
   // The deallocate fast path's second chance, when p is not in the segment
-  // this thread last proved ours: proves it through the segment table (as
-  // in_some_segment) and pushes p onto the magazine, else deallocate_slow. Out
+  // this thread last proved ours (or trim() bumped the epoch to send every
+  // thread here): unless trim() asked for this thread's cache, proves p
+  // through the segment table (as in_some_segment) and pushes it onto the
+  // magazine, else deallocate_slow. Out
   // of line, and reached by a tail call, so that the fast path's code needs no
   // more registers than the argument ones (the table probe inlined made it
   // save and restore three on every call).
   [[gnu::noinline]] void deallocate_unproven(void* p, std::size_t bytes, std::size_t alignment) noexcept;
-  // Flushes half of a full cache, serves cacheless and hardened deallocates,
-  // forwarded blocks and foreign pointers (counted as misuse, state untouched).
+  // Flushes half of a full cache (the whole of it, and returns the segments
+  // this empties, when trim() asked), serves cacheless and hardened
+  // deallocates, forwarded blocks and foreign pointers (counted as misuse, state untouched).
   STRATA_SLOW_PATH void deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) noexcept;
   detail::xslab_thread_cache* attach() noexcept;  // nullptr when caches are off or memory is short
   bool invariants_hold() const noexcept;          // requires mutex_
@@ -295,14 +339,16 @@ class extendable_slab final : public resource {
 
   // What the fast paths read, together at the start of the object (the
   // first two cache lines, with the base's vptr and upstream).
-  std::uint64_t id_;                             // unique per slab, never reused
-  std::size_t slot_size_ = 0;                    // options_.slot_size
-  std::size_t alignment_reject_mask_ = 0;        // ~(slot_alignment - 1)
-  std::uintptr_t segment_mask_ = 0;              // segment bytes - 1
-  std::size_t header_bytes_ = 0;                 // header (and hardened bits) before the colour offset
-  std::size_t stride_ = 0;                       // bytes per slot
-  std::uint32_t cache_capacity_ = 0;             // slots per thread cache; 0 when caches are off
-  std::atomic<std::uint64_t> reclaim_epoch_{1};  // bumped (under mutex_) whenever a segment leaves
+  std::uint64_t id_;                       // unique per slab, never reused
+  std::size_t slot_size_ = 0;              // options_.slot_size
+  std::size_t alignment_reject_mask_ = 0;  // ~(slot_alignment - 1)
+  std::uintptr_t segment_mask_ = 0;        // segment bytes - 1
+  std::size_t header_bytes_ = 0;           // header (and hardened bits) before the colour offset
+  std::size_t stride_ = 0;                 // bytes per slot
+  std::uint32_t cache_capacity_ = 0;       // slots per thread cache; 0 when caches are off
+                                           // (each cache's fast path reads its own copy)
+  std::atomic<std::uint64_t> reclaim_epoch_{
+      1};  // bumped (under mutex_) whenever a segment leaves, and by trim()
 
   options options_;
   unsigned segment_shift_ = 0;    // log2(segment bytes)
@@ -311,14 +357,14 @@ class extendable_slab final : public resource {
   detail::link_codec codec_;      // hardened links
   std::atomic<std::uintptr_t> table_word_{0};  // the current segment_table's word()
 
-  mutable std::mutex mutex_;                      // guards everything below up to the counters
-  std::vector<detail::xslab_segment*> segments_;  // held segments, sorted by address
-  detail::xslab_segment* partial_ = nullptr;      // segments with free slots and some in use
-  detail::xslab_segment* empty_ = nullptr;        // segments with none in use
-  detail::xslab_segment* full_ = nullptr;         // segments with no free slot
+  mutable std::mutex mutex_;                       // guards everything below up to the counters
+  std::vector<detail::xslab_segment*> segments_;   // held segments, sorted by address
+  detail::xslab_segment* partial_ = nullptr;       // segments with free slots and some in use
+  detail::xslab_segment* empty_ = nullptr;         // segments with none in use
+  detail::xslab_segment* full_ = nullptr;          // segments with no free slot
+  detail::xslab_segment* empty_oldest_ = nullptr;  // the empty list's tail: empty longest
   std::size_t empty_count_ = 0;
-  std::size_t empty_low_water_ = 0;                             // fewest empty segments seen this period
-  std::size_t period_ops_ = 0;                                  // refills and flushes this period
+  std::int64_t decay_ns_ = 0;                                   // decay_period (0: at once)
   std::size_t table_used_ = 0;                                  // entries in *table_
   std::vector<std::unique_ptr<detail::segment_table>> tables_;  // current last; older ones stay for readers
   std::unordered_map<void*, forwarded_block> forwarded_;        // live forwarded blocks
@@ -334,6 +380,8 @@ class extendable_slab final : public resource {
   std::atomic<std::uint64_t> growth_events_{0};
   std::atomic<std::uint64_t> concurrent_growths_{0};
   std::atomic<std::uint64_t> reclaimed_{0};
+  std::atomic<std::uint64_t> decayed_{0};
+  std::atomic<std::uint64_t> released_blocks_{0};
   std::atomic<std::uint64_t> forwarded_too_large_{0};
   std::atomic<std::uint64_t> corrupted_links_{0};
   std::atomic<std::uint64_t> double_frees_{0};

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Fuzzes extendable_slab: the first bytes choose the options (slot size and
-// alignment, segment size, empty segments kept, reclaim period, thread cache
+// alignment, segment size, empty segments kept, decay period, thread cache
 // size, colouring, hardened), so growth, reclamation and forwarding all
-// happen; trim, reset_peak and frees on a short-lived second thread (whose
+// happen; trim, release, reset_peak and frees on a short-lived second thread (whose
 // cache is flushed when it exits) are the special operations. Every check
 // cross-checks stats() and details() against the blocks live and the
 // upstream's own count of blocks (the segments plus the forwarded blocks).
@@ -18,12 +18,14 @@ using strata::fuzz::fail;
 
 struct target {
   strata::tracking_resource* upstream = nullptr;
-  bool threads_used = false;  // the peak is exact on one thread only (documented best effort across threads)
+  bool threads_used = false;
+  std::uint64_t released = 0;  // blocks release() took (counted as deallocations)  // the peak is exact on
+                               // one thread only (documented best effort across threads)
 
   std::unique_ptr<strata::extendable_slab> make(strata::tracking_resource* up, strata::fuzz::input& in) {
     upstream = up;
     static constexpr std::size_t slot_sizes[] = {1, 8, 16, 24, 48, 64, 100, 256, 512, 4096};
-    static constexpr std::size_t periods[] = {0, 1, 4, 256};
+    static constexpr std::int64_t decay_ms[] = {0, 1, 4, 15000};  // decay_period
     static constexpr std::size_t cache_slots[] = {0, 1, 4, 32, 256};
     strata::extendable_slab::options opts;
     opts.slot_size = slot_sizes[in.byte() % std::size(slot_sizes)];
@@ -32,7 +34,7 @@ struct target {
     opts.slots_per_segment = per_segment % 4 == 0 ? 0 : 1 + per_segment % 24;
     const std::uint8_t b = in.byte();
     opts.max_empty_segments = b % 3;
-    opts.reclaim_period = periods[(b >> 2) % std::size(periods)];
+    opts.decay_period = std::chrono::milliseconds{decay_ms[(b >> 2) % std::size(decay_ms)]};
     opts.thread_cache_slots = cache_slots[(b >> 4) % std::size(cache_slots)];
     const std::uint8_t flags = in.byte();
     opts.colouring = (flags & 1) != 0;
@@ -44,6 +46,18 @@ struct target {
     const std::uint8_t op = in.byte();
     switch (op % 4) {
       case 0: {
+        if ((op & 4) != 0) {  // release(): everything back upstream, every block gone
+          r.release();
+          released += live.size();
+          if (r.details().released_blocks != released) fail("extendable_slab: released_blocks drifted");
+          live.clear();
+          const strata::resource_stats s = r.stats();
+          if (s.bytes_in_use != 0) fail("extendable_slab: bytes_in_use not zero after release()");
+          if (s.allocations != s.deallocations) fail("extendable_slab: release() left blocks counted live");
+          if (r.segment_count() != 0) fail("extendable_slab: release() kept a segment");
+          if (upstream->live_blocks() != 0) fail("extendable_slab: release() kept upstream blocks");
+          break;
+        }
         r.trim();
         const strata::extendable_slab::details_type d = r.details();
         if (d.empty_segments != 0) fail("extendable_slab: trim() kept an empty segment");
@@ -120,7 +134,8 @@ struct target {
       fail("extendable_slab: correct use seen as corruption");
     }
     if (s.allocations != live.added()) fail("extendable_slab: allocations is not the blocks handed out");
-    if (s.deallocations != live.taken()) fail("extendable_slab: deallocations is not the blocks freed");
+    if (s.deallocations != live.taken() + released)
+      fail("extendable_slab: deallocations is not the blocks freed");
     if (s.failed_allocations != 0) fail("extendable_slab: failed_allocations is not zero");
     if (s.peak_bytes_in_use < s.bytes_in_use) fail("extendable_slab: peak below bytes_in_use");
     if (upstream->live_blocks() != d.segments.size() + d.forwarded_live) {

@@ -42,6 +42,9 @@ struct plain_counters {
   }
   [[nodiscard]] resource_stats snapshot() const noexcept { return value; }
   void reset_peak() noexcept { value.peak_bytes_in_use = value.bytes_in_use; }
+  // For release(): what callers held is dropped from the books (the peak and
+  // the calls stay as they were).
+  void forget_bytes_in_use() noexcept { value.bytes_in_use = 0; }
 };
 
 /// Relaxed atomic counters for thread-safe resources whose every call is
@@ -85,6 +88,9 @@ class atomic_counters {
     return s;
   }
   void reset_peak() noexcept { peak_bytes_in_use_.store(bytes_in_use_.load(relaxed), relaxed); }
+  // For release(): what callers held is dropped from the books (the peak and
+  // the calls stay as they were). Requires: no other thread uses the resource meanwhile.
+  void forget_bytes_in_use() noexcept { bytes_in_use_.store(0, relaxed); }
 
  private:
   static constexpr auto relaxed = std::memory_order_relaxed;
