@@ -1216,9 +1216,11 @@ BOOST_AUTO_TEST_CASE(release_makes_every_block_free_and_the_region_whole) {
 
 // Decay by wall-clock time. Not a timed test: the thread sleeps at least one
 // period, so the next slow path finds the period elapsed, whatever the load.
+// The period is long enough (300 ms) that the setup loops finish inside the
+// first one even under valgrind (1 ms was not: a period elapsed mid-setup).
 BOOST_AUTO_TEST_CASE(idle_memory_decays_after_the_period) {
   using namespace std::chrono_literals;
-  strata::arena heap{{.capacity = 8 * mib, .hardened = false, .decay_period = 1ms}, strata::system_pages()};
+  strata::arena heap{{.capacity = 8 * mib, .hardened = false, .decay_period = 300ms}, strata::system_pages()};
   std::vector<void*> blocks;
   for (int i = 0; i < 4000; ++i) blocks.push_back(heap.allocate(64, 8));
   for (void* p : blocks) heap.deallocate(p, 64, 8);
@@ -1230,7 +1232,7 @@ BOOST_AUTO_TEST_CASE(idle_memory_decays_after_the_period) {
   BOOST_TEST(before.classes[3].cached_blocks > 0u);
   BOOST_TEST(before.classes[12].cached_blocks > 0u);
   for (int period = 0; period < 3; ++period) {
-    std::this_thread::sleep_for(2ms);
+    std::this_thread::sleep_for(320ms);
     void* p = heap.allocate(300 * kib, 8);  // a slow path (the large path): the decay check
     heap.deallocate(p, 300 * kib, 8);
     void* q = heap.allocate(64, 8);
