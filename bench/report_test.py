@@ -77,6 +77,17 @@ class ReportTest(unittest.TestCase):
         self.assertIn("| arena | pair/threads:2 | 9.60 ns | 9.60 ns | 1.00 |", text)
         self.assertNotIn("### hardening", text)  # not mistaken for a workload
 
+    def test_hand_written_notes_survive_a_regeneration(self):
+        out = os.path.join(self.dir, "out.md")
+        with open(out, "w") as f:
+            f.write("# old report\n\n<!-- bench:notes:start -->\n## Before and after\n| a | b |\n"
+                    "<!-- bench:notes:end -->\n\n## Results\nstale\n")
+        text = self.report([self.main_run(False)])
+        self.assertIn("<!-- bench:notes:start -->\n## Before and after\n| a | b |\n<!-- bench:notes:end -->", text)
+        self.assertNotIn("stale", text)
+        self.assertLess(text.index("bench:notes:end"), text.index("## Results"))
+        self.assertEqual(self.report([self.main_run(False)]).count("bench:notes:start"), 1)  # kept once, not doubled
+
     def test_load_is_reported(self):
         self.assertIn("1-minute load average 3.5 when the runs started, on 2 CPUs: other work was running",
                       self.report([self.main_run(False)]))
