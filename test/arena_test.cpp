@@ -1252,6 +1252,29 @@ BOOST_AUTO_TEST_CASE(idle_memory_decays_after_the_period) {
   BOOST_TEST(off.details().decays == 0u);
 }
 
+// Review: a forged self-link (b's encoded link rewritten to name b) passes
+// link_valid: while b is being taken it is neither on the list nor yet in
+// handed_out_ (record_block runs after take_blocks returns), so the run's free
+// head stays b and the next allocation hands out live b a second time.
+BOOST_AUTO_TEST_CASE(review_hardened_mode_rejects_a_forged_self_link) {
+  strata::test::misuse_recorder recorder;
+  strata::arena heap{{.capacity = 2 * mib, .hardened = true}, strata::system_pages()};
+  void* keep = heap.allocate(64, 8);
+  void* a = heap.allocate(64, 8);
+  void* b = heap.allocate(64, 8);
+  heap.deallocate(a, 64, 8);
+  heap.deallocate(b, 64, 8);  // the run's free list: b -> a
+  forge_link(b, 0, a, b);     // a use-after-free makes b name itself
+  void* x = heap.allocate(64, 8);
+  void* y = heap.allocate(64, 8);
+  BOOST_TEST(x != y, "a live block was handed out twice");
+  BOOST_TEST(heap.stats().misuse_detected >= 1u);
+  static_cast<void>(recorder.taken());
+  heap.deallocate(x, 64, 8);
+  if (y != x) heap.deallocate(y, 64, 8);
+  heap.deallocate(keep, 64, 8);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 // --------------------------------------------------------- the extent map
