@@ -32,7 +32,9 @@
 #include <barrier>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -1275,6 +1277,65 @@ BOOST_AUTO_TEST_CASE(review_hardened_mode_rejects_a_forged_self_link) {
   heap.deallocate(keep, 64, 8);
 }
 
+BOOST_AUTO_TEST_SUITE_END()
+
+// Review: global operator new that fails once on request (this test binary
+// only), to reach the arena constructor's allocations after the region.
+namespace {
+std::atomic<long> review_new_countdown{-1};  // -1: never fail; n: the n-th new from now fails
+}  // namespace
+
+void* operator new(std::size_t n) {
+  long c = review_new_countdown.load(std::memory_order_relaxed);
+  while (c >= 0 && !review_new_countdown.compare_exchange_weak(c, c - 1)) {
+  }
+  if (c == 0) throw std::bad_alloc{};
+  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+  throw std::bad_alloc{};
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+
+namespace {
+// Counts what is outstanding from it; aligned blocks from aligned_alloc.
+class outstanding_resource final : public std::pmr::memory_resource {
+ public:
+  std::size_t outstanding = 0;
+ private:
+  void* do_allocate(std::size_t bytes, std::size_t alignment) override {
+    void* p = std::aligned_alloc(std::max<std::size_t>(alignment, 4096), (bytes + 4095) / 4096 * 4096);
+    if (p == nullptr) throw std::bad_alloc{};
+    outstanding += bytes;
+    return p;
+  }
+  void do_deallocate(void* p, std::size_t bytes, std::size_t) override {
+    outstanding -= bytes;
+    std::free(p);
+  }
+  bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override { return this == &other; }
+};
+}  // namespace
+
+// Review: the constructor takes the region from upstream and then allocates
+// again (registry().enroll() inserts into a map); when that throws, the
+// region is never returned to the upstream.
+BOOST_AUTO_TEST_SUITE(arena)
+BOOST_AUTO_TEST_CASE(review_a_constructor_that_throws_returns_the_region) {
+  { strata::arena warm{{.capacity = 64 * kib}, std::pmr::new_delete_resource()}; }  // registry built
+  outstanding_resource upstream;
+  for (long k = 0; k < 12; ++k) {
+    bool threw = false;
+    review_new_countdown.store(k);
+    try {
+      strata::arena heap{{.capacity = 64 * kib}, &upstream};
+      review_new_countdown.store(-1);
+    } catch (const std::bad_alloc&) {
+      threw = true;
+    }
+    review_new_countdown.store(-1);
+    BOOST_TEST_REQUIRE(upstream.outstanding == 0u, "after failing at new #" << k << " (threw: " << threw << ")");
+  }
+}
 BOOST_AUTO_TEST_SUITE_END()
 
 // --------------------------------------------------------- the extent map
