@@ -1277,6 +1277,25 @@ BOOST_AUTO_TEST_CASE(review_hardened_mode_rejects_a_forged_self_link) {
   heap.deallocate(keep, 64, 8);
 }
 
+// Review: decay_period is converted to nanoseconds (detail::decay_clock takes
+// std::chrono::nanoseconds) without a range check; (2^58 + 1) ms, about nine
+// million years, wraps to 1 ms, so idle memory decays every millisecond.
+BOOST_AUTO_TEST_CASE(review_a_huge_decay_period_does_not_wrap_to_a_short_one) {
+  const std::chrono::milliseconds huge{(std::int64_t{1} << 58) + 1};
+  std::unique_ptr<strata::arena> heap;
+  try {
+    heap = std::make_unique<strata::arena>(strata::arena::options{.capacity = 1 * mib, .decay_period = huge},
+                                           strata::system_pages());
+  } catch (const std::invalid_argument&) {
+    return;  // rejecting it is fine too
+  }
+  for (int i = 0; i < 5; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds{3});
+    heap->deallocate(heap->allocate(300 * kib, 8), 300 * kib, 8);  // slow paths check the clock
+  }
+  BOOST_TEST(heap->details().decays == 0u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 // Review: global operator new that fails once on request (this test binary
