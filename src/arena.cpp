@@ -140,7 +140,14 @@ arena::arena(options opts, std::pmr::memory_resource* upstream)
   base_ = reinterpret_cast<std::uintptr_t>(region);
   detail::poison_memory(region, capacity_);  // nothing is handed out yet
   if (options_.hardened) codec_ = detail::link_codec{detail::make_link_secret(this)};
-  registry().enroll(id_, *this);
+  try {
+    registry().enroll(id_, *this);
+  } catch (...) {
+    // The destructor will not run: give the region back before the exception leaves.
+    detail::unpoison_memory(region, capacity_);
+    upstream->deallocate(region, capacity_, detail::arena_page);
+    throw;
+  }
 }
 
 arena::~arena() {
@@ -189,27 +196,35 @@ void arena::flush_cache(detail::arena_thread_cache& cache, bool everything) noex
       if (last != nullptr) link_set(last, 0, nullptr);
       bin.head = keep == 0 ? nullptr : bin.head;
       bin.count.store(keep, std::memory_order_relaxed);
-      give_blocks(cls, block_list{rest, count - keep});
+      // A block refused here was counted as a deallocation when it entered
+      // the bin: take that back, so a rejected call counts as misuse only.
+      late_refusals_.fetch_add(give_blocks(cls, block_list{rest, count - keep}), std::memory_order_relaxed);
     }
     cache.decay_head[cls] = bin.head;
     cache.decay_count[cls] = keep == 0 ? 0 : bin.count.load(std::memory_order_relaxed);
-    bin.limit.store(bin_limit_[cls], std::memory_order_relaxed);
+    bin.limit.store(bin_limit_[cls]);  // seq_cst: see serve_flush
   }
 }
 
 void arena::serve_flush(detail::arena_thread_cache& cache) noexcept {
-  // Read the kind first: a trim() arriving after this is answered by the
-  // next slow path (it sets the limits to 0 again).
-  const bool everything = cache.flush_all.exchange(false, std::memory_order_relaxed);
-  static_cast<void>(cache.take_flush_request());
-  flush_cache(cache, everything);
+  // The requester bumps trim_requests, then zeroes the limits (sequentially
+  // consistent, like the restore in flush_cache). If its zeroes land before
+  // our restore, its bump is seen by the check below and served in another
+  // round; if after, the limits stay 0 and the next push comes back here.
+  for (;;) {
+    const std::uint32_t trims = cache.trim_requests.load();
+    static_cast<void>(cache.take_flush_request());
+    flush_cache(cache, trims != cache.trims_served);
+    cache.trims_served = trims;
+    if (cache.trim_requests.load() == trims) return;
+  }
 }
 
 void arena::request_flush_all(bool everything) noexcept {
   caches_.request_flush();
   for (detail::arena_thread_cache* cache : caches_.caches()) {
-    if (everything) cache->flush_all.store(true, std::memory_order_relaxed);
-    for (detail::arena_bin& bin : cache->bins) bin.limit.store(0, std::memory_order_relaxed);
+    if (everything) cache->trim_requests.fetch_add(1);
+    for (detail::arena_bin& bin : cache->bins) bin.limit.store(0);  // seq_cst: see serve_flush
   }
 }
 
@@ -254,7 +269,7 @@ std::size_t arena::trim() noexcept {
   }
   if (detail::arena_thread_cache* mine = registry().find(id_)) {
     static_cast<void>(mine->take_flush_request());
-    mine->flush_all.store(false, std::memory_order_relaxed);
+    mine->trims_served = mine->trim_requests.load();
     flush_cache(*mine, true);
   }
   static_cast<void>(return_spares());
@@ -488,7 +503,9 @@ void arena::take_from_run(unsigned cls, std::uint32_t r, std::size_t want, block
     void* next = link_get(b, 0);
     --run.listed;
     --pool.free_blocks;
-    if (options_.hardened && !link_valid(next, cls, r, run.listed == 0)) {
+    // A link to the block itself passes link_valid (it is neither listed
+    // nor recorded yet) and would hand the block out twice.
+    if (options_.hardened && (next == b || !link_valid(next, cls, r, run.listed == 0))) {
       // A bad link cuts the list: the blocks behind it stay unused, and the
       // run never empties (so never returns) until release() or destruction.
       reject_link(next, cls);
@@ -551,7 +568,7 @@ arena::block_list arena::take_blocks(unsigned cls, std::size_t want, std::size_t
   return out;
 }
 
-void arena::give_blocks(unsigned cls, block_list list) noexcept {
+std::size_t arena::give_blocks(unsigned cls, block_list list) noexcept {
   central_pool& pool = pools_[cls];
   std::lock_guard lock(pool.mutex);
   // run_of, with the class's figures hoisted and the previous block's run
@@ -560,6 +577,7 @@ void arena::give_blocks(unsigned cls, block_list list) noexcept {
   const std::uint32_t pages = run_pages_[cls];
   const std::uint32_t blocks = run_blocks_[cls];
   std::uint32_t last = no_run;  // a run of cls, checked, still of cls (we hold its class's mutex)
+  std::size_t refused = 0;
   void* b = list.head;
   for (std::size_t i = 0; i < list.count && b != nullptr; ++i) {
     void* next = link_get(b, 0);
@@ -586,6 +604,7 @@ void arena::give_blocks(unsigned cls, block_list list) noexcept {
       // double free the default mode let into a bin): dropped, never obeyed.
       reject(run == nullptr ? misuse_kind::size_mismatch : misuse_kind::double_free, b,
              detail::arena_class_size(cls), detail::arena_class_alignment(cls));
+      ++refused;
       b = next;
       continue;
     }
@@ -610,6 +629,7 @@ void arena::give_blocks(unsigned cls, block_list list) noexcept {
     }
     b = next;
   }
+  return refused;
 }
 
 // ------------------------------------------------------------ large path
@@ -709,8 +729,7 @@ void arena::deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) n
   if (cache == nullptr) {
     detail::poison_memory(p, detail::arena_class_size(cls));
     link_set(p, 0, nullptr);  // encoded when hardened
-    give_blocks(cls, block_list{p, 1});
-    count_deallocation(nullptr, bytes);
+    if (give_blocks(cls, block_list{p, 1}) == 0) count_deallocation(nullptr, bytes);
     return;
   }
   detail::arena_bin& bin = cache->bins[cls];
@@ -731,7 +750,7 @@ void arena::deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) n
     bin.head = link_get(last, 0);
     link_set(last, 0, nullptr);
     count -= batch;
-    give_blocks(cls, block_list{p, batch});
+    late_refusals_.fetch_add(give_blocks(cls, block_list{p, batch}), std::memory_order_relaxed);
   }
   bin.count.store(count, std::memory_order_relaxed);
   cache->on_deallocate(bytes);
@@ -836,7 +855,8 @@ resource_stats arena::do_stats() const noexcept {
   }
   const std::uint64_t rejected = rejected_.load(std::memory_order_relaxed);
   s.allocations = t.allocations;
-  s.deallocations = t.deallocations + released;  // a rejected call is misuse only
+  // A rejected call is misuse only, including one refused after its bin took it.
+  s.deallocations = t.deallocations + released - late_refusals_.load(std::memory_order_relaxed);
   s.misuse_detected = rejected;
   s.bytes_in_use = static_cast<std::size_t>(t.bytes_in_use);
   s.peak_bytes_in_use = std::max(t.peak_bytes_in_use, s.bytes_in_use);

@@ -496,9 +496,7 @@ extendable_slab::extendable_slab(options opts, std::pmr::memory_resource* upstre
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
   if (options_.reclaim_period == 0) options_.decay_period = std::chrono::milliseconds{0};  // its old meaning
 #pragma GCC diagnostic pop
-  // In nanoseconds, clamped far beyond any useful period (about 290 years overflows).
-  constexpr std::int64_t max_ms = std::int64_t{1} << 40;
-  decay_ns_ = std::min<std::int64_t>(options_.decay_period.count(), max_ms) * 1'000'000;
+  decay_ns_ = detail::decay_clock::saturated_ns(options_.decay_period);  // clamped: no overflow
   const std::size_t alignment = std::max(options_.slot_alignment, alignof(void*));
   bool ok = true;
   stride_ = detail::round_up(std::max(options_.slot_size, sizeof(void*)), alignment, ok);

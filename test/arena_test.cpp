@@ -1254,11 +1254,11 @@ BOOST_AUTO_TEST_CASE(idle_memory_decays_after_the_period) {
   BOOST_TEST(off.details().decays == 0u);
 }
 
-// Review: a forged self-link (b's encoded link rewritten to name b) passes
-// link_valid: while b is being taken it is neither on the list nor yet in
-// handed_out_ (record_block runs after take_blocks returns), so the run's free
-// head stays b and the next allocation hands out live b a second time.
-BOOST_AUTO_TEST_CASE(review_hardened_mode_rejects_a_forged_self_link) {
+// Regression (found by review of the run rewrite): a forged self-link (b's encoded link rewritten to name b)
+// passes link_valid: while b is being taken it is neither on the list nor yet in handed_out_ (record_block
+// runs after take_blocks returns), so the run's free head stays b and the next allocation hands out live b a
+// second time.
+BOOST_AUTO_TEST_CASE(hardened_mode_rejects_a_forged_self_link) {
   strata::test::misuse_recorder recorder;
   strata::arena heap{{.capacity = 2 * mib, .hardened = true}, strata::system_pages()};
   void* keep = heap.allocate(64, 8);
@@ -1277,10 +1277,10 @@ BOOST_AUTO_TEST_CASE(review_hardened_mode_rejects_a_forged_self_link) {
   heap.deallocate(keep, 64, 8);
 }
 
-// Review: decay_period is converted to nanoseconds (detail::decay_clock takes
-// std::chrono::nanoseconds) without a range check; (2^58 + 1) ms, about nine
+// Regression (found by review of the run rewrite): decay_period is converted to nanoseconds
+// (detail::decay_clock takes std::chrono::nanoseconds) without a range check; (2^58 + 1) ms, about nine
 // million years, wraps to 1 ms, so idle memory decays every millisecond.
-BOOST_AUTO_TEST_CASE(review_a_huge_decay_period_does_not_wrap_to_a_short_one) {
+BOOST_AUTO_TEST_CASE(a_huge_decay_period_does_not_wrap_to_a_short_one) {
   const std::chrono::milliseconds huge{(std::int64_t{1} << 58) + 1};
   std::unique_ptr<strata::arena> heap;
   try {
@@ -1296,12 +1296,12 @@ BOOST_AUTO_TEST_CASE(review_a_huge_decay_period_does_not_wrap_to_a_short_one) {
   BOOST_TEST(heap->details().decays == 0u);
 }
 
-// Review: in the default mode a provably wrong deallocate (an interior
-// pointer, inside a run but off a block boundary) is pushed onto the bin and
-// counted as a deallocation; give_blocks() rejects it later and counts it in
-// misuse_detected as well, so allocations - deallocations no longer gives the
-// live blocks (DESIGN: a rejected deallocate counts in misuse_detected only).
-BOOST_AUTO_TEST_CASE(review_a_later_rejected_deallocate_is_not_also_counted_as_one) {
+// Regression (found by review of the run rewrite): in the default mode a provably wrong deallocate (an
+// interior pointer, inside a run but off a block boundary) is pushed onto the bin and counted as a
+// deallocation; give_blocks() rejects it later and counts it in misuse_detected as well, so allocations -
+// deallocations no longer gives the live blocks (DESIGN: a rejected deallocate counts in misuse_detected
+// only).
+BOOST_AUTO_TEST_CASE(a_later_rejected_deallocate_is_not_also_counted_as_one) {
   strata::test::misuse_recorder recorder;
   strata::arena heap{{.capacity = 2 * mib, .hardened = false}, strata::system_pages()};
   auto* p = static_cast<std::byte*>(heap.allocate(64, 8));
@@ -1316,28 +1316,33 @@ BOOST_AUTO_TEST_CASE(review_a_later_rejected_deallocate_is_not_also_counted_as_o
 
 BOOST_AUTO_TEST_SUITE_END()
 
-// Review: global operator new that fails once on request (this test binary
-// only), to reach the arena constructor's allocations after the region.
+// A global operator new that fails once on request (this test
+// binary only), to reach the arena constructor's allocations after the region.
 namespace {
-std::atomic<long> review_new_countdown{-1};  // -1: never fail; n: the n-th new from now fails
+std::atomic<long> failing_new_countdown{-1};  // -1: never fail; n: the n-th new from now fails
 }  // namespace
 
 void* operator new(std::size_t n) {
-  long c = review_new_countdown.load(std::memory_order_relaxed);
-  while (c >= 0 && !review_new_countdown.compare_exchange_weak(c, c - 1)) {
+  long c = failing_new_countdown.load(std::memory_order_relaxed);
+  while (c >= 0 && !failing_new_countdown.compare_exchange_weak(c, c - 1)) {
   }
   if (c == 0) throw std::bad_alloc{};
   if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
   throw std::bad_alloc{};
 }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+  std::free(p);
+}
 
 namespace {
 // Counts what is outstanding from it; aligned blocks from aligned_alloc.
 class outstanding_resource final : public std::pmr::memory_resource {
  public:
   std::size_t outstanding = 0;
+
  private:
   void* do_allocate(std::size_t bytes, std::size_t alignment) override {
     void* p = std::aligned_alloc(std::max<std::size_t>(alignment, 4096), (bytes + 4095) / 4096 * 4096);
@@ -1353,24 +1358,25 @@ class outstanding_resource final : public std::pmr::memory_resource {
 };
 }  // namespace
 
-// Review: the constructor takes the region from upstream and then allocates
-// again (registry().enroll() inserts into a map); when that throws, the
-// region is never returned to the upstream.
+// Regression (found by review of the run rewrite): the constructor takes the region from upstream and then
+// allocates again (registry().enroll() inserts into a map); when that throws, the region is never returned to
+// the upstream.
 BOOST_AUTO_TEST_SUITE(arena)
-BOOST_AUTO_TEST_CASE(review_a_constructor_that_throws_returns_the_region) {
+BOOST_AUTO_TEST_CASE(a_constructor_that_throws_returns_the_region) {
   { strata::arena warm{{.capacity = 64 * kib}, std::pmr::new_delete_resource()}; }  // registry built
   outstanding_resource upstream;
   for (long k = 0; k < 12; ++k) {
     bool threw = false;
-    review_new_countdown.store(k);
+    failing_new_countdown.store(k);
     try {
       strata::arena heap{{.capacity = 64 * kib}, &upstream};
-      review_new_countdown.store(-1);
+      failing_new_countdown.store(-1);
     } catch (const std::bad_alloc&) {
       threw = true;
     }
-    review_new_countdown.store(-1);
-    BOOST_TEST_REQUIRE(upstream.outstanding == 0u, "after failing at new #" << k << " (threw: " << threw << ")");
+    failing_new_countdown.store(-1);
+    BOOST_TEST_REQUIRE(upstream.outstanding == 0u,
+                       "after failing at new #" << k << " (threw: " << threw << ")");
   }
 }
 BOOST_AUTO_TEST_SUITE_END()

@@ -247,10 +247,15 @@ BOOST_AUTO_TEST_CASE(detach_mine_hands_the_cache_back_now) {
 }
 
 BOOST_AUTO_TEST_CASE(decay_clock_is_due_once_per_period) {
-  strata::detail::decay_clock never{std::chrono::nanoseconds{0}};
+  strata::detail::decay_clock never{std::chrono::milliseconds{0}};
   BOOST_TEST(!never.due());
   strata::detail::decay_clock hourly{std::chrono::hours{1}};
   BOOST_TEST(!hourly.due());
+  // Regression (review): (2^58 + 1) ms wrapped to 1 ms in the conversion to nanoseconds.
+  strata::detail::decay_clock huge{std::chrono::milliseconds{(std::int64_t{1} << 58) + 1}};
+  BOOST_TEST(huge.period_ns() > std::int64_t{1} << 61);
+  std::this_thread::sleep_for(std::chrono::milliseconds{2});
+  BOOST_TEST(!huge.due());
   // Periods long enough that the two calls below fall in one even under valgrind.
   strata::detail::decay_clock fast{std::chrono::milliseconds{200}};
   BOOST_TEST(!fast.due());

@@ -136,7 +136,11 @@ struct alignas(64) arena_thread_cache : thread_cache_base {  // own cache lines:
   single_writer_counter allocated{0};                        // calls served on this thread
   single_writer_counter freed{0};                            // deallocations obeyed on this thread
   std::array<arena_bin, arena_class_count> bins{};
-  std::atomic<bool> flush_all{false};  // set with flush_requested by trim(): hand back every block
+  // trim() requests, counted by the requester; the owner serves every one up
+  // to trims_served (owner only) by handing back every block. A count, not a
+  // flag, so a request arriving while the owner serves another is never lost.
+  std::atomic<std::uint32_t> trim_requests{0};
+  std::uint32_t trims_served = 0;
   // Each bin's head and count after the last decay flush (owner only): a bin
   // found unchanged a period later was idle and goes back whole.
   std::array<void*, arena_class_count> decay_head{};
@@ -365,7 +369,8 @@ class arena final : public resource {
   void take_from_run(unsigned cls, std::uint32_t r, std::size_t want, block_list& out) noexcept;
   // Hands a poisoned list of count blocks of cls back to their runs; a run
   // that empties becomes the class's spare or goes back to the extent allocator.
-  void give_blocks(unsigned cls, block_list list) noexcept;
+  // Returns how many of its blocks were refused as misuse (dropped, reported).
+  std::size_t give_blocks(unsigned cls, block_list list) noexcept;
   // A new run of cls from the extent allocator, or no_run. Requires the pool mutex.
   std::uint32_t new_run(unsigned cls) noexcept;
   // Gives an empty run back to the extent allocator. Requires the pool mutex.
@@ -484,7 +489,9 @@ class arena final : public resource {
   std::uint64_t released_blocks_ = 0;  // taken back by release(), counted as deallocations
 
   std::atomic<std::uint64_t> failed_{0};
-  std::atomic<std::uint64_t> rejected_{0};  // deallocates refused as misuse
+  std::atomic<std::uint64_t> rejected_{0};
+  std::atomic<std::uint64_t> late_refusals_{
+      0};  // of rejected_: deallocates a bin took and counted first  // deallocates refused as misuse
 };
 
 // ------------------------------------------------------------- fast paths

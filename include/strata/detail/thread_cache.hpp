@@ -249,8 +249,10 @@ class decay_clock {
  public:
   using clock = std::chrono::steady_clock;
 
-  explicit decay_clock(std::chrono::nanoseconds period) noexcept
-      : period_(period.count()), next_due_(now_ns() + period_) {}
+  /// Periods above a century are treated as a century (a longer one would
+  /// overflow the nanosecond arithmetic and wrap to a short period).
+  explicit decay_clock(std::chrono::milliseconds period) noexcept
+      : period_(saturated_ns(period)), next_due_(now_ns() + period_) {}
 
   [[nodiscard]] std::int64_t period_ns() const noexcept { return period_; }
 
@@ -261,6 +263,12 @@ class decay_clock {
     const std::int64_t now = now_ns();
     std::int64_t next = next_due_.load(std::memory_order_relaxed);
     return now >= next && next_due_.compare_exchange_strong(next, now + period_, std::memory_order_relaxed);
+  }
+
+  /// period in nanoseconds, at most a century.
+  [[nodiscard]] static std::int64_t saturated_ns(std::chrono::milliseconds period) noexcept {
+    constexpr std::int64_t century_ms = std::int64_t{100} * 365 * 24 * 3600 * 1000;
+    return std::min<std::int64_t>(period.count(), century_ms) * 1'000'000;
   }
 
   [[nodiscard]] static std::int64_t now_ns() noexcept {
