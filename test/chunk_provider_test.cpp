@@ -1088,4 +1088,22 @@ BOOST_AUTO_TEST_CASE(soak_shifting_size_mixes_on_two_threads, *boost::unit_test:
   BOOST_TEST(chunks.stats().bytes_reserved == 0u);
 }
 
+// ---------------------------------------------------------------- review (review-chunk)
+
+// release() drops the chunks callers still hold, but stats() keeps counting
+// them as allocated: allocations - deallocations no longer equals the live
+// blocks (0). extendable_slab counts them as deallocations (released_blocks);
+// chunk_provider subtracts them in details() only.
+BOOST_AUTO_TEST_CASE(review_release_keeps_allocations_minus_deallocations_the_live_blocks) {
+  strata::test::counting_resource upstream;
+  strata::chunk_provider chunks{&upstream};
+  static_cast<void>(chunks.allocate(64 * kib, 8));
+  static_cast<void>(chunks.allocate(8 * kib, 8));
+  static_cast<void>(chunks.allocate(8 << 20, 8));  // oversized
+  chunks.release();
+  const strata::resource_stats s = chunks.stats();
+  BOOST_TEST(s.bytes_in_use == 0u);
+  BOOST_TEST(s.allocations - s.deallocations == 0u);  // nothing is live
+}
+
 BOOST_AUTO_TEST_SUITE_END()
