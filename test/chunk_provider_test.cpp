@@ -1106,4 +1106,23 @@ BOOST_AUTO_TEST_CASE(review_release_keeps_allocations_minus_deallocations_the_li
   BOOST_TEST(s.allocations - s.deallocations == 0u);  // nothing is live
 }
 
+// The deallocate fast path checks only that p is aligned to its class, and a
+// null pointer is aligned to every class: deallocate(nullptr, ...) is cached
+// in the thread's bin and the next allocate of that class returns nullptr.
+BOOST_AUTO_TEST_CASE(review_null_pointer_freed_on_the_fast_path_is_never_handed_out) {
+  strata::test::misuse_recorder recorder;
+  strata::test::counting_resource upstream;
+  strata::chunk_provider chunks{&upstream};
+  void* p = chunks.allocate(4 * kib, 4 * kib);  // attaches and arms this thread's cache
+  chunks.deallocate(p, 4 * kib, 4 * kib);        // fast path: into the bin
+  void* q = chunks.allocate(4 * kib, 4 * kib);   // fast path: from the bin
+  BOOST_TEST(q == p);
+  chunks.deallocate(nullptr, 4 * kib, 4 * kib);  // provably not ours
+  void* r = chunks.allocate(4 * kib, 4 * kib);
+  BOOST_TEST(r != nullptr);
+  BOOST_TEST(chunks.stats().misuse_detected == 1u);
+  if (r != nullptr) chunks.deallocate(r, 4 * kib, 4 * kib);
+  chunks.deallocate(q, 4 * kib, 4 * kib);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
