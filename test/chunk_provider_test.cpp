@@ -1125,4 +1125,22 @@ BOOST_AUTO_TEST_CASE(review_null_pointer_freed_on_the_fast_path_is_never_handed_
   chunks.deallocate(q, 4 * kib, 4 * kib);
 }
 
+// decay_period is taken in milliseconds and converted to nanoseconds without
+// a clamp (extendable_slab clamps its own): for a period near 292 years,
+// decay_clock's next_due_ = now + period overflows int64 and comes out
+// negative, so due() is true at every slow path and cached chunks decay at
+// once instead of (practically) never.
+BOOST_AUTO_TEST_CASE(review_a_very_long_decay_period_does_not_decay_at_every_call) {
+  strata::test::counting_resource upstream;
+  strata::chunk_provider chunks{
+      {.thread_cache_bytes = 0, .decay_period = std::chrono::milliseconds{INT64_MAX / 1'000'000}}, &upstream};
+  BOOST_TEST(chunks.reserve(4 * kib, 4) == 4u);
+  for (int i = 0; i < 3; ++i) {  // slow paths: thread caches are off
+    void* p = chunks.allocate(64 * kib, 8);
+    chunks.deallocate(p, 64 * kib, 8);
+  }
+  BOOST_TEST(chunks.details().evicted_by_decay == 0u);
+  BOOST_TEST(class_of(chunks, 4 * kib).cached == 4u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
