@@ -1143,4 +1143,22 @@ BOOST_AUTO_TEST_CASE(review_a_very_long_decay_period_does_not_decay_at_every_cal
   BOOST_TEST(class_of(chunks, 4 * kib).cached == 4u);
 }
 
+#if defined(STRATA_HAS_ASAN)
+// A chunk in a shared pool keeps its first word unpoisoned (push_locked
+// poisons from sizeof(void*) on, to keep the pool link readable), so a
+// use-after-free write there goes unreported by ASan and, without
+// hardening, silently rewrites the pool's link: the next pops hand out
+// whatever the stale pointer wrote. The thread-bin path poisons the whole
+// chunk; the shared-pool path (thread caches off, max_cached_bytes, bins
+// full, thread exit) does not.
+BOOST_AUTO_TEST_CASE(review_a_chunk_in_a_shared_pool_is_poisoned_whole) {
+  strata::test::counting_resource upstream;
+  strata::chunk_provider chunks{{.thread_cache_bytes = 0}, &upstream};  // every free into the shared pool
+  auto* p = static_cast<std::byte*>(chunks.allocate(4 * kib, 8));
+  chunks.deallocate(p, 4 * kib, 8);
+  BOOST_TEST(__asan_address_is_poisoned(p + 2 * kib) != 0);
+  BOOST_TEST(__asan_address_is_poisoned(p) != 0);
+}
+#endif
+
 BOOST_AUTO_TEST_SUITE_END()
