@@ -940,4 +940,34 @@ BOOST_AUTO_TEST_CASE(soak_phases_of_shifting_live_sets_with_decay, *boost::unit_
   soak(std::chrono::milliseconds{20});
 }
 
+// ---------------------------------------------------------------- review (review-chunk)
+
+// The magazine path does not check slot boundaries (documented), but what it
+// accepts is later trusted by flush(): put_slot() lowers the segment's
+// `used` for an interior pointer as for a slot, so a segment can look empty
+// while a slot in it is live, and trim() (or decay) returns it upstream
+// under the caller's live block. The interior pointer is accepted by
+// deallocate_unproven (out of line, table probe), not only by the inline
+// path, and never counted as misuse.
+BOOST_AUTO_TEST_CASE(review_an_interior_pointer_in_a_magazine_does_not_free_a_live_segment) {
+  strata::test::misuse_recorder recorder;
+  strata::test::counting_resource upstream;
+  strata::extendable_slab s{{.slot_size = 64,
+                             .max_empty_segments = 0,
+                             .decay_period = std::chrono::milliseconds{0},
+                             .thread_cache_slots = 4,
+                             .hardened = false},
+                            &upstream};
+  auto* a = static_cast<std::byte*>(s.allocate(64, 8));
+  auto* b = static_cast<std::byte*>(s.allocate(64, 8));
+  s.deallocate(b, 64, 8);
+  s.deallocate(a + 8, 64, 8);  // provably not a slot: a is live
+  s.trim();                    // this thread's magazine back to the segments, empty ones upstream
+  BOOST_TEST(s.segment_count() == 1u);  // a is still live in it
+  BOOST_TEST(upstream.blocks_outstanding() == 1u);
+  BOOST_TEST(s.stats().misuse_detected == 1u);
+  const strata::resource_stats st = s.stats();
+  BOOST_TEST(st.allocations - st.deallocations == 1u);  // a
+}
+
 BOOST_AUTO_TEST_SUITE_END()
