@@ -970,4 +970,26 @@ BOOST_AUTO_TEST_CASE(review_an_interior_pointer_in_a_magazine_does_not_free_a_li
   BOOST_TEST(st.allocations - st.deallocations == 1u);  // a
 }
 
+// A deallocate with an alignment no allocate could have been given (not a
+// power of two) is provably wrong, and chunk_provider refuses it as
+// alignment_mismatch. extendable_slab checks no alignment on any deallocate
+// path (inline fast path, deallocate_unproven, deallocate_slow): the slot is
+// taken back and counted as a deallocation, not as misuse.
+BOOST_AUTO_TEST_CASE(review_a_non_power_of_two_alignment_on_deallocate_is_refused) {
+  strata::test::misuse_recorder recorder;
+  strata::test::counting_resource upstream;
+  for (const std::size_t cache_slots : {std::size_t{0}, std::size_t{256}}) {
+    strata::extendable_slab s{{.slot_size = 64, .thread_cache_slots = cache_slots}, &upstream};
+    void* p = s.allocate(64, 8);
+    std::memset(p, 0xa5, 64);
+    s.deallocate(p, 64, 3);
+    const strata::resource_stats st = s.stats();
+    BOOST_TEST_INFO("thread_cache_slots " << cache_slots);
+    BOOST_TEST(st.misuse_detected == 1u);
+    BOOST_TEST_INFO("thread_cache_slots " << cache_slots);
+    BOOST_TEST(st.allocations - st.deallocations == 1u);  // p is still the caller's
+    if (st.misuse_detected == 1u) s.deallocate(p, 64, 8);
+  }
+}
+
 BOOST_AUTO_TEST_SUITE_END()
