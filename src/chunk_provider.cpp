@@ -430,9 +430,8 @@ void chunk_provider::push_locked(void* chunk, unsigned cls) noexcept {
   STRATA_ASSERT(at != pool.held.end() && at->chunk == chunk && !at->pooled,
                 "pooling a chunk that is not held");
   if (at != pool.held.end() && at->chunk == chunk) at->pooled = true;
-  detail::unpoison_memory(chunk, size);
+  detail::poison_memory(chunk, size);  // whole: store_pool_link opens the link word for its store
   store_pool_link(chunk, pool.head);
-  detail::poison_memory(static_cast<std::byte*>(chunk) + sizeof(void*), size - sizeof(void*));
   pool.head = chunk;
   ++pool.count;
 }
@@ -462,13 +461,20 @@ void* chunk_provider::pop_shared(unsigned cls) noexcept {
   return chunk;
 }
 
+// A pooled chunk is poisoned whole, its link word included, so that a
+// use-after-free write to its first word is reported too: the link is opened
+// only for the access.
 void chunk_provider::store_pool_link(void* chunk, void* next) const noexcept {
+  detail::unpoison_memory(chunk, sizeof(void*));
   *static_cast<std::uintptr_t*>(chunk) =
       options_.hardened ? codec_.encode(chunk, next) : reinterpret_cast<std::uintptr_t>(next);
+  detail::poison_memory(chunk, sizeof(void*));
 }
 
 void* chunk_provider::load_pool_link(const void* chunk) const noexcept {
+  detail::unpoison_memory(chunk, sizeof(void*));
   const std::uintptr_t word = *static_cast<const std::uintptr_t*>(chunk);
+  detail::poison_memory(chunk, sizeof(void*));
   return options_.hardened ? codec_.decode(chunk, word) : reinterpret_cast<void*>(word);
 }
 
@@ -687,6 +693,7 @@ void chunk_provider::release() noexcept {
                             cache->returned[cls].load(std::memory_order_relaxed);
       }
     }
+    // Cumulative already: whatever was handed out and never given back has now been taken back.
     released_classes_ = outstanding;
     caches_.forget_bytes_in_use();
     for (unsigned cls = min_class_; cls <= max_class_; ++cls) {
@@ -724,12 +731,16 @@ std::size_t chunk_provider::chunk_size_for(std::size_t bytes, std::size_t alignm
 resource_stats chunk_provider::do_stats() const noexcept {
   resource_stats s;
   detail::cache_totals t;
+  std::uint64_t released = 0;
   {
     std::lock_guard lock(registry().mutex());
     t = caches_.totals();  // normal chunks and oversized blocks alike
+    for (const std::uint64_t n : released_classes_) released += n;
   }
   s.allocations = t.allocations;
-  s.deallocations = t.deallocations;  // a rejected deallocate counts in misuse_detected only
+  // A rejected deallocate counts in misuse_detected only; the blocks release()
+  // took back count as deallocations, so allocations - deallocations stays the live blocks.
+  s.deallocations = t.deallocations + released;
   s.bytes_in_use = static_cast<std::size_t>(t.bytes_in_use);
   s.misuse_detected = rejected_.load(std::memory_order_relaxed);
   s.peak_bytes_in_use = std::max(t.peak_bytes_in_use, s.bytes_in_use);

@@ -438,11 +438,16 @@ struct xslab_impl {
       ++moved;
       // Neighbouring slots mostly share a segment: skip the search for those.
       if (last == nullptr || s.segment_of(p) != reinterpret_cast<std::uintptr_t>(last)) last = find(s, p);
-      if (segment* seg = last) {
+      if (segment* seg = last; seg != nullptr && on_slot_boundary(s, seg, p)) {
         put_slot(s, seg, p);
       } else {
-        // Only a misuse racing with reclamation gets here: drop it, counted.
+        // A pointer the fast path let into the magazine without proof of a
+        // slot boundary (an interior pointer), or a misuse racing with
+        // reclamation: dropped, counted as misuse, and its deallocation taken
+        // back. Putting it would lower a live slot's segment's count, which
+        // could then be returned upstream while in use.
         s.central_.on_misuse();
+        s.late_refusals_.fetch_add(1, std::memory_order_relaxed);
       }
     }
     detail::single_writer_add(cache.popped, moved);
@@ -645,8 +650,8 @@ void extendable_slab::deallocate_unproven(void* p, std::size_t bytes, std::size_
     // Acquire: pairs with trim()'s release bump, so a thread that sees the
     // new epoch also sees the flush request stored before it.
     const std::uint64_t epoch = reclaim_epoch_.load(std::memory_order_acquire);
-    if (!cache.flush_requested.load(std::memory_order_relaxed) && in_some_segment(cache, p, epoch) &&
-        cache.size() < cache_capacity_) {
+    if (!cache.flush_requested.load(std::memory_order_relaxed) && detail::is_power_of_two(alignment) &&
+        in_some_segment(cache, p, epoch) && cache.size() < cache_capacity_) {
       push_to_cache(cache, p, bytes);
       return;
     }
@@ -660,6 +665,12 @@ void extendable_slab::deallocate_slow(void* p, std::size_t bytes, std::size_t al
     central_.on_misuse();  // misuse only: allocations - deallocations stays the live blocks (issue 18)
     report_misuse({resource_name, kind, p, bytes, alignment});
   };
+  if (!detail::is_power_of_two(alignment)) {
+    // No allocate could have been given it. (The inline fast path, for a
+    // slot of the segment this thread proved last, does not look.)
+    reject(misuse_kind::alignment_mismatch);
+    return;
+  }
   std::vector<detail::xslab_segment*> reclaimed;
   forwarded_block forwarded{0, 0};
   {
@@ -813,7 +824,8 @@ resource_stats extendable_slab::do_stats() const noexcept {
     t = caches_.totals();
   }
   s.allocations += t.allocations;
-  s.deallocations += t.deallocations + released_blocks_.load(std::memory_order_relaxed);
+  s.deallocations += t.deallocations + released_blocks_.load(std::memory_order_relaxed) -
+                     late_refusals_.load(std::memory_order_relaxed);
   s.bytes_in_use += static_cast<std::size_t>(t.bytes_in_use);
   s.peak_bytes_in_use = std::max({t.peak_bytes_in_use, s.peak_bytes_in_use, s.bytes_in_use});
   return s;

@@ -1088,13 +1088,13 @@ BOOST_AUTO_TEST_CASE(soak_shifting_size_mixes_on_two_threads, *boost::unit_test:
   BOOST_TEST(chunks.stats().bytes_reserved == 0u);
 }
 
-// ---------------------------------------------------------------- review (review-chunk)
+// ------------------------------------------ regressions found by review of the issue 13/18 rewrite
 
 // release() drops the chunks callers still hold, but stats() keeps counting
 // them as allocated: allocations - deallocations no longer equals the live
 // blocks (0). extendable_slab counts them as deallocations (released_blocks);
 // chunk_provider subtracts them in details() only.
-BOOST_AUTO_TEST_CASE(review_release_keeps_allocations_minus_deallocations_the_live_blocks) {
+BOOST_AUTO_TEST_CASE(release_keeps_allocations_minus_deallocations_the_live_blocks) {
   strata::test::counting_resource upstream;
   strata::chunk_provider chunks{&upstream};
   static_cast<void>(chunks.allocate(64 * kib, 8));
@@ -1109,13 +1109,13 @@ BOOST_AUTO_TEST_CASE(review_release_keeps_allocations_minus_deallocations_the_li
 // The deallocate fast path checks only that p is aligned to its class, and a
 // null pointer is aligned to every class: deallocate(nullptr, ...) is cached
 // in the thread's bin and the next allocate of that class returns nullptr.
-BOOST_AUTO_TEST_CASE(review_null_pointer_freed_on_the_fast_path_is_never_handed_out) {
+BOOST_AUTO_TEST_CASE(null_pointer_freed_on_the_fast_path_is_never_handed_out) {
   strata::test::misuse_recorder recorder;
   strata::test::counting_resource upstream;
   strata::chunk_provider chunks{&upstream};
   void* p = chunks.allocate(4 * kib, 4 * kib);  // attaches and arms this thread's cache
-  chunks.deallocate(p, 4 * kib, 4 * kib);        // fast path: into the bin
-  void* q = chunks.allocate(4 * kib, 4 * kib);   // fast path: from the bin
+  chunks.deallocate(p, 4 * kib, 4 * kib);       // fast path: into the bin
+  void* q = chunks.allocate(4 * kib, 4 * kib);  // fast path: from the bin
   BOOST_TEST(q == p);
   chunks.deallocate(nullptr, 4 * kib, 4 * kib);  // provably not ours
   void* r = chunks.allocate(4 * kib, 4 * kib);
@@ -1130,7 +1130,7 @@ BOOST_AUTO_TEST_CASE(review_null_pointer_freed_on_the_fast_path_is_never_handed_
 // decay_clock's next_due_ = now + period overflows int64 and comes out
 // negative, so due() is true at every slow path and cached chunks decay at
 // once instead of (practically) never.
-BOOST_AUTO_TEST_CASE(review_a_very_long_decay_period_does_not_decay_at_every_call) {
+BOOST_AUTO_TEST_CASE(a_very_long_decay_period_does_not_decay_at_every_call) {
   strata::test::counting_resource upstream;
   strata::chunk_provider chunks{
       {.thread_cache_bytes = 0, .decay_period = std::chrono::milliseconds{INT64_MAX / 1'000'000}}, &upstream};
@@ -1151,7 +1151,7 @@ BOOST_AUTO_TEST_CASE(review_a_very_long_decay_period_does_not_decay_at_every_cal
 // whatever the stale pointer wrote. The thread-bin path poisons the whole
 // chunk; the shared-pool path (thread caches off, max_cached_bytes, bins
 // full, thread exit) does not.
-BOOST_AUTO_TEST_CASE(review_a_chunk_in_a_shared_pool_is_poisoned_whole) {
+BOOST_AUTO_TEST_CASE(a_chunk_in_a_shared_pool_is_poisoned_whole) {
   strata::test::counting_resource upstream;
   strata::chunk_provider chunks{{.thread_cache_bytes = 0}, &upstream};  // every free into the shared pool
   auto* p = static_cast<std::byte*>(chunks.allocate(4 * kib, 8));

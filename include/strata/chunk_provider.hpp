@@ -436,11 +436,14 @@ inline void chunk_provider::do_deallocate(void* p, std::size_t bytes, std::size_
     detail::chunk_bin& bin = slot.cache->bins[cls];
     // Capacity is 0 for oversized classes (and while the cache is disarmed),
     // so the alignment test (p's low cls bits shifted out and back) runs only
-    // for cls <= max_class_; it is one instruction shorter than a mask.
+    // for cls <= max_class_; it is one instruction shorter than a mask. The
+    // shifted-out part must not be 0: null and near-null pointers (below one
+    // chunk) are aligned to every class, and a cached null would be handed out.
     const std::uint32_t capacity = bin.capacity.load(std::memory_order_relaxed);
     const std::uint32_t count = bin.count.load(std::memory_order_relaxed);
-    if (count < capacity && (reinterpret_cast<std::uintptr_t>(p) >> cls << cls) ==
-                                reinterpret_cast<std::uintptr_t>(p)) [[likely]] {
+    const std::uintptr_t chunk_index = reinterpret_cast<std::uintptr_t>(p) >> cls;
+    if (count < capacity && chunk_index != 0 && (chunk_index << cls) == reinterpret_cast<std::uintptr_t>(p))
+        [[likely]] {
       detail::poison_memory(p, std::size_t{1} << cls);
       bin.chunks[count] = p;
       bin.count.store(count + 1, std::memory_order_relaxed);

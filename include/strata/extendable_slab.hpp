@@ -376,7 +376,9 @@ class extendable_slab final : public resource {
 
   detail::atomic_counters central_;  // calls without a thread cache, upstream traffic, misuse
   std::atomic<std::size_t> segment_count_{0};
-  std::atomic<unsigned> growers_{0};  // threads obtaining a segment right now
+  std::atomic<unsigned> growers_{0};
+  std::atomic<std::uint64_t> late_refusals_{
+      0};  // deallocates a magazine took, refused when flushed  // threads obtaining a segment right now
   std::atomic<std::uint64_t> growth_events_{0};
   std::atomic<std::uint64_t> concurrent_growths_{0};
   std::atomic<std::uint64_t> reclaimed_{0};
