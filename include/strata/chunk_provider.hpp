@@ -441,9 +441,10 @@ inline void chunk_provider::do_deallocate(void* p, std::size_t bytes, std::size_
     // chunk) are aligned to every class, and a cached null would be handed out.
     const std::uint32_t capacity = bin.capacity.load(std::memory_order_relaxed);
     const std::uint32_t count = bin.count.load(std::memory_order_relaxed);
-    const std::uintptr_t chunk_index = reinterpret_cast<std::uintptr_t>(p) >> cls;
-    if (count < capacity && chunk_index != 0 && (chunk_index << cls) == reinterpret_cast<std::uintptr_t>(p))
-        [[likely]] {
+    // (Shifted only once the capacity test passed: cls may be 64 before it.)
+    std::uintptr_t chunk_index = 0;
+    if (count < capacity && (chunk_index = reinterpret_cast<std::uintptr_t>(p) >> cls) != 0 &&
+        (chunk_index << cls) == reinterpret_cast<std::uintptr_t>(p)) [[likely]] {
       detail::poison_memory(p, std::size_t{1} << cls);
       bin.chunks[count] = p;
       bin.count.store(count + 1, std::memory_order_relaxed);
