@@ -177,7 +177,8 @@ class extent_map {
  private:
   static constexpr std::uint32_t none = UINT32_MAX;
   static constexpr std::size_t exact = 64;
-  static constexpr std::size_t bucket_count = exact + 4 * 32;
+  static constexpr std::size_t bucket_count =
+      exact + std::size_t{4} * 32;  // std::size_t: no int product widened (clang-tidy)
 
   struct span_info {            // meaningful at a span's head
     std::uint32_t length = 0;   // pages
