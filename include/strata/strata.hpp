@@ -15,3 +15,4 @@
 #include "slab.hpp"
 #include "stats.hpp"
 #include "tracking_resource.hpp"
+#include "version.hpp"

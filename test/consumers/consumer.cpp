@@ -19,6 +19,7 @@ int main() {
       words.emplace_back("a word long enough to be allocated from the arena");
     }
   }
+  std::printf("strata %s\n", strata::version_string);
   std::fputs(strata::format_chain(&scratch).c_str(), stdout);
 #if defined(STRATA_HARDENED)
   std::puts("STRATA_HARDENED defined");
