@@ -1151,16 +1151,6 @@ BOOST_AUTO_TEST_CASE(use_from_a_second_thread_is_reported_when_the_option_asks) 
   BOOST_TEST(recorder.taken().size() == arena.stats().misuse_detected);
 }
 
-BOOST_AUTO_TEST_CASE(the_owner_check_is_off_by_default_unless_hardened) {
-  strata::test::misuse_recorder recorder;
-  strata::test::counting_resource upstream;
-  strata::monotonic_arena arena{&upstream};
-  BOOST_TEST(arena.get_options().check_owner_thread == strata::hardened_by_default);
-  static_cast<void>(arena.allocate(16, 8));
-  std::jthread([&] { static_cast<void>(arena.allocate(16, 8)); }).join();
-  BOOST_TEST(arena.stats().misuse_detected == (strata::hardened_by_default ? 1u : 0u));
-}
-
 // -------------------------------------------------------------------- ASan
 
 #if defined(STRATA_HAS_ASAN)
