@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // monotonic_arena: everything but the bump. Refills from spares, fresh and
 // dedicated chunks; markers; reset() with its retention policies and the
-// window of recent needs; release(); and the debug owner check.
+// window of recent needs; release(); and the owner-thread check.
 
 #include "strata/monotonic_arena.hpp"
 
@@ -130,6 +130,7 @@ void insert_largest_first(detail::arena_chunk*& head, detail::arena_chunk*& tail
 monotonic_arena::monotonic_arena(options opts, std::pmr::memory_resource* upstream)
     : resource(resource_name, upstream),
       dedicated_threshold_(opts.max_chunk_size - footer_size),
+      check_owner_thread_(opts.check_owner_thread),
       options_(opts),
       strata_upstream_(dynamic_cast<const resource*>(upstream)),
       id_(next_arena_id.fetch_add(1, std::memory_order_relaxed)),

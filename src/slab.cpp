@@ -13,11 +13,13 @@
 //
 // Every slot is stride_ bytes: slot_size rounded up to the slot alignment,
 // and at least one pointer so the link fits. There is no per-allocation
-// header; checked mode keeps one "handed out" bit per slot beside the region.
+// header; unless detect_double_free is off (and not hardened), one "handed
+// out" bit per slot is kept beside the region.
 
 #include "strata/slab.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 
 namespace strata {
@@ -87,18 +89,24 @@ void slab::init(std::byte* first_slot) {
   begin_ = first_slot;
   end_ = begin_ + options_.capacity * stride_;
   fresh_ = begin_;
-#if defined(NDEBUG)
+  // Only the options decide: the library's NDEBUG and the user's are
+  // irrelevant here, so an application sees the same checks whatever either
+  // was compiled with (docs/reliability.md).
   checked_ = options_.hardened;
-#else
-  checked_ = true;  // debug builds check every deallocate
-#endif
   fast_slot_size_ = checked_ ? 0 : options_.slot_size + 1;  // slot_size < stride <= SIZE_MAX: no wrap
   alignment_reject_ = ~(options_.slot_alignment - 1);
   begin_address_ = reinterpret_cast<std::uintptr_t>(begin_);
   fast_span_ = checked_ ? 0 : static_cast<std::size_t>(end_ - begin_);
   if (options_.hardened) codec_ = detail::link_codec{detail::make_link_secret(this)};
-  if (checked_)
+  slot_count_ = options_.capacity;
+  shift_ = std::countr_zero(stride_);
+  const std::size_t odd = stride_ >> shift_;
+  inverse_ = odd;  // Newton's iteration: each step doubles the correct low bits (3, 6, 12, 24, 48, 96)
+  for (int step = 0; step < 5; ++step) inverse_ *= 2 - odd * inverse_;
+  if (checked_ || options_.detect_double_free) {
     live_words_ = std::make_unique<std::uint64_t[]>(detail::slot_bits::words_for(options_.capacity));
+    if (!checked_) live_ = live_words_.get();
+  }
   detail::poison_memory(begin_, static_cast<std::size_t>(end_ - begin_));  // uncarved until handed out
 }
 
@@ -193,7 +201,9 @@ void* slab::forward(std::size_t bytes, std::size_t alignment) {
 // ------------------------------------------------------------ deallocation
 
 void slab::deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) noexcept {
-  if (contains(p)) {  // checked mode: the fast path takes every region pointer otherwise
+  // A region pointer comes here in checked mode, or when detect_double_free's
+  // fast-path test refused it; without either the fast path takes them all.
+  if (contains(p)) {
     const auto* b = static_cast<const std::byte*>(p);
     if (b >= fresh_ || static_cast<std::size_t>(b - begin_) % stride_ != 0) {
       reject(misuse_kind::unknown_pointer, p, bytes, alignment);
@@ -290,7 +300,7 @@ slab::details_type slab::details() const noexcept {
           forwarded_live,
           corrupted_links_,
           double_frees_,
-          checked_};
+          checked_ || live_ != nullptr};
 }
 
 bool slab::invariants_hold() const noexcept {

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <new>
 #include <optional>
 
 #include <fmt/format.h>
@@ -46,7 +47,6 @@ tracking_resource::tracking_resource(options opts, std::pmr::memory_resource* up
       options_(std::move(opts)),
       allocations_left_(options_.allocation_limit) {
   detail::check_upstream(resource_name, upstream);
-  recent_frees_.fill(UINTPTR_MAX);  // no address: a first deallocate(nullptr) is unknown, not a double free
 }
 
 tracking_resource::~tracking_resource() {
@@ -122,6 +122,8 @@ bool tracking_resource::insert_locked(const void* p, std::size_t bytes, std::siz
     const auto prev = std::prev(next);
     if (block_end(prev->first, prev->second.bytes) > start) return false;
   }
+  // The upstream reused these addresses: a later free of one is this block's.
+  freed_.erase(freed_.lower_bound(start), freed_.lower_bound(end));
   live_.emplace_hint(next, start, record{bytes, alignment, next_serial_++});
   live_bytes_ += bytes;
   details_.largest_alignment = std::max(details_.largest_alignment, alignment);
@@ -140,7 +142,7 @@ void tracking_resource::do_deallocate(void* p, std::size_t bytes, std::size_t al
     const auto start = reinterpret_cast<std::uintptr_t>(p);
     const auto it = live_.find(start);
     if (it == live_.end()) {
-      const bool recent = std::find(recent_frees_.begin(), recent_frees_.end(), start) != recent_frees_.end();
+      const bool recent = freed_.contains(start);
       counters_.on_rejected_deallocate();
       ++(recent ? details_.double_frees : details_.unknown_pointers);
       misuse = recent ? misuse_kind::double_free : misuse_kind::unknown_pointer;
@@ -149,8 +151,12 @@ void tracking_resource::do_deallocate(void* p, std::size_t bytes, std::size_t al
       found = it->second;
       live_.erase(it);
       live_bytes_ -= found.bytes;
-      recent_frees_[recent_free_next_] = start;
-      recent_free_next_ = (recent_free_next_ + 1) % recent_free_count;
+      try {
+        freed_.insert(start);
+      } catch (const std::bad_alloc&) {
+        // Deallocate does not throw. Unremembered, a second free of p is
+        // still refused, as an unknown pointer rather than a double free.
+      }
       counters_.on_deallocate(found.bytes);
       counters_.on_upstream_deallocate(found.bytes);
       // Mismatches are corrected: the upstream gets what it handed out.

@@ -10,6 +10,8 @@
 // 4. On exhaustion the slab forwards (default) or throws allocation_failure(capacity),
 //    counted as a failure, and stays usable.
 // 5. A caller buffer is used without any upstream call; a buffer too small is refused.
+// 5a. By default (detect_double_free), in every build, a double free, an interior and a
+//     never-carved pointer are refused and counted in misuse_detected only.
 // 6. Hardened mode catches a corrupted free-list link (a plain pointer written into a
 //    freed slot): counted as misuse, the list is cut, no wild pointer is handed out.
 // 7. Checked deallocate catches double free; a foreign pointer is counted and ignored.
@@ -238,6 +240,64 @@ BOOST_AUTO_TEST_CASE(hardened_links_are_encoded_in_the_slot) {
 BOOST_AUTO_TEST_CASE(hardened_defaults_to_the_build_switch) {
   BOOST_TEST(strata::slab::options{}.hardened == strata::hardened_by_default);
   BOOST_TEST(strata::slab::options::for_type<double>(4).hardened == strata::hardened_by_default);
+}
+
+// Regression (issue 14): without hardened, only a debug libstrata checked
+// deallocate; a release one pushed the slot twice and handed it out twice.
+// The fast path's index test (a multiply by the inverse of the stride's odd
+// part, then a rotate) is exercised with even, odd-multiple and
+// power-of-two strides.
+BOOST_AUTO_TEST_CASE(default_mode_catches_double_free_interior_and_uncarved_pointers) {
+  for (const std::size_t slot_size : {8u, 24u, 40u, 64u, 96u, 4096u}) {
+    BOOST_TEST_CONTEXT("slot_size " << slot_size) {
+      strata::test::misuse_recorder recorder;
+      strata::test::counting_resource upstream;
+      strata::slab s{{.slot_size = slot_size, .slot_alignment = 8, .capacity = 70, .hardened = false},
+                     &upstream};
+      BOOST_TEST(s.details().checked);
+      std::vector<void*> live;
+      for (int i = 0; i < 65; ++i) live.push_back(s.allocate(slot_size, 8));
+      auto* last = static_cast<std::byte*>(live.back());
+      s.deallocate(last + 8, slot_size, 8);           // inside a slot
+      s.deallocate(last + s.stride(), slot_size, 8);  // on a boundary, never carved
+      s.deallocate(live[64], slot_size, 8);           // obeyed
+      s.deallocate(live[64], slot_size, 8);           // double free, bit 0 of word 1
+      s.deallocate(live[3], slot_size, 8);            // obeyed
+      s.deallocate(live[3], slot_size, 8);            // double free
+      BOOST_TEST(s.stats().misuse_detected == 4u);
+      BOOST_TEST(s.details().double_frees == 2u);
+      BOOST_TEST(s.stats().deallocations == 2u);
+      BOOST_TEST(recorder.taken().size() == 4u);
+      void* x = s.allocate(slot_size, 8);
+      void* y = s.allocate(slot_size, 8);
+      void* z = s.allocate(slot_size, 8);
+      BOOST_TEST(x != y);  // each freed slot came back once, then a fresh one
+      BOOST_TEST(z != x);
+      BOOST_TEST(z != y);
+      live[3] = x;
+      live[64] = y;
+      live.push_back(z);
+      for (void* p : live) s.deallocate(p, slot_size, 8);
+      BOOST_TEST(s.stats().misuse_detected == 4u);
+      BOOST_TEST(s.stats().allocations == s.stats().deallocations);
+      s.release();  // every bit cleared: an old pointer is not live any more
+      s.deallocate(x, slot_size, 8);
+      BOOST_TEST(s.stats().misuse_detected == 5u);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(detect_double_free_off_is_the_unchecked_fast_path) {
+  strata::test::counting_resource upstream;
+  strata::slab s{{.slot_size = 64, .capacity = 8, .detect_double_free = false, .hardened = false}, &upstream};
+  BOOST_TEST(!s.details().checked);
+  void* a = s.allocate(64, 8);
+  void* b = s.allocate(64, 8);
+  s.deallocate(a, 64, 8);
+  s.deallocate(b, 64, 8);
+  BOOST_TEST(s.allocate(64, 8) == b);  // LIFO, as with the check
+  BOOST_TEST(s.stats().misuse_detected == 0u);
+  BOOST_TEST(strata::slab::options{}.detect_double_free);
 }
 
 BOOST_AUTO_TEST_CASE(hardened_mode_catches_foreign_and_interior_pointers) {

@@ -3,7 +3,8 @@
 
 // Concerns:
 // 1. It forwards every call: the upstream sees the same sizes and alignments.
-// 2. Each misuse is detected, counted by kind, reported, and never corrupts the upstream:
+// 2. Each misuse is detected, counted by kind, reported, and never corrupts the upstream
+//    (a double free of any earlier block whose address was not handed out again):
 //    unknown pointer and double free are not forwarded; size and alignment mismatches
 //    are corrected to the recorded values.
 // 3. An upstream that hands out an overlapping block is caught.
@@ -22,6 +23,9 @@
 #include <cstring>
 #include <memory>
 #include <stdexcept>
+#include <vector>
+
+#include <strata/slab.hpp>
 
 #include "conformance.hpp"
 #include "counting_resource.hpp"
@@ -134,6 +138,42 @@ BOOST_AUTO_TEST_CASE(rejected_deallocates_count_as_misuse_only) {
     BOOST_TEST(s.misuse_detected == 6u);
   }
   BOOST_TEST(upstream.bytes_outstanding() == 0u);
+}
+
+// Regression (issue 14): only the last 256 frees were remembered, so this
+// double free was reported as an unknown pointer.
+BOOST_AUTO_TEST_CASE(a_double_free_of_any_earlier_block_is_detected) {
+  strata::test::misuse_recorder recorder;
+  strata::test::counting_resource upstream;
+  strata::tracking_resource checked{&upstream};
+  std::vector<void*> blocks;
+  for (int i = 0; i < 10'000; ++i) blocks.push_back(checked.allocate(16, 8));
+  for (void* p : blocks) checked.deallocate(p, 16, 8);
+  checked.deallocate(blocks.front(), 16, 8);
+  BOOST_TEST(checked.details().double_frees == 1u);
+  BOOST_TEST(checked.details().unknown_pointers == 0u);
+  BOOST_TEST(checked.stats().deallocations == 10'000u);
+  BOOST_TEST(upstream.deallocations() == 10'000u);
+  BOOST_TEST_REQUIRE(recorder.taken().size() == 1u);
+  BOOST_TEST((recorder.taken()[0].kind == strata::misuse_kind::double_free));
+}
+
+// An address the upstream hands out again belongs to the new block: its free
+// is obeyed, and only a second free of it is a double free.
+BOOST_AUTO_TEST_CASE(a_reused_address_is_forgotten_until_freed_again) {
+  strata::test::misuse_recorder recorder;
+  strata::test::counting_resource below;
+  strata::slab upstream{{.slot_size = 32, .capacity = 4}, &below};  // LIFO: hands the slot back
+  strata::tracking_resource checked{&upstream};
+  void* a = checked.allocate(32, 8);
+  checked.deallocate(a, 32, 8);
+  void* b = checked.allocate(32, 8);
+  BOOST_TEST_REQUIRE(a == b);
+  checked.deallocate(b, 32, 8);
+  BOOST_TEST(checked.stats().misuse_detected == 0u);
+  checked.deallocate(b, 32, 8);
+  BOOST_TEST(checked.details().double_frees == 1u);
+  BOOST_TEST(recorder.taken().size() == 1u);
 }
 
 BOOST_AUTO_TEST_CASE(size_and_alignment_mismatches_are_corrected_before_forwarding) {

@@ -33,7 +33,8 @@ struct arena_chunk;  // the bookkeeping at the end of each chunk (see monotonic_
 /// upstream calls once warm, and memory a past peak needed goes back once the
 /// peak has left the window. deallocate rolls back only the newest block.
 /// Exception neutral.
-/// Thread safety: not thread-safe (debug builds report use from a second thread).
+/// Thread safety: not thread-safe (with options::check_owner_thread, use from
+/// a second thread is counted and reported as misuse_kind::wrong_thread).
 ///
 ///     strata::monotonic_arena scratch{&chunks};      // chunks: a chunk_provider
 ///     std::pmr::vector<std::pmr::string> words{&scratch};
@@ -76,6 +77,13 @@ class monotonic_arena final : public resource {
     /// above, tracked in 16 steps, so a need may be remembered up to
     /// 2 * ceil(retention_window / 16) - 2 requests longer, never shorter.
     std::size_t retention_window = 64;
+    /// Count and report (misuse_kind::wrong_thread) an allocate, deallocate,
+    /// mark or rewind from a thread other than the one that started the
+    /// request; reset() and release() hand ownership on. Costs a thread-id
+    /// read on every call, so it is off unless the whole program is hardened:
+    /// defaults to strata::hardened_by_default (-Dhardening=true). The same
+    /// in every build of the library and its user, whatever NDEBUG says.
+    bool check_owner_thread = hardened_by_default;
   };
 
   struct details_type {
@@ -197,14 +205,13 @@ class monotonic_arena final : public resource {
       cursor_ = start;
     }
   }
-  // Debug builds: claims an unowned arena for this thread, or reports use
-  // from a second thread. Compiled out with NDEBUG.
+  // With check_owner_thread: claims an unowned arena for this thread, or
+  // reports use from a second thread. Decided by the flag stored in the
+  // object, never by a macro, so every TU's inline copy behaves the same.
   void check_owner() noexcept {
-#if !defined(NDEBUG)
-    if (owner_ != std::this_thread::get_id()) [[unlikely]] {
+    if (check_owner_thread_ && owner_ != std::this_thread::get_id()) [[unlikely]] {
       owner_mismatch_slow();
     }
-#endif
   }
 
   // Checks the alignment, then serves the block from a spare, a fresh or a
@@ -240,9 +247,7 @@ class monotonic_arena final : public resource {
   void end_request() noexcept;
   void record_need(need_record need) noexcept;
   [[nodiscard]] need_record recent_need() const noexcept;
-  [[nodiscard]] std::size_t position() const noexcept {
-    return cursor_ - base_;
-  }
+  [[nodiscard]] std::size_t position() const noexcept { return cursor_ - base_; }
   [[nodiscard]] std::size_t chunk_size_for(std::size_t footprint) const noexcept;
   [[nodiscard]] std::size_t capacity_for(std::size_t footprint) const noexcept;
   // Bytes of fresh normal chunks that hold chunk_bytes, as acquire_chunk would
@@ -260,7 +265,8 @@ class monotonic_arena final : public resource {
   detail::plain_counters counters_;  // plain: one owner thread
   std::uintptr_t base_ = 0;          // cursor_ - base_: request position (bytes bumped, tails excluded)
   std::size_t high_water_ = 0;       // highest position in the current region, as of the last backward move
-  std::thread::id owner_{};          // debug owner check; kept in every build so layouts agree
+  bool check_owner_thread_;          // options_.check_owner_thread, beside the hot state
+  std::thread::id owner_{};          // owner thread while a request runs (check_owner_thread)
 
   options options_;
   const resource* strata_upstream_;   // the upstream if it is a strata resource (for preferred_size)

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -52,9 +53,16 @@ class slab final : public resource {
     std::size_t capacity = 1024;
     /// What happens when every slot is handed out.
     exhaustion on_exhaustion = exhaustion::forward_upstream;
+    /// Keep one "handed out" bit per slot, set by allocate and tested and
+    /// cleared by deallocate on the fast path, so a double free, a pointer
+    /// inside a slot and a never-carved slot are refused and counted in
+    /// misuse_detected (one multiply, one load and one store per call; see
+    /// docs/design/slab.md). false gives the fastest path, which trusts every
+    /// region pointer. The same in every build of the library and its user.
+    bool detect_double_free = true;
     /// Encode free-list links, validate every pop and check every deallocate
     /// (double free, foreign pointer, slot boundary), each detection counted
-    /// in misuse_detected. Builds without NDEBUG always check deallocate.
+    /// in misuse_detected; implies detect_double_free.
     /// Defaults to strata::hardened_by_default (-Dhardening=true); see docs/hardening.md.
     bool hardened = hardened_by_default;
 
@@ -76,7 +84,7 @@ class slab final : public resource {
     std::size_t forwarded_live;             ///< forwarded blocks not yet deallocated
     std::uint64_t corrupted_links;          ///< free-list links that failed validation (hardened)
     std::uint64_t double_frees;             ///< deallocates of a slot that was not handed out (checked)
-    bool checked;                           ///< deallocates are checked (hardened or a debug build)
+    bool checked;                           ///< deallocates are checked (detect_double_free or hardened)
   };
 
   // ---------------------------------------------------------- construction
@@ -148,6 +156,24 @@ class slab final : public resource {
     bytes_deallocated_ += bytes;
   }
 
+  // The slot index of a region pointer p, or a value >= capacity when p is
+  // outside the region or not on a slot boundary. stride_ = odd_ << shift_,
+  // and offset * inverse_ (inverse_ * odd_ == 1 mod 2^64) rotated right by
+  // shift_ is offset / stride_ exactly when stride_ divides offset; for any
+  // other offset it exceeds SIZE_MAX / stride_ >= capacity (the divisibility
+  // test compilers use for x % c == 0). One multiply instead of a divide.
+  [[nodiscard]] std::size_t slot_index(const void* p) const noexcept {
+    const std::uintptr_t offset = reinterpret_cast<std::uintptr_t>(p) - begin_address_;
+    return std::rotr(offset * inverse_, shift_);
+  }
+  // Sets the handed-out bit of p, a slot, when double frees are detected.
+  void mark_live(const void* p) noexcept {
+    if (live_ != nullptr) {
+      const std::size_t i = slot_index(p);
+      live_[i / 64] |= std::uint64_t{1} << (i % 64);
+    }
+  }
+
   // Serves what the fast path does not: checked mode, forwarding, exhaustion,
   // bad alignment. Leaves the free list valid (cut off if it was corrupt).
   STRATA_SLOW_PATH void* allocate_slow(std::size_t bytes, std::size_t alignment);
@@ -157,7 +183,7 @@ class slab final : public resource {
   void* pop_checked() noexcept;  // hardened/checked pop; nullptr when nothing is free
   void* forward(std::size_t bytes, std::size_t alignment);
   void reject(misuse_kind kind, void* p, std::size_t bytes, std::size_t alignment) noexcept;
-  void init(std::byte* first_slot);  // sets the region up; decides checked mode
+  void init(std::byte* first_slot);  // sets the region up; decides checked mode from the options
   [[nodiscard]] std::size_t index_of(const void* p) const noexcept {
     return static_cast<std::size_t>(static_cast<const std::byte*>(p) - begin_) / stride_;
   }
@@ -176,6 +202,13 @@ class slab final : public resource {
   std::size_t alignment_reject_ = 0;  // ~(slot_alignment - 1): bits a served alignment's mask must not have
   std::uintptr_t begin_address_ = 0;  // begin_ as an integer, for the fast path's one-compare region test
   std::size_t fast_span_ = 0;         // end_ - begin_, or 0 in checked mode: the fast path frees below it
+  // detect_double_free (not hardened): the handed-out bits, tested and
+  // flipped by the fast paths; nullptr when the option is off or in checked
+  // mode (whose slow path uses the same bits through live_words_).
+  std::uint64_t* live_ = nullptr;
+  std::size_t inverse_ = 1;  // see slot_index()
+  int shift_ = 0;
+  std::size_t slot_count_ = 0;  // capacity, for the fast path's one-compare index test
   // Fast-path counters, summed by do_stats(). Interleaved so that the two
   // each path updates are not adjacent: GCC 12 -O3 would otherwise merge them
   // into one SSE load-add-store whose setup adds instructions to both paths.
@@ -191,12 +224,12 @@ class slab final : public resource {
   std::size_t stride_ = 0;        // bytes per slot, a multiple of slot_alignment
   std::size_t region_bytes_ = 0;  // bytes taken from upstream for the region (0: caller's buffer)
   std::size_t region_alignment_ = 0;
-  std::byte* region_ = nullptr;  // what the upstream returned (nullptr: caller's buffer)
-  std::byte* begin_ = nullptr;   // first slot
-  std::size_t free_count_ = 0;   // length of the free list (kept in checked mode only)
-  bool checked_ = false;         // every call goes through the slow path (hardened or debug build)
-  detail::link_codec codec_;     // identity when not hardened
-  std::unique_ptr<std::uint64_t[]> live_words_;  // checked mode: one "handed out" bit per slot
+  std::byte* region_ = nullptr;                  // what the upstream returned (nullptr: caller's buffer)
+  std::byte* begin_ = nullptr;                   // first slot
+  std::size_t free_count_ = 0;                   // length of the free list (kept in checked mode only)
+  bool checked_ = false;                         // every call goes through the slow path (hardened)
+  detail::link_codec codec_;                     // identity when not hardened
+  std::unique_ptr<std::uint64_t[]> live_words_;  // one "handed out" bit per slot, unless unchecked
   std::uint64_t forwarded_allocations_ = 0;
   std::uint64_t forwarded_deallocations_ = 0;
   std::uint64_t released_slots_ = 0;  // slots live at release(), no longer counted as live
@@ -227,6 +260,7 @@ inline void* slab::do_allocate(std::size_t bytes, std::size_t alignment) {
     if (p != nullptr) [[likely]] {
       detail::unpoison_memory(p, stride_);  // the whole slot, link word included
       head_ = *static_cast<void**>(p);
+      mark_live(p);
       note_allocate(bytes);
       return p;
     }
@@ -234,6 +268,7 @@ inline void* slab::do_allocate(std::size_t bytes, std::size_t alignment) {
       p = fresh_;
       fresh_ += stride_;
       detail::unpoison_memory(p, stride_);
+      mark_live(p);
       note_allocate(bytes);
       return p;
     }
@@ -242,12 +277,24 @@ inline void* slab::do_allocate(std::size_t bytes, std::size_t alignment) {
 }
 
 // Pushes a slot of the region; everything else (checked mode, forwarded and
-// foreign pointers) goes slow. The fast path checks only that p is in the
-// region, with one unsigned compare (an address below the region wraps to a
-// huge offset): the slot boundary and double free are checked in checked mode.
+// foreign pointers) goes slow. p is in the region by one unsigned compare (an
+// address below the region wraps to a huge offset). With detect_double_free,
+// p must also be a slot boundary whose handed-out bit is set (slot_index
+// covers region and boundary in one compare); the bit is cleared, so a second
+// free of the slot goes slow and is refused there. What decides this is the
+// options stored in the object, never a macro, so every TU agrees.
 inline void slab::do_deallocate(void* p, std::size_t bytes, std::size_t alignment) {
   // fast_span_ is 0 in checked mode, so checked mode needs no test here.
   if (reinterpret_cast<std::uintptr_t>(p) - begin_address_ < fast_span_) [[likely]] {
+    if (live_ != nullptr) {
+      const std::size_t i = slot_index(p);
+      const std::uint64_t bit = std::uint64_t{1} << (i % 64);
+      if (i >= slot_count_ || (live_[i / 64] & bit) == 0) [[unlikely]] {
+        deallocate_slow(p, bytes, alignment);
+        return;
+      }
+      live_[i / 64] &= ~bit;
+    }
     *static_cast<void**>(p) = head_;
     detail::poison_memory(p, stride_);  // link word too: it is unpoisoned before the pop reads it
     head_ = p;

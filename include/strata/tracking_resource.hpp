@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -10,6 +9,7 @@
 #include <memory_resource>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <span>
 #include <vector>
 
@@ -23,8 +23,10 @@ namespace strata {
 /// in tests and debug builds, above the link you want to check or below the
 /// one whose upstream traffic you want to see.
 ///
-/// It detects: deallocate of a pointer it never handed out, double free
-/// (against the last 256 frees), size and alignment mismatch on deallocate,
+/// It detects: deallocate of a pointer it never handed out, double free (of
+/// any block freed earlier whose address the upstream has not handed out
+/// again: only then is a second free provably a double free and not a free
+/// of the new block), size and alignment mismatch on deallocate,
 /// an upstream that hands out a block overlapping a live one (such a block
 /// is returned unrecorded, so its later deallocate is refused), and blocks
 /// still live at destruction (leaks). A misuse is counted, reported to the
@@ -34,8 +36,12 @@ namespace strata {
 /// N-th allocation throw (for exception-safety loops, as BDE's test allocator
 /// does) and byte patterns written on allocate and on deallocate.
 ///
-/// Its bookkeeping (a std::map of live blocks) uses the global operator new,
-/// never the upstream or the default resource. Every call takes a mutex.
+/// Its bookkeeping (a std::map of live blocks, a std::set of freed
+/// addresses) uses the global operator new, never the upstream or the
+/// default resource. The freed set holds one node (about 40 bytes) per
+/// freed address the upstream has not reused; an upstream that never reuses
+/// addresses makes it grow with the frees, which is the price of proving
+/// every double free. Every call takes a mutex.
 ///
 /// Thread safety: thread-safe; it calls its upstream concurrently, so the
 /// chain below must be thread-safe too when callers are on several threads.
@@ -87,7 +93,7 @@ class tracking_resource final : public resource {
     std::size_t live_blocks;
     std::size_t live_bytes;
     std::uint64_t unknown_pointers;      ///< deallocates of pointers never handed out
-    std::uint64_t double_frees;          ///< deallocates of recently freed pointers
+    std::uint64_t double_frees;          ///< deallocates of pointers already freed (and not reused)
     std::uint64_t size_mismatches;       ///< corrected before forwarding
     std::uint64_t alignment_mismatches;  ///< corrected before forwarding
     std::uint64_t duplicate_handouts;    ///< upstream returned memory overlapping a live block
@@ -141,9 +147,8 @@ class tracking_resource final : public resource {
     std::size_t alignment;
     std::uint64_t serial;
   };
-  static constexpr std::size_t recent_free_count = 256;
-
-  // Records p, or returns false if it overlaps a live block. Requires mutex_.
+  // Records p, or returns false if it overlaps a live block; forgets the
+  // freed addresses the block covers. Requires mutex_.
   bool insert_locked(const void* p, std::size_t bytes, std::size_t alignment);
   // Fills per the options and returns the recorded block to upstream.
   void forward_deallocate(void* p, std::size_t bytes, std::size_t alignment) noexcept;
@@ -154,9 +159,11 @@ class tracking_resource final : public resource {
   std::map<std::uintptr_t, record> live_;  // address -> block; ordered to find overlaps
   std::size_t live_bytes_ = 0;             // sum of live_[*].bytes
   std::uint64_t next_serial_ = 0;
-  std::uint64_t allocations_left_;                                // allocation limit countdown
-  std::array<std::uintptr_t, recent_free_count> recent_frees_{};  // ring of freed addresses
-  std::size_t recent_free_next_ = 0;
+  std::uint64_t allocations_left_;  // allocation limit countdown
+  // Starts of freed blocks the upstream has not handed out again: a
+  // deallocate of one of these is a double free. Ordered, so a new block
+  // erases every freed start it covers in O(log n).
+  std::set<std::uintptr_t> freed_;
   detail::plain_counters counters_;  // plain: always updated under mutex_
   details_type details_{};
 };

@@ -3,9 +3,16 @@
 
 // Internal assertions. Not part of the public API.
 //
-// STRATA_ASSERT checks a cheap invariant whenever NDEBUG is not defined.
+// STRATA_ASSERT checks a cheap invariant whenever NDEBUG is not defined. It
+// is for src/ only: there it follows the library's own build, compiled once.
+// Inline code in a header must not use it (nor NDEBUG or assert), because the
+// user's NDEBUG may differ from the library's and the header would then
+// behave differently in different TUs, an ODR violation (docs/reliability.md;
+// test/check_header_macros.sh enforces it). Checks in headers are keyed on
+// options stored in the object, or on a macro the build carries to users.
 // STRATA_ASSERT_EXPENSIVE walks whole structures and is on only with the meson
-// option expensive_checks (which defines STRATA_EXPENSIVE_CHECKS).
+// option expensive_checks (which defines STRATA_EXPENSIVE_CHECKS for the
+// library and, through the dependency, pkg-config and CMake, for its users).
 // STRATA_SLOW_PATH marks the out-of-line refill/upstream functions so the
 // compiler keeps them away from the inlined fast paths.
 
