@@ -89,6 +89,20 @@ std::size_t total_cached(const strata::arena::details_type& d) {
   return n;
 }
 
+std::size_t cached_bytes(const strata::arena::details_type& d) {
+  std::size_t n = 0;
+  for (const auto& c : d.classes) n += c.cached_blocks * c.block_size;
+  return n;
+}
+
+// A log-uniform size in [low, high], a multiple of 8 (the soaks' request mix).
+std::size_t log_uniform_size(std::mt19937_64& rng, std::size_t low, std::size_t high) {
+  const double span = std::log(static_cast<double>(high) / static_cast<double>(low));
+  return static_cast<std::size_t>(static_cast<double>(low) *
+                                  std::exp(span * static_cast<double>(rng() % 1000) / 999.0)) &
+         ~std::size_t{7};
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(arena)
@@ -1047,12 +1061,7 @@ BOOST_AUTO_TEST_CASE(soak_shifting_size_mixes_on_two_threads_never_fail,
             inbox.swap(mailbox[static_cast<std::size_t>(t)]);
           }
           for (const block& b : inbox) release(b);  // frees of the other thread's blocks
-          // Log-uniform sizes in [low, high], multiples of 8.
-          const double span = std::log(static_cast<double>(ph.high) / static_cast<double>(ph.low));
-          const auto bytes =
-              static_cast<std::size_t>(static_cast<double>(ph.low) *
-                                       std::exp(span * static_cast<double>(rng() % 1000) / 999.0)) &
-              ~std::size_t{7};
+          const std::size_t bytes = log_uniform_size(rng, ph.low, ph.high);
           while (!mine.empty() && live_bytes.load() + bytes > live_limit) {
             const std::size_t j = rng() % mine.size();
             release(mine[j]);
@@ -1116,6 +1125,163 @@ BOOST_AUTO_TEST_CASE(soak_shifting_size_mixes_on_two_threads_never_fail,
   }
   BOOST_TEST(failures.load() == 0);
   BOOST_TEST(corrupted.load() == 0);
+  const strata::resource_stats s = heap.stats();
+  BOOST_TEST(s.bytes_in_use == 0u);
+  BOOST_TEST(s.allocations == s.deallocations);
+  BOOST_TEST(s.misuse_detected == 0u);
+  BOOST_TEST(upstream.stats().allocations == 1u);  // the region: no upstream call in any phase
+}
+
+// The soak a server team would write (issue 13): requests have lifetimes.
+// Each block is freed a random, bounded number of steps after it was
+// allocated (a quarter of them by the other thread), as requests finish, so
+// every phase's blocks are gone a bounded time after the mix moves on. The
+// mix shifts 16-128 B -> 256 B-4 KiB -> 16 KiB-1 MiB -> 16-128 B, twice, on
+// two threads, with live bytes kept under half the capacity (a request that
+// would cross it waits, as admission control would make it). No allocation
+// may fail, no block may be corrupted, the upstream sees the region only, and
+// the region's used part stays within a stated multiple of the peak live bytes.
+BOOST_AUTO_TEST_CASE(soak_with_request_lifetimes_at_half_capacity_never_fails,
+                     *boost::unit_test::label("threaded")) {
+  strata::tracking_resource upstream{strata::system_pages()};
+  constexpr std::size_t capacity = 64 * mib;
+  constexpr std::size_t live_limit = capacity / 2;
+  strata::arena heap{{.capacity = capacity, .hardened = false}, &upstream};
+  struct block {
+    std::uint64_t* p;
+    std::size_t bytes;
+  };
+  struct phase {
+    std::size_t low;
+    std::size_t high;
+    int steps;     // per thread
+    int max_life;  // steps a block lives at most
+  };
+  // Lifetimes chosen so each phase's live bytes approach the limit: about
+  // steps x mean size / 2 per thread at the longest lifetimes.
+  const std::vector<phase> phases = {{16, 128, 24000, 16000},        {256, 4 * kib, 24000, 16000},
+                                     {16 * kib, 1 * mib, 1500, 300}, {16, 128, 24000, 16000},
+                                     {16, 128, 24000, 16000},        {256, 4 * kib, 24000, 16000},
+                                     {16 * kib, 1 * mib, 1500, 300}, {16, 128, 24000, 16000}};
+  constexpr int thread_count = 2;
+  constexpr std::size_t horizon = 16001;  // > every max_life: the ring of expiry steps
+  std::atomic<std::size_t> live_bytes{0};
+  std::atomic<std::size_t> peak_live{0};
+  std::atomic<int> failures{0};
+  std::atomic<int> corrupted{0};
+  std::vector<std::vector<block>> mailbox(thread_count);
+  std::vector<std::mutex> mailbox_mutex(thread_count);
+  std::barrier sync(thread_count + 1);
+  const auto release = [&](const block& b) {
+    const std::size_t words = b.bytes / 8;  // >= 2
+    if (b.p[0] != b.bytes || b.p[words - 1] != ~b.bytes || (words > 2 && b.p[words / 2] != b.bytes))
+      ++corrupted;
+    heap.deallocate(b.p, b.bytes, 8);
+    live_bytes.fetch_sub(b.bytes);
+  };
+  std::vector<std::jthread> threads;
+  for (int t = 0; t < thread_count; ++t) {
+    threads.emplace_back([&, t] {
+      const auto me = static_cast<std::size_t>(t);
+      const auto other = static_cast<std::size_t>((t + 1) % thread_count);
+      std::mt19937_64 rng(static_cast<std::uint64_t>(t) + 11);
+      std::vector<std::vector<block>> expiring(horizon);  // by step % horizon
+      std::size_t step = 0;
+      const auto drain_inbox = [&] {
+        std::vector<block> inbox;
+        {
+          std::lock_guard lock(mailbox_mutex[me]);
+          inbox.swap(mailbox[me]);
+        }
+        for (const block& b : inbox) release(b);
+      };
+      const auto expire = [&](std::vector<block>& due) {
+        for (const block& b : due) {
+          if (rng() % 4 == 0) {  // finished by the other thread: a cross-thread free
+            std::lock_guard lock(mailbox_mutex[other]);
+            mailbox[other].push_back(b);
+          } else {
+            release(b);
+          }
+        }
+        due.clear();
+      };
+      for (const phase& ph : phases) {
+        sync.arrive_and_wait();  // the phase starts
+        for (int i = 0; i < ph.steps; ++i, ++step) {
+          drain_inbox();
+          expire(expiring[step % horizon]);
+          const std::size_t bytes = log_uniform_size(rng, ph.low, ph.high);
+          // Admission: a request that would cross the limit waits for others to finish.
+          if (live_bytes.fetch_add(bytes) + bytes > live_limit) {
+            live_bytes.fetch_sub(bytes);
+            continue;
+          }
+          std::uint64_t* p = nullptr;
+          try {
+            p = static_cast<std::uint64_t*>(heap.allocate(bytes, 8));
+          } catch (const std::bad_alloc&) {
+            live_bytes.fetch_sub(bytes);
+            if (failures++ == 0) {
+              const auto d = heap.details();
+              BOOST_TEST_MESSAGE("first failure: " << bytes << " B, live " << live_bytes.load()
+                                                   << ", remaining " << d.remaining << ", largest extent "
+                                                   << d.largest_free_extent << ", runs " << d.runs);
+            }
+            continue;
+          }
+          const std::size_t words = bytes / 8;
+          p[words / 2] = bytes;
+          p[0] = bytes;
+          p[words - 1] = ~bytes;
+          const std::size_t now = live_bytes.load();
+          for (std::size_t peak = peak_live.load();
+               now > peak && !peak_live.compare_exchange_weak(peak, now);) {
+          }
+          const std::size_t life = 1 + rng() % static_cast<std::size_t>(ph.max_life);
+          expiring[(step + life) % horizon].push_back({p, bytes});
+        }
+        sync.arrive_and_wait();  // the phase ends; the main thread measures
+        sync.arrive_and_wait();
+        static_cast<void>(heap.trim());  // this thread's cache, at once
+        sync.arrive_and_wait();          // the main thread measures again
+        sync.arrive_and_wait();
+      }
+      for (std::size_t i = 0; i < horizon; ++i) expire(expiring[(step + i) % horizon]);
+      sync.arrive_and_wait();  // every expiring block is freed or in a mailbox
+      drain_inbox();
+    });
+  }
+  for (std::size_t i = 0; i < phases.size(); ++i) {
+    sync.arrive_and_wait();
+    sync.arrive_and_wait();
+    const strata::arena::details_type d = heap.details();
+    const std::size_t used = d.capacity - d.remaining;
+    BOOST_TEST_MESSAGE("phase " << i << ": used " << used << " live " << live_bytes.load() << " peak live "
+                                << peak_live.load() << " cached " << cached_bytes(d) << " runs " << d.runs
+                                << " large " << d.large_live_bytes);
+    // The stated bound: 1.5 x the peak live bytes plus 8 MiB (the two
+    // threads' bin limits, each class's spare run, run tails).
+    BOOST_TEST(used <= peak_live.load() * 3 / 2 + 8 * mib, "phase " << i);
+    sync.arrive_and_wait();
+    sync.arrive_and_wait();  // both threads trimmed
+    const strata::arena::details_type t = heap.details();
+    const std::size_t trimmed = t.capacity - t.remaining;
+    BOOST_TEST_MESSAGE("  after trim: used " << trimmed << " live " << live_bytes.load() << " runs "
+                                             << t.runs);
+    // After trim, only runs holding live blocks stay: within 2 x the live
+    // bytes now plus 1 MiB (run tails and partly used runs).
+    BOOST_TEST(trimmed <= 2 * live_bytes.load() + 1 * mib, "phase " << i);
+    sync.arrive_and_wait();
+  }
+  sync.arrive_and_wait();
+  threads.clear();  // each thread's exit hands its cache back
+  BOOST_TEST(failures.load() == 0);
+  BOOST_TEST(corrupted.load() == 0);
+  BOOST_TEST(peak_live.load() > live_limit / 2);  // the soak did reach the regime it claims
+  static_cast<void>(heap.trim());
+  const strata::arena::details_type d = heap.details();
+  BOOST_TEST(d.remaining == d.capacity);  // everything free and back in the extent allocator
   const strata::resource_stats s = heap.stats();
   BOOST_TEST(s.bytes_in_use == 0u);
   BOOST_TEST(s.allocations == s.deallocations);
