@@ -1018,10 +1018,12 @@ BOOST_AUTO_TEST_CASE(soak_shifting_size_mixes_on_two_threads_never_fail,
                      *boost::unit_test::label("threaded")) {
   strata::tracking_resource upstream{strata::system_pages()};
   constexpr std::size_t capacity = 64 * mib;
-  // A quarter of the capacity, all threads and mailboxes included (at 3/8,
-  // a few 1 MiB requests still fail in the move to the large phase: free
-  // extents there are split by runs that cached blocks keep in use).
-  constexpr std::size_t live_limit = capacity / 4;
+  // 5/16 of the capacity, all threads and mailboxes included. Random
+  // survivors are the adversarial case for a non-moving allocator (see
+  // docs/design/arena.md, Fragmentation): at 1/3 and 3/8 a few 1 MiB
+  // requests fail in the move to the large phase, because the free extents
+  // there are split by runs that surviving small blocks keep in use.
+  constexpr std::size_t live_limit = capacity * 5 / 16;
   strata::arena heap{{.capacity = capacity, .hardened = false}, &upstream};
   struct block {
     std::uint64_t* p;
