@@ -44,6 +44,8 @@
 #include <thread>
 #include <vector>
 
+#include <sys/mman.h>
+
 #include <strata/detail/extent_map.hpp>
 #include <strata/page_resource.hpp>
 #include <strata/tracking_resource.hpp>
@@ -93,6 +95,15 @@ std::size_t cached_bytes(const strata::arena::details_type& d) {
   std::size_t n = 0;
   for (const auto& c : d.classes) n += c.cached_blocks * c.block_size;
   return n;
+}
+
+// Pages of [p, p + bytes) resident in memory, by mincore(2): the region's
+// own pages, not the whole process's RSS. p is page-aligned.
+std::size_t resident_pages(void* p, std::size_t bytes) {
+  std::vector<unsigned char> in(bytes / 4096);
+  BOOST_REQUIRE(::mincore(p, bytes, in.data()) == 0);
+  return static_cast<std::size_t>(
+      std::count_if(in.begin(), in.end(), [](unsigned char c) { return (c & 1) != 0; }));
 }
 
 // A log-uniform size in [low, high], a multiple of 8 (the soaks' request mix).
@@ -1291,6 +1302,79 @@ BOOST_AUTO_TEST_CASE(soak_with_request_lifetimes_at_half_capacity_never_fails,
   BOOST_TEST(upstream.stats().allocations == 1u);  // the region: no upstream call in any phase
 }
 
+// Issue 13, item "decommit": the arena never gave pages back to the OS, so
+// its resident memory stayed at its peak. Now trim() drops every free page
+// (madvise), a reused page works and is counted committed again, and the
+// option turns it off.
+BOOST_AUTO_TEST_CASE(trim_gives_free_pages_back_to_the_os_and_reuse_recommits) {
+  constexpr std::size_t capacity = 8 * mib;
+  for (const bool decommit : {true, false}) {
+    strata::arena heap{{.capacity = capacity, .hardened = false, .decommit = decommit},
+                       strata::system_pages()};
+    auto* base = static_cast<unsigned char*>(heap.allocate(capacity, 8));  // the whole region: its base
+    std::memset(base, 0xa5, capacity);
+    BOOST_TEST(resident_pages(base, capacity) == capacity / 4096);
+    heap.deallocate(base, capacity, 8);
+    std::vector<void*> small;
+    for (int i = 0; i < 20000; ++i) {  // runs carved from the same pages, then emptied
+      small.push_back(heap.allocate(48 + static_cast<std::size_t>(i % 8) * 64, 8));
+      std::memset(small.back(), 1, 48);
+    }
+    for (std::size_t i = 0; i < small.size(); ++i) heap.deallocate(small[i], 48 + (i % 8) * 64, 8);
+    static_cast<void>(heap.trim());
+    const auto d = heap.details();
+    BOOST_TEST(d.remaining == capacity);
+    if (decommit) {
+      BOOST_TEST(resident_pages(base, capacity) == 0u);
+      BOOST_TEST(d.bytes_committed == 0u);
+      BOOST_TEST(d.decommits >= 1u);
+      BOOST_TEST(d.bytes_decommitted >= capacity);
+    } else {
+      BOOST_TEST(resident_pages(base, capacity) == capacity / 4096);
+      BOOST_TEST(d.bytes_committed == capacity);
+      BOOST_TEST(d.decommits == 0u);
+    }
+    // Reused: the same pages, usable, counted committed again.
+    auto* again = static_cast<unsigned char*>(heap.allocate(capacity / 2, 8));
+    BOOST_TEST(again == base);
+    std::memset(again, 0x5a, capacity / 2);
+    BOOST_TEST(again[capacity / 2 - 1] == 0x5a);
+    BOOST_TEST(heap.details().bytes_committed == (decommit ? capacity / 2 : capacity));
+    heap.deallocate(again, capacity / 2, 8);
+    heap.release();  // release() decommits too
+    BOOST_TEST(resident_pages(base, capacity) == (decommit ? 0u : capacity / 4096));
+    const strata::resource_stats s = heap.stats();
+    BOOST_TEST(s.allocations == s.deallocations);
+    BOOST_TEST(s.misuse_detected == 0u);
+  }
+}
+
+// Decay decommits pages that stayed free for a whole period, and keeps
+// those a span took during it. Not a timed test: the thread sleeps past each
+// period (300 ms: long enough for valgrind), so the next slow path acts.
+BOOST_AUTO_TEST_CASE(free_pages_idle_for_a_decay_period_leave_the_resident_set) {
+  using namespace std::chrono_literals;
+  constexpr std::size_t capacity = 8 * mib;
+  strata::arena heap{{.capacity = capacity, .hardened = false, .decay_period = 300ms},
+                     strata::system_pages()};
+  auto* base = static_cast<unsigned char*>(heap.allocate(capacity, 8));
+  std::memset(base, 0xa5, capacity);
+  heap.deallocate(base, capacity, 8);
+  BOOST_TEST(resident_pages(base, capacity) == capacity / 4096);  // free, but not yet idle for a period
+  for (int period = 0; period < 3; ++period) {
+    std::this_thread::sleep_for(320ms);
+    void* p = heap.allocate(300 * kib, 8);  // a slow path: the decay check (its pages stay in use)
+    std::memset(p, 1, 300 * kib);
+    heap.deallocate(p, 300 * kib, 8);
+  }
+  const auto d = heap.details();
+  BOOST_TEST(d.decays >= 2u);
+  // All but the pages the last period's 300 KiB block used (taken during it).
+  BOOST_TEST(resident_pages(base, capacity) <= 300 * kib / 4096 + 1);
+  BOOST_TEST(d.bytes_committed <= 304 * kib);
+  BOOST_TEST(d.bytes_committed < capacity);
+}
+
 // Issue 13, reproduction 5: trim() reached only the calling thread. Now it
 // hands back the caller's cache at once and makes every other thread's next
 // slow path (its next deallocate reaches one: the bin limits are 0) hand its
@@ -1589,6 +1673,19 @@ BOOST_AUTO_TEST_CASE(allocate_takes_the_best_fit_and_deallocate_coalesces) {
   BOOST_TEST(map.allocate(101) == extent_map::npos);
   BOOST_TEST(map.allocate(100) == 0u);
   BOOST_TEST(map.allocate(1) == extent_map::npos);
+}
+
+BOOST_AUTO_TEST_CASE(for_each_free_visits_every_free_span_once) {
+  strata::detail::extent_map map{100};
+  const std::size_t a = map.allocate(10);
+  const std::size_t b = map.allocate(20);
+  static_cast<void>(map.allocate(30));
+  BOOST_TEST(map.deallocate(b));  // free: [10, 30) and [60, 100)
+  std::map<std::size_t, std::size_t> seen;
+  map.for_each_free(
+      [&](std::size_t first, std::size_t length) { BOOST_TEST(seen.emplace(first, length).second); });
+  const std::map<std::size_t, std::size_t> expected{{a + 10, 20}, {60, 40}};
+  BOOST_TEST((seen == expected));
 }
 
 BOOST_AUTO_TEST_CASE(allocate_honours_alignment_with_a_phase) {
