@@ -97,6 +97,32 @@ std::size_t cached_bytes(const strata::arena::details_type& d) {
   return n;
 }
 
+// A block a soak holds: its words 0 and last carry its size.
+struct block {
+  std::uint64_t* p;
+  std::size_t bytes;
+};
+
+// What a soak's threads share: live-byte books, failure and corruption
+// counts, one mailbox per thread for cross-thread frees, a phase barrier.
+struct soak_state {
+  explicit soak_state(int threads)
+      : mailbox(static_cast<std::size_t>(threads)),
+        mailbox_mutex(static_cast<std::size_t>(threads)),
+        sync(threads + 1) {}
+  void raise_peak(std::size_t now) {
+    for (std::size_t peak = peak_live.load(); now > peak && !peak_live.compare_exchange_weak(peak, now);) {
+    }
+  }
+  std::atomic<std::size_t> live_bytes{0};
+  std::atomic<std::size_t> peak_live{0};
+  std::atomic<int> failures{0};
+  std::atomic<int> corrupted{0};
+  std::vector<std::vector<block>> mailbox;
+  std::vector<std::mutex> mailbox_mutex;
+  std::barrier<> sync;
+};
+
 // Pages of [p, p + bytes) resident in memory, by mincore(2): the region's
 // own pages, not the whole process's RSS. p is page-aligned.
 std::size_t resident_pages(void* p, std::size_t bytes) {
@@ -1036,10 +1062,6 @@ BOOST_AUTO_TEST_CASE(soak_shifting_size_mixes_on_two_threads_never_fail,
   // there are split by runs that surviving small blocks keep in use.
   constexpr std::size_t live_limit = capacity * 5 / 16;
   strata::arena heap{{.capacity = capacity, .hardened = false}, &upstream};
-  struct block {
-    std::uint64_t* p;
-    std::size_t bytes;
-  };
   struct phase {
     std::size_t low;
     std::size_t high;
@@ -1047,17 +1069,11 @@ BOOST_AUTO_TEST_CASE(soak_shifting_size_mixes_on_two_threads_never_fail,
   const std::vector<phase> phases = {{16, 128}, {256, 4 * kib}, {16 * kib, 1 * mib}, {16, 128},
                                      {16, 128}, {256, 4 * kib}, {16 * kib, 1 * mib}, {16, 128}};
   constexpr int thread_count = 2;
-  std::atomic<std::size_t> live_bytes{0};
-  std::atomic<std::size_t> peak_live{0};
-  std::atomic<int> failures{0};
-  std::atomic<int> corrupted{0};
-  std::vector<std::vector<block>> mailbox(thread_count);
-  std::vector<std::mutex> mailbox_mutex(thread_count);
-  std::barrier sync(thread_count + 1);
+  soak_state st{thread_count};
   const auto release = [&](const block& b) {
-    if (b.p[0] != b.bytes || b.p[b.bytes / 8 - 1] != b.bytes) ++corrupted;
+    if (b.p[0] != b.bytes || b.p[b.bytes / 8 - 1] != b.bytes) ++st.corrupted;
     heap.deallocate(b.p, b.bytes, 8);
-    live_bytes.fetch_sub(b.bytes);
+    st.live_bytes.fetch_sub(b.bytes);
   };
   std::vector<std::jthread> threads;
   for (int t = 0; t < thread_count; ++t) {
@@ -1065,31 +1081,31 @@ BOOST_AUTO_TEST_CASE(soak_shifting_size_mixes_on_two_threads_never_fail,
       std::mt19937_64 rng(static_cast<std::uint64_t>(t) + 7);
       std::vector<block> mine;
       for (const phase& ph : phases) {
-        sync.arrive_and_wait();  // the phase starts
+        st.sync.arrive_and_wait();  // the phase starts
         const int steps = ph.high > 64 * kib ? 3000 : 30000;
         for (int i = 0; i < steps; ++i) {
           std::vector<block> inbox;
           {
-            std::lock_guard lock(mailbox_mutex[static_cast<std::size_t>(t)]);
-            inbox.swap(mailbox[static_cast<std::size_t>(t)]);
+            std::lock_guard lock(st.mailbox_mutex[static_cast<std::size_t>(t)]);
+            inbox.swap(st.mailbox[static_cast<std::size_t>(t)]);
           }
           for (const block& b : inbox) release(b);  // frees of the other thread's blocks
           const std::size_t bytes = log_uniform_size(rng, ph.low, ph.high);
-          while (!mine.empty() && live_bytes.load() + bytes > live_limit) {
+          while (!mine.empty() && st.live_bytes.load() + bytes > live_limit) {
             const std::size_t j = rng() % mine.size();
             release(mine[j]);
             mine[j] = mine.back();
             mine.pop_back();
           }
-          if (live_bytes.load() + bytes > live_limit) continue;  // the other thread holds the rest
+          if (st.live_bytes.load() + bytes > live_limit) continue;  // the other thread holds the rest
           std::uint64_t* p = nullptr;
           try {
             p = static_cast<std::uint64_t*>(heap.allocate(bytes, 8));
           } catch (const std::bad_alloc&) {
-            if (failures++ == 0) {
+            if (st.failures++ == 0) {
               const auto d = heap.details();
-              std::lock_guard lock(mailbox_mutex[0]);
-              BOOST_TEST_MESSAGE("first failure: " << bytes << " B, live " << live_bytes.load()
+              std::lock_guard lock(st.mailbox_mutex[0]);
+              BOOST_TEST_MESSAGE("first failure: " << bytes << " B, live " << st.live_bytes.load()
                                                    << ", remaining " << d.remaining << ", largest extent "
                                                    << d.largest_free_extent << ", runs " << d.runs);
             }
@@ -1097,47 +1113,45 @@ BOOST_AUTO_TEST_CASE(soak_shifting_size_mixes_on_two_threads_never_fail,
           }
           p[0] = bytes;
           p[bytes / 8 - 1] = bytes;
-          const std::size_t now = live_bytes.fetch_add(bytes) + bytes;
-          for (std::size_t peak = peak_live.load();
-               now > peak && !peak_live.compare_exchange_weak(peak, now);) {
-          }
+          const std::size_t now = st.live_bytes.fetch_add(bytes) + bytes;
+          st.raise_peak(now);
           mine.push_back({p, bytes});
           if (mine.size() > 8 && rng() % 4 == 0) {  // hand one to the other thread to free
             const std::size_t j = rng() % mine.size();
             {
-              std::lock_guard lock(mailbox_mutex[static_cast<std::size_t>((t + 1) % thread_count)]);
-              mailbox[static_cast<std::size_t>((t + 1) % thread_count)].push_back(mine[j]);
+              std::lock_guard lock(st.mailbox_mutex[static_cast<std::size_t>((t + 1) % thread_count)]);
+              st.mailbox[static_cast<std::size_t>((t + 1) % thread_count)].push_back(mine[j]);
             }
             mine[j] = mine.back();
             mine.pop_back();
           }
         }
-        sync.arrive_and_wait();  // the phase ends; the main thread measures
-        sync.arrive_and_wait();
+        st.sync.arrive_and_wait();  // the phase ends; the main thread measures
+        st.sync.arrive_and_wait();
       }
       for (const block& b : mine) release(b);
     });
   }
   std::vector<std::size_t> used_after;
   for (std::size_t i = 0; i < phases.size(); ++i) {
-    sync.arrive_and_wait();
-    sync.arrive_and_wait();
+    st.sync.arrive_and_wait();
+    st.sync.arrive_and_wait();
     const strata::arena::details_type d = heap.details();
     const std::size_t used = d.capacity - d.remaining;
     used_after.push_back(used);
-    BOOST_TEST_MESSAGE("phase " << i << ": used " << used << " live " << live_bytes.load() << " peak live "
-                                << peak_live.load());
+    BOOST_TEST_MESSAGE("phase " << i << ": used " << used << " live " << st.live_bytes.load() << " peak live "
+                                << st.peak_live.load());
     // The stated bound: twice the peak live bytes plus 16 MiB (the thread
     // bins' limits, each class's spare run and run tails, for two threads).
-    BOOST_TEST(used <= 2 * peak_live.load() + 16 * mib, "phase " << i);
-    sync.arrive_and_wait();
+    BOOST_TEST(used <= 2 * st.peak_live.load() + 16 * mib, "phase " << i);
+    st.sync.arrive_and_wait();
   }
   threads.clear();
-  for (auto& box : mailbox) {
+  for (auto& box : st.mailbox) {
     for (const block& b : box) release(b);
   }
-  BOOST_TEST(failures.load() == 0);
-  BOOST_TEST(corrupted.load() == 0);
+  BOOST_TEST(st.failures.load() == 0);
+  BOOST_TEST(st.corrupted.load() == 0);
   const strata::resource_stats s = heap.stats();
   BOOST_TEST(s.bytes_in_use == 0u);
   BOOST_TEST(s.allocations == s.deallocations);
@@ -1156,20 +1170,16 @@ BOOST_AUTO_TEST_CASE(soak_shifting_size_mixes_on_two_threads_never_fail,
 // the region's used part stays within a stated multiple of the peak live bytes.
 BOOST_AUTO_TEST_CASE(soak_with_request_lifetimes_at_half_capacity_never_fails,
                      *boost::unit_test::label("threaded")) {
-  strata::tracking_resource upstream{strata::system_pages()};
-  constexpr std::size_t capacity = 64 * mib;
-  constexpr std::size_t live_limit = capacity / 2;
-  strata::arena heap{{.capacity = capacity, .hardened = false}, &upstream};
-  struct block {
-    std::uint64_t* p;
-    std::size_t bytes;
-  };
   struct phase {
     std::size_t low;
     std::size_t high;
     int steps;     // per thread
     int max_life;  // steps a block lives at most
   };
+  constexpr std::size_t capacity = 64 * mib;
+  constexpr std::size_t live_limit = capacity / 2;
+  strata::tracking_resource upstream{strata::system_pages()};
+  strata::arena heap{{.capacity = capacity, .hardened = false}, &upstream};
   // Lifetimes chosen so each phase's live bytes approach the limit: about
   // steps x mean size / 2 per thread at the longest lifetimes.
   const std::vector<phase> phases = {{16, 128, 24000, 16000},        {256, 4 * kib, 24000, 16000},
@@ -1178,19 +1188,13 @@ BOOST_AUTO_TEST_CASE(soak_with_request_lifetimes_at_half_capacity_never_fails,
                                      {16 * kib, 1 * mib, 1500, 300}, {16, 128, 24000, 16000}};
   constexpr int thread_count = 2;
   constexpr std::size_t horizon = 16001;  // > every max_life: the ring of expiry steps
-  std::atomic<std::size_t> live_bytes{0};
-  std::atomic<std::size_t> peak_live{0};
-  std::atomic<int> failures{0};
-  std::atomic<int> corrupted{0};
-  std::vector<std::vector<block>> mailbox(thread_count);
-  std::vector<std::mutex> mailbox_mutex(thread_count);
-  std::barrier sync(thread_count + 1);
+  soak_state st{thread_count};
   const auto release = [&](const block& b) {
     const std::size_t words = b.bytes / 8;  // >= 2
     if (b.p[0] != b.bytes || b.p[words - 1] != ~b.bytes || (words > 2 && b.p[words / 2] != b.bytes))
-      ++corrupted;
+      ++st.corrupted;
     heap.deallocate(b.p, b.bytes, 8);
-    live_bytes.fetch_sub(b.bytes);
+    st.live_bytes.fetch_sub(b.bytes);
   };
   std::vector<std::jthread> threads;
   for (int t = 0; t < thread_count; ++t) {
@@ -1203,16 +1207,16 @@ BOOST_AUTO_TEST_CASE(soak_with_request_lifetimes_at_half_capacity_never_fails,
       const auto drain_inbox = [&] {
         std::vector<block> inbox;
         {
-          std::lock_guard lock(mailbox_mutex[me]);
-          inbox.swap(mailbox[me]);
+          std::lock_guard lock(st.mailbox_mutex[me]);
+          inbox.swap(st.mailbox[me]);
         }
         for (const block& b : inbox) release(b);
       };
       const auto expire = [&](std::vector<block>& due) {
         for (const block& b : due) {
           if (rng() % 4 == 0) {  // finished by the other thread: a cross-thread free
-            std::lock_guard lock(mailbox_mutex[other]);
-            mailbox[other].push_back(b);
+            std::lock_guard lock(st.mailbox_mutex[other]);
+            st.mailbox[other].push_back(b);
           } else {
             release(b);
           }
@@ -1220,24 +1224,24 @@ BOOST_AUTO_TEST_CASE(soak_with_request_lifetimes_at_half_capacity_never_fails,
         due.clear();
       };
       for (const phase& ph : phases) {
-        sync.arrive_and_wait();  // the phase starts
+        st.sync.arrive_and_wait();  // the phase starts
         for (int i = 0; i < ph.steps; ++i, ++step) {
           drain_inbox();
           expire(expiring[step % horizon]);
           const std::size_t bytes = log_uniform_size(rng, ph.low, ph.high);
           // Admission: a request that would cross the limit waits for others to finish.
-          if (live_bytes.fetch_add(bytes) + bytes > live_limit) {
-            live_bytes.fetch_sub(bytes);
+          if (st.live_bytes.fetch_add(bytes) + bytes > live_limit) {
+            st.live_bytes.fetch_sub(bytes);
             continue;
           }
           std::uint64_t* p = nullptr;
           try {
             p = static_cast<std::uint64_t*>(heap.allocate(bytes, 8));
           } catch (const std::bad_alloc&) {
-            live_bytes.fetch_sub(bytes);
-            if (failures++ == 0) {
+            st.live_bytes.fetch_sub(bytes);
+            if (st.failures++ == 0) {
               const auto d = heap.details();
-              BOOST_TEST_MESSAGE("first failure: " << bytes << " B, live " << live_bytes.load()
+              BOOST_TEST_MESSAGE("first failure: " << bytes << " B, live " << st.live_bytes.load()
                                                    << ", remaining " << d.remaining << ", largest extent "
                                                    << d.largest_free_extent << ", runs " << d.runs);
             }
@@ -1247,51 +1251,49 @@ BOOST_AUTO_TEST_CASE(soak_with_request_lifetimes_at_half_capacity_never_fails,
           p[words / 2] = bytes;
           p[0] = bytes;
           p[words - 1] = ~bytes;
-          const std::size_t now = live_bytes.load();
-          for (std::size_t peak = peak_live.load();
-               now > peak && !peak_live.compare_exchange_weak(peak, now);) {
-          }
+          const std::size_t now = st.live_bytes.load();
+          st.raise_peak(now);
           const std::size_t life = 1 + rng() % static_cast<std::size_t>(ph.max_life);
           expiring[(step + life) % horizon].push_back({p, bytes});
         }
-        sync.arrive_and_wait();  // the phase ends; the main thread measures
-        sync.arrive_and_wait();
+        st.sync.arrive_and_wait();  // the phase ends; the main thread measures
+        st.sync.arrive_and_wait();
         static_cast<void>(heap.trim());  // this thread's cache, at once
-        sync.arrive_and_wait();          // the main thread measures again
-        sync.arrive_and_wait();
+        st.sync.arrive_and_wait();       // the main thread measures again
+        st.sync.arrive_and_wait();
       }
       for (std::size_t i = 0; i < horizon; ++i) expire(expiring[(step + i) % horizon]);
-      sync.arrive_and_wait();  // every expiring block is freed or in a mailbox
+      st.sync.arrive_and_wait();  // every expiring block is freed or in a st.mailbox
       drain_inbox();
     });
   }
   for (std::size_t i = 0; i < phases.size(); ++i) {
-    sync.arrive_and_wait();
-    sync.arrive_and_wait();
+    st.sync.arrive_and_wait();
+    st.sync.arrive_and_wait();
     const strata::arena::details_type d = heap.details();
     const std::size_t used = d.capacity - d.remaining;
-    BOOST_TEST_MESSAGE("phase " << i << ": used " << used << " live " << live_bytes.load() << " peak live "
-                                << peak_live.load() << " cached " << cached_bytes(d) << " runs " << d.runs
+    BOOST_TEST_MESSAGE("phase " << i << ": used " << used << " live " << st.live_bytes.load() << " peak live "
+                                << st.peak_live.load() << " cached " << cached_bytes(d) << " runs " << d.runs
                                 << " large " << d.large_live_bytes);
     // The stated bound: 1.5 x the peak live bytes plus 8 MiB (the two
     // threads' bin limits, each class's spare run, run tails).
-    BOOST_TEST(used <= peak_live.load() * 3 / 2 + 8 * mib, "phase " << i);
-    sync.arrive_and_wait();
-    sync.arrive_and_wait();  // both threads trimmed
+    BOOST_TEST(used <= st.peak_live.load() * 3 / 2 + 8 * mib, "phase " << i);
+    st.sync.arrive_and_wait();
+    st.sync.arrive_and_wait();  // both threads trimmed
     const strata::arena::details_type t = heap.details();
     const std::size_t trimmed = t.capacity - t.remaining;
-    BOOST_TEST_MESSAGE("  after trim: used " << trimmed << " live " << live_bytes.load() << " runs "
+    BOOST_TEST_MESSAGE("  after trim: used " << trimmed << " live " << st.live_bytes.load() << " runs "
                                              << t.runs);
     // After trim, only runs holding live blocks stay: within 2 x the live
     // bytes now plus 1 MiB (run tails and partly used runs).
-    BOOST_TEST(trimmed <= 2 * live_bytes.load() + 1 * mib, "phase " << i);
-    sync.arrive_and_wait();
+    BOOST_TEST(trimmed <= 2 * st.live_bytes.load() + 1 * mib, "phase " << i);
+    st.sync.arrive_and_wait();
   }
-  sync.arrive_and_wait();
+  st.sync.arrive_and_wait();
   threads.clear();  // each thread's exit hands its cache back
-  BOOST_TEST(failures.load() == 0);
-  BOOST_TEST(corrupted.load() == 0);
-  BOOST_TEST(peak_live.load() > live_limit / 2);  // the soak did reach the regime it claims
+  BOOST_TEST(st.failures.load() == 0);
+  BOOST_TEST(st.corrupted.load() == 0);
+  BOOST_TEST(st.peak_live.load() > live_limit / 2);  // the soak did reach the regime it claims
   static_cast<void>(heap.trim());
   const strata::arena::details_type d = heap.details();
   BOOST_TEST(d.remaining == d.capacity);  // everything free and back in the extent allocator
