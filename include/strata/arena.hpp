@@ -331,7 +331,9 @@ class arena final : public resource {
   /// call that reaches a slow path (its next deallocate of a cached class
   /// does: its bin limits are set to 0), and each class's spare empty run
   /// goes back. Runs emptied by that go back as they empty. A thread that
-  /// never calls the arena again keeps its cache until it exits.
+  /// never calls the arena again keeps its cache until it exits. With
+  /// options::decommit, the pages of every free extent then go back to the
+  /// OS (madvise, under the region mutex).
   /// Returns: the bytes that went back to the extent allocator during the call.
   /// Complexity: O(classes x attached threads + blocks in this thread's cache).
   /// Thread safety: thread-safe.
@@ -341,6 +343,7 @@ class arena final : public resource {
   /// and returns the whole region to the extent allocator; the region itself
   /// stays reserved from upstream. The blocks taken back count as
   /// deallocations, and bytes_in_use starts again from 0.
+  /// With options::decommit, the whole region's pages go back to the OS.
   /// Complexity: O(pages + classes x attached threads).
   /// Requires: no other thread uses the arena meanwhile.
   void release() noexcept;
