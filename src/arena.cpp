@@ -264,10 +264,11 @@ void arena::commit_span(std::size_t first, std::size_t pages) noexcept {
 
 void arena::decommit_free(bool idle_only) noexcept {
   std::lock_guard lock(region_mutex_);
-  const auto may_go = [&](std::size_t page) {
-    const std::uint8_t state = page_state_[page];
-    return (state & page_decommitted) == 0 && !(idle_only && (state & page_touched) != 0);
-  };
+  // Pages marked decommitted are dropped again: the kernel may have made
+  // them resident behind our back (khugepaged collapses a huge page over a
+  // range that is partly in use, as seen under valgrind), and madvise on
+  // pages already dropped costs a page-table walk, once per period at most.
+  const auto may_go = [&](std::size_t page) { return !idle_only || (page_state_[page] & page_touched) == 0; };
   // madvise takes whole OS pages: a range is shrunk to the ones inside it,
   // and only the pages it really dropped are marked.
   const auto drop = [&](std::size_t begin, std::size_t end) {
@@ -279,10 +280,11 @@ void arena::decommit_free(bool idle_only) noexcept {
     // a reuse faults in zero pages, with no call to commit them again.
     if (::madvise(reinterpret_cast<void*>(low), high - low, MADV_DONTNEED) != 0) return;
     ++decommits_;
-    bytes_decommitted_ += high - low;
     for (std::size_t i = (low - base_) / detail::arena_page; i < (high - base_) / detail::arena_page; ++i) {
+      if ((page_state_[i] & page_decommitted) != 0) continue;  // counted already
       page_state_[i] |= page_decommitted;
       ++decommitted_pages_;
+      bytes_decommitted_ += detail::arena_page;
     }
   };
   extents_.for_each_free([&](std::size_t first, std::size_t length) {

@@ -395,10 +395,9 @@ class arena final : public resource {
   // use this period and committed again (a page the kernel dropped faults in
   // as zeros on first touch: no call needed). Requires region_mutex_.
   void commit_span(std::size_t first, std::size_t pages) noexcept;
-  // Decommits the free pages not yet decommitted: all of them, or (idle_only,
-  // at decay) those no span took since the previous decay; then starts a new
-  // period. Holds region_mutex_ across madvise, so no page is handed out
-  // while the kernel drops it.
+  // Decommits free pages: all of them, or (idle_only, at decay) those no
+  // span took since the previous decay, which then starts a new period. Holds region_mutex_ across madvise,
+  // so no page is handed out while the kernel drops it.
   void decommit_free(bool idle_only) noexcept;
   // Returns every class's spare run; the bytes returned.
   std::size_t return_spares() noexcept;
