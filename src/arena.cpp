@@ -38,6 +38,9 @@
 #include <memory>
 #include <new>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 namespace strata {
 
 namespace {
@@ -103,6 +106,8 @@ arena::arena(options opts, std::pmr::memory_resource* upstream)
       capacity_(options_.capacity),
       extents_(options_.capacity / detail::arena_page),
       runs_(new run_info[options_.capacity / detail::arena_page]),
+      page_state_(new std::uint8_t[options_.capacity / detail::arena_page]()),
+      os_page_(std::max<std::size_t>(static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)), detail::arena_page)),
       decay_(options_.decay_period) {
   detail::check_upstream(resource_name, upstream);
   constexpr std::size_t run_target = std::size_t{64} << 10;
@@ -235,6 +240,7 @@ void arena::decay_now() noexcept {
     request_flush_all(false);
   }
   static_cast<void>(return_spares());
+  if (options_.decommit) decommit_free(true);
 }
 
 std::size_t arena::return_spares() noexcept {
@@ -247,6 +253,53 @@ std::size_t arena::return_spares() noexcept {
     return_run(cls, r);
   }
   return 0;
+}
+
+void arena::commit_span(std::size_t first, std::size_t pages) noexcept {
+  for (std::size_t i = first; i < first + pages; ++i) {
+    if ((page_state_[i] & page_decommitted) != 0) --decommitted_pages_;
+    page_state_[i] = page_touched;
+  }
+}
+
+void arena::decommit_free(bool idle_only) noexcept {
+  std::lock_guard lock(region_mutex_);
+  // Pages marked decommitted are dropped again: the kernel may have made
+  // them resident behind our back (khugepaged collapses a huge page over a
+  // range that is partly in use, as seen under valgrind), and madvise on
+  // pages already dropped costs a page-table walk, once per period at most.
+  const auto may_go = [&](std::size_t page) { return !idle_only || (page_state_[page] & page_touched) == 0; };
+  // madvise takes whole OS pages: a range is shrunk to the ones inside it,
+  // and only the pages it really dropped are marked.
+  const auto drop = [&](std::size_t begin, std::size_t end) {
+    const std::uintptr_t low = detail::align_up(base_ + begin * detail::arena_page, os_page_);
+    const std::uintptr_t high = (base_ + end * detail::arena_page) & ~(std::uintptr_t{os_page_} - 1);
+    if (low >= high) return;
+    // MADV_DONTNEED rather than MADV_FREE: the pages leave the resident set
+    // now (what a monitor and mincore see), not under memory pressure, and
+    // a reuse faults in zero pages, with no call to commit them again.
+    if (::madvise(reinterpret_cast<void*>(low), high - low, MADV_DONTNEED) != 0) return;
+    ++decommits_;
+    for (std::size_t i = (low - base_) / detail::arena_page; i < (high - base_) / detail::arena_page; ++i) {
+      if ((page_state_[i] & page_decommitted) != 0) continue;  // counted already
+      page_state_[i] |= page_decommitted;
+      ++decommitted_pages_;
+      bytes_decommitted_ += detail::arena_page;
+    }
+  };
+  extents_.for_each_free([&](std::size_t first, std::size_t length) {
+    for (std::size_t i = first, end = first + length; i < end;) {
+      while (i < end && !may_go(i)) ++i;
+      std::size_t j = i;
+      while (j < end && may_go(j)) ++j;
+      if (i < j) drop(i, j);
+      i = j;
+    }
+  });
+  if (idle_only) {  // a new period starts
+    for (std::size_t i = 0; i < extents_.pages(); ++i)
+      page_state_[i] = static_cast<std::uint8_t>(page_state_[i] & ~page_touched);
+  }
 }
 
 void arena::reclaim() noexcept {
@@ -273,6 +326,7 @@ std::size_t arena::trim() noexcept {
     flush_cache(*mine, true);
   }
   static_cast<void>(return_spares());
+  if (options_.decommit) decommit_free(false);
   if (decay_.due()) decays_.fetch_add(1, std::memory_order_relaxed);  // this period's decay is done
   return static_cast<std::size_t>(returned() - before);
 }
@@ -323,6 +377,7 @@ void arena::release() noexcept {
     handed_out_.clear();
   }
   detail::poison_memory(reinterpret_cast<void*>(base_), capacity_);
+  if (options_.decommit) decommit_free(false);
   STRATA_ASSERT(invariants_hold(), "arena books drifted in release()");
 }
 
@@ -472,6 +527,7 @@ std::uint32_t arena::new_run(unsigned cls) noexcept {
     run.in_partial = run.cut = false;
     run.free = nullptr;
     run.tag.store(cls + 1, std::memory_order_relaxed);
+    commit_span(first, run_pages_[cls]);
   }
   central_pool& pool = pools_[cls];
   ++pool.runs;
@@ -652,6 +708,7 @@ void* arena::large_allocate(std::size_t bytes, std::size_t alignment) {
         first = extents_.allocate(size / detail::arena_page, align, phase);
         if (first != detail::extent_map::npos) {
           runs_[first].tag.store(large_tag, std::memory_order_relaxed);
+          commit_span(first, size / detail::arena_page);
           ++large_live_;
           large_live_bytes_ += size;
         }
@@ -905,6 +962,9 @@ arena::details_type arena::details() const {
   d.large_live = large_live_;
   d.large_live_bytes = large_live_bytes_;
   d.runs_returned = runs_returned_;
+  d.bytes_committed = capacity_ - decommitted_pages_ * detail::arena_page;
+  d.decommits = decommits_;
+  d.bytes_decommitted = bytes_decommitted_;
   return d;
 }
 

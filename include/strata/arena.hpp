@@ -251,6 +251,14 @@ class arena final : public resource {
     /// period gives back everything), and each class's spare empty run goes
     /// back to the extent allocator. Zero turns decay off; not negative.
     std::chrono::milliseconds decay_period{10'000};
+    /// Gives the physical memory of free extents back to the OS with
+    /// madvise(MADV_DONTNEED): pages free for a whole decay period at each
+    /// decay, and every free page in trim() and release(). The pages stay
+    /// reserved and read as zero when reused. Safe for private memory (what
+    /// strata::system_pages() and malloc-backed upstreams give); turn it off
+    /// for an upstream whose pages must keep their contents while free to
+    /// the arena (a shared or file-backed mapping another party reads).
+    bool decommit = true;
   };
 
   /// Per-class figures in details().
@@ -273,6 +281,9 @@ class arena final : public resource {
     std::size_t runs;                    ///< runs of all classes
     std::size_t empty_runs_kept;         ///< spare empty runs (at most one per class)
     std::uint64_t runs_returned;         ///< empty runs given back to the extent allocator, ever
+    std::size_t bytes_committed;         ///< capacity minus the bytes decommitted and not reused since
+    std::uint64_t decommits;             ///< madvise calls that gave free pages back to the OS
+    std::uint64_t bytes_decommitted;     ///< bytes they gave back, ever
     std::uint64_t trims;                 ///< trim() calls
     std::uint64_t decays;                ///< decay periods acted on
     std::uint64_t remote_frees;          ///< lower bound on frees of blocks another thread allocated
@@ -320,7 +331,9 @@ class arena final : public resource {
   /// call that reaches a slow path (its next deallocate of a cached class
   /// does: its bin limits are set to 0), and each class's spare empty run
   /// goes back. Runs emptied by that go back as they empty. A thread that
-  /// never calls the arena again keeps its cache until it exits.
+  /// never calls the arena again keeps its cache until it exits. With
+  /// options::decommit, the pages of every free extent then go back to the
+  /// OS (madvise, under the region mutex).
   /// Returns: the bytes that went back to the extent allocator during the call.
   /// Complexity: O(classes x attached threads + blocks in this thread's cache).
   /// Thread safety: thread-safe.
@@ -330,6 +343,7 @@ class arena final : public resource {
   /// and returns the whole region to the extent allocator; the region itself
   /// stays reserved from upstream. The blocks taken back count as
   /// deallocations, and bytes_in_use starts again from 0.
+  /// With options::decommit, the whole region's pages go back to the OS.
   /// Complexity: O(pages + classes x attached threads).
   /// Requires: no other thread uses the arena meanwhile.
   void release() noexcept;
@@ -377,6 +391,14 @@ class arena final : public resource {
   void return_run(unsigned cls, std::uint32_t r) noexcept;
   void unlink_partial(unsigned cls, std::uint32_t r) noexcept;
   void link_partial(unsigned cls, std::uint32_t r) noexcept;
+  // Marks the pages of a span just taken from the extent allocator as in
+  // use this period and committed again (a page the kernel dropped faults in
+  // as zeros on first touch: no call needed). Requires region_mutex_.
+  void commit_span(std::size_t first, std::size_t pages) noexcept;
+  // Decommits free pages: all of them, or (idle_only, at decay) those no
+  // span took since the previous decay, which then starts a new period. Holds region_mutex_ across madvise,
+  // so no page is handed out while the kernel drops it.
+  void decommit_free(bool idle_only) noexcept;
   // Returns every class's spare run; the bytes returned.
   std::size_t return_spares() noexcept;
   // After a failed request: hands this thread's cache back, returns the
@@ -475,6 +497,14 @@ class arena final : public resource {
   std::size_t large_live_bytes_ = 0;
   std::uint64_t runs_returned_ = 0;
   std::uint64_t bytes_returned_ = 0;  // to the extent allocator by runs and large frees, ever
+  // Per page (guarded by region_mutex_): page_decommitted bit, page_touched bit.
+  static constexpr std::uint8_t page_decommitted = 1;
+  static constexpr std::uint8_t page_touched = 2;  // taken by a span since the last decay
+  std::unique_ptr<std::uint8_t[]> page_state_;
+  std::size_t os_page_;  // the OS page size: madvise works on whole ones
+  std::size_t decommitted_pages_ = 0;
+  std::uint64_t decommits_ = 0;
+  std::uint64_t bytes_decommitted_ = 0;
 
   mutable std::mutex hardened_mutex_;  // guards handed_out_ (hardened mode only)
   std::unordered_map<const void*, block_record> handed_out_;

@@ -142,6 +142,16 @@ class extent_map {
     return 0;
   }
 
+  /// Calls f(first, length) for every free span, in no particular order.
+  /// f must not change the map. Complexity: O(free spans).
+  template <class F>
+  void for_each_free(F&& f) const {
+    for (std::size_t b = 0; b < bucket_count; ++b) {
+      for (std::uint32_t s = buckets_[b]; s != none; s = info_[s].next)
+        f(std::size_t{s}, std::size_t{info_[s].length});
+    }
+  }
+
   /// Walks every span: they tile the pages, free spans are coalesced and
   /// listed in their bucket, the counts agree. Complexity: O(pages).
   [[nodiscard]] bool invariants_hold() const noexcept {
