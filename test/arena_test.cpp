@@ -1055,12 +1055,14 @@ BOOST_AUTO_TEST_CASE(soak_shifting_size_mixes_on_two_threads_never_fail,
                      *boost::unit_test::label("threaded")) {
   strata::tracking_resource upstream{strata::system_pages()};
   constexpr std::size_t capacity = 64 * mib;
-  // 5/16 of the capacity, all threads and mailboxes included. Random
+  // A quarter of the capacity, all threads and mailboxes included: 5/16
+  // passed 6 runs of 6 but with up to 57 of 64 MiB used, too thin a margin
+  // for a shared CI machine, so the asserted limit keeps a margin. Random
   // survivors are the adversarial case for a non-moving allocator (see
   // docs/design/arena.md, Fragmentation): at 1/3 and 3/8 a few 1 MiB
   // requests fail in the move to the large phase, because the free extents
   // there are split by runs that surviving small blocks keep in use.
-  constexpr std::size_t live_limit = capacity * 5 / 16;
+  constexpr std::size_t live_limit = capacity / 4;
   strata::arena heap{{.capacity = capacity, .hardened = false}, &upstream};
   struct phase {
     std::size_t low;
