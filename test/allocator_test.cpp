@@ -218,9 +218,13 @@ BOOST_AUTO_TEST_CASE(allocate_beyond_max_size_throws_bad_array_new_length_and_ch
   BOOST_CHECK_THROW(std::ignore = a.allocate(a.max_size() + 1), std::bad_array_new_length);
   BOOST_CHECK_THROW(std::ignore = a.allocate(std::size_t(-1)), std::bad_array_new_length);
   BOOST_TEST((c.r.stats() == before));
-  // max_size() itself passes the typed check; the resource then refuses it as
-  // through pmr (a size no upstream can give), and stays usable.
+  // max_size() itself passes the typed check and reaches the resource, which
+  // forwards it upstream as through pmr; the upstream refuses it here (as an
+  // operator new could not give it), and the slab stays usable.
+  c.upstream.fail_allocations(true);
   BOOST_CHECK_THROW(std::ignore = a.allocate(a.max_size()), std::bad_alloc);
+  c.upstream.fail_allocations(false);
+  BOOST_TEST(c.r.stats().failed_allocations == before.failed_allocations + 1);
   std::uint64_t* p = a.allocate(1);
   a.deallocate(p, 1);
   BOOST_TEST(c.r.stats().bytes_in_use == 0u);
