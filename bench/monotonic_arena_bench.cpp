@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include <strata/allocator.hpp>
 #include <strata/chunk_provider.hpp>
 #include <strata/monotonic_arena.hpp>
 #include <strata/page_resource.hpp>
@@ -31,6 +32,9 @@
 #include "support/foonathan.hpp"
 #include "support/peers.hpp"
 #include "word_count.hpp"
+#if STRATA_BENCH_FOONATHAN
+#include <foonathan/memory/std_allocator.hpp>
+#endif
 
 namespace {
 
@@ -71,14 +75,41 @@ long minor_faults() {
 }
 
 // One request: allocate every size (16-byte aligned), touch, keep the pointers.
-void fill(std::pmr::memory_resource* r, std::vector<void*>& blocks) {
+template <class Allocate>
+void fill_with(Allocate allocate, std::vector<void*>& blocks) {
   const auto& sizes = request_sizes();
   for (std::size_t i = 0; i < sizes.size(); ++i) {
-    auto* p = static_cast<char*>(r->allocate(sizes[i], 16));
+    auto* p = static_cast<char*>(allocate(sizes[i]));
     p[0] = static_cast<char>(i);
     blocks[i] = p;
   }
   benchmark::DoNotOptimize(blocks.data());
+}
+
+void fill(std::pmr::memory_resource* r, std::vector<void*>& blocks) {
+  fill_with([r](std::size_t n) { return r->allocate(n, 16); }, blocks);
+}
+
+// The typed rows allocate in 16-byte cells, the bump granule of every
+// contender here, so each asks for the same bytes at the same alignment.
+struct alignas(16) cell {
+  std::byte bytes[16];
+};
+constexpr std::size_t cells(std::size_t bytes) {
+  return (bytes + sizeof(cell) - 1) / sizeof(cell);
+}
+
+// The floor called through its own (final) type: devirtualized and inlined.
+void fill(strata::bench::bare_bump* floor, std::vector<void*>& blocks) {
+  fill_with([floor](std::size_t n) { return floor->allocate(n, 16); }, blocks);
+}
+
+template <class TypedAllocator>
+requires requires(TypedAllocator a) {
+  a.allocate(1);
+}
+void fill(TypedAllocator typed, std::vector<void*>& blocks) {
+  fill_with([&typed](std::size_t n) { return static_cast<void*>(typed.allocate(cells(n))); }, blocks);
 }
 
 // A strata link whose upstream calls per request are reported as a counter.
@@ -90,8 +121,8 @@ struct counted_link {
 // Runs requests on r and calls end_request(r) after each; checks every
 // block of the first request (untimed) and reads the footprint at its end,
 // and counts minor faults and the links' upstream calls in the warm loop.
-template <class EndRequest>
-void run_requests(benchmark::State& state, std::pmr::memory_resource* r, EndRequest end_request,
+template <class Source, class EndRequest>
+void run_requests(benchmark::State& state, Source r, EndRequest end_request,
                   const strata::bench::meter& memory, std::vector<counted_link> counted = {}) {
   std::vector<void*> blocks(request_allocations);
   strata::bench::validation checks;
@@ -156,6 +187,21 @@ void register_all() {
                  {"stats", [&arena] { return arena.stats().bytes_reserved; }},
                  {{"arena_upstream/req", &arena}, {"mmap/req", &chunks}});
   });
+  // The typed path (issue 15): strata::allocator inlines the arena's bump into
+  // the loop, with no virtual call; the target is 1.2x floor_inlined.
+  sb::add("per_request/2000x16-256B/floor_inlined", [](benchmark::State& s) {
+    sb::bare_bump floor;
+    run_requests(s, &floor, [&](auto*, auto&) { floor.reset(); },
+                 {"carved", [&floor] { return floor.carved(); }});
+  });
+  sb::add("per_request/2000x16-256B/strata_typed", [](benchmark::State& s) {
+    strata::chunk_provider chunks{strata::system_pages()};
+    strata::monotonic_arena arena{&chunks};
+    run_requests(s, strata::allocator<cell, strata::monotonic_arena>{&arena},
+                 [&](auto, auto&) { arena.reset(); },
+                 {"stats", [&arena] { return arena.stats().bytes_reserved; }},
+                 {{"arena_upstream/req", &arena}, {"mmap/req", &chunks}});
+  });
   // The README's stacking example: a new arena per request on a shared
   // provider, construction and destruction inside the timed loop. Blocks are
   // checked like the others' in one untimed request first.
@@ -203,6 +249,15 @@ void register_all() {
     sb::foonathan::stack_resource stack;
     run_requests(
         s, opaque(&stack), [&](auto*, auto&) { stack.reset(); }, sb::foonathan::heap_meter());
+  });
+  // foonathan's own typed allocator (std_allocator over the same stack), the
+  // peer of strata_typed.
+  sb::add("per_request/2000x16-256B/foonathan_stack_typed", [](benchmark::State& s) {
+    sb::foonathan::stack stack{std::size_t{64} << 10};
+    const auto start = stack.top();
+    run_requests(
+        s, ::foonathan::memory::std_allocator<cell, sb::foonathan::stack>{stack},
+        [&](auto, auto&) { stack.unwind(start); }, sb::foonathan::heap_meter());
   });
 #endif
   sb::add("per_request/2000x16-256B/new_delete", [=](benchmark::State& s) {

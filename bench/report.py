@@ -76,6 +76,11 @@ TARGETS = [
      "counter:overhead", 1.03),
     ("extendable_slab: memory overhead ≤ 3 % (reserved / requested)", "slab_batch/64B_lifo",
      "strata_extendable_slab", "counter:overhead", 1.03),
+    # The typed path (issue 15): strata::allocator against the floor called
+    # through its own type, never against a peer.
+    ("slab typed path: 64 B pair ≤ 1.2× inlined floor", "slab_pair/64B", "strata_slab_typed", "floor_inlined", 1.2),
+    ("monotonic_arena typed path: request ≤ 1.2× inlined floor", "per_request/2000x16-256B", "strata_typed",
+     "floor_inlined", 1.2),
     ("arena: mixed 8–512 B, 1 thread ≤ 1.5× floor", "mixed/8-512B_live10000", "strata", "floor", 1.5),
     ("arena: mixed 8–512 B faster than mimalloc direct", "mixed/8-512B_live10000", "strata", "mimalloc_direct", 1.0),
     ("arena: 2 threads scale ≥ 1.8×", "mixed_threads/8-512B_live10000/threads:1", "strata", "scaling", 1.8),

@@ -25,6 +25,7 @@
 
 #include <boost/pool/pool.hpp>
 
+#include <strata/allocator.hpp>
 #include <strata/chunk_provider.hpp>
 #include <strata/extendable_slab.hpp>
 #include <strata/page_resource.hpp>
@@ -32,6 +33,9 @@
 
 #include "support/foonathan.hpp"
 #include "support/peers.hpp"
+#if STRATA_BENCH_FOONATHAN
+#include <foonathan/memory/std_allocator.hpp>
+#endif
 
 namespace {
 
@@ -40,6 +44,11 @@ using strata::bench::opaque;
 constexpr std::size_t block = 64;
 constexpr std::size_t alignment = 16;
 constexpr std::size_t batch = 1000;
+
+// The typed path's value type: one 64 B block aligned as the pmr rows ask.
+struct alignas(alignment) node64 {
+  std::byte bytes[block];
+};
 
 /// boost::pool's UserAllocator over operator new that counts the bytes the
 /// pool holds (a header keeps each block's size; one thread only).
@@ -213,6 +222,15 @@ int main(int argc, char** argv) {
         s, [&floor] { return floor.allocate(block, alignment); },
         [&floor](void* p) { floor.deallocate(p, block, alignment); });
   });
+  // The typed path (issue 15): strata::allocator inlines the slab's fast path
+  // into the loop, with no virtual call; the target is 1.2x floor_inlined.
+  strata::bench::add("slab_pair/64B/strata_slab_typed", [](benchmark::State& s) {
+    strata::slab slab{slab_options, &chunks()};
+    strata::allocator<node64, strata::slab> typed{&slab};
+    pair_loop(
+        s, [&typed] { return typed.allocate(1); },
+        [&typed](void* p) { typed.deallocate(static_cast<node64*>(p), 1); });
+  });
   if (strata::bench::mi_direct().malloc != nullptr) {  // DESIGN.md lists it among this workload's peers
     strata::bench::add("slab_pair/64B/mimalloc_direct", [](benchmark::State& s) {
       const auto& f = strata::bench::mi_direct();
@@ -226,6 +244,16 @@ int main(int argc, char** argv) {
     strata::bench::foonathan::pool pool{block, strata::bench::foonathan::pool::min_block_size(block, 4096)};
     pair_loop(
         s, [&pool] { return pool.allocate_node(); }, [&pool](void* p) { pool.deallocate_node(p); });
+  });
+  // foonathan's own typed allocator (std_allocator over the same pool), the
+  // peer of strata_slab_typed.
+  strata::bench::add("slab_pair/64B/foonathan_pool_typed", [](benchmark::State& s) {
+    using pool = strata::bench::foonathan::pool;
+    pool nodes{block, pool::min_block_size(block, 4096)};
+    ::foonathan::memory::std_allocator<node64, pool> typed{nodes};
+    pair_loop(
+        s, [&typed] { return typed.allocate(1); },
+        [&typed](void* p) { typed.deallocate(static_cast<node64*>(p), 1); });
   });
 #endif
   const std::pair<const char*, order> orders[] = {

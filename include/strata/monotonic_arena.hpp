@@ -176,6 +176,10 @@ class monotonic_arena final : public resource {
     std::size_t dedicated_bytes = 0;  // sizes of the dedicated chunks it asked for
   };
 
+  // The typed path (allocator.hpp) calls do_allocate and do_deallocate by
+  // qualified name: the same code and counters as through pmr, minus the virtual call.
+  template <class T, class R>
+  friend class allocator;
   void* do_allocate(std::size_t bytes, std::size_t alignment) override;
   void do_deallocate(void* p, std::size_t bytes, std::size_t alignment) override;
   resource_stats do_stats() const noexcept override;

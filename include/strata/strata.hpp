@@ -5,6 +5,7 @@
 // format.hpp is not included, so that fmt stays out of translation units that
 // do not print; include <strata/format.hpp> where you do.
 
+#include "allocator.hpp"
 #include "arena.hpp"
 #include "chain.hpp"
 #include "chunk_provider.hpp"
