@@ -3,8 +3,8 @@
 
 #include <algorithm>
 #include <array>
-#include <optional>
 #include <cstdint>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -239,9 +239,8 @@ std::string join_fields(const field_list& fields) {
 // Returns true if an entry of a list holds anything besides its first field
 // (the class size, the segment address): the table lists only those.
 bool holds_anything(const field_list& entry) {
-  return std::any_of(entry.begin() + 1, entry.end(), [](const auto& field) {
-    return field.second != "0" && field.second != "false";
-  });
+  return std::any_of(entry.begin() + 1, entry.end(),
+                     [](const auto& field) { return field.second != "0" && field.second != "false"; });
 }
 
 void append_json_fields(std::string& out, const field_list& fields) {

@@ -80,9 +80,9 @@ class misuse_recorder {
     }
   }
 
-  mutable std::mutex mutex_;             // guards reports_
-  std::vector<misuse_report> reports_;   // resource names are static strings
-  misuse_hook previous_;                 // restored at destruction
+  mutable std::mutex mutex_;            // guards reports_
+  std::vector<misuse_report> reports_;  // resource names are static strings
+  misuse_hook previous_;                // restored at destruction
 };
 
 // --------------------------------------------------- default_resource_guard
@@ -160,10 +160,10 @@ class stats_monitor {
 
 /// What exception_safety_loop found.
 struct exception_safety_result {
-  std::uint64_t runs = 0;           ///< calls of the body, the last one completing
-  std::uint64_t leaking_runs = 0;   ///< runs after whose exception blocks were still live
+  std::uint64_t runs = 0;          ///< calls of the body, the last one completing
+  std::uint64_t leaking_runs = 0;  ///< runs after whose exception blocks were still live
   std::uint64_t first_leak_limit = tracking_resource::unlimited;  ///< allocation limit of the first such run
-  std::size_t leaked_blocks = 0;    ///< blocks left live by all leaking runs together
+  std::size_t leaked_blocks = 0;  ///< blocks left live by all leaking runs together
 
   /// Returns true if no run leaked.
   [[nodiscard]] bool ok() const noexcept { return leaking_runs == 0; }
