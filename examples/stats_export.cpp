@@ -69,7 +69,8 @@ int main(int argc, char** argv) {
   // std::pmr pool) would appear with "strata":false and "stats":null, and end the walk.
   const std::string json = strata::format_chain_json(&scratch);
   fmt::print("{}\n\n", json);
-  check(json.front() == '[' && json.back() == ']', "json: one array");
+  check(json.starts_with(R"({"version":2,"links":[)") && json.ends_with("]}"),
+        "json: versioned, one array of links");
   check(json.find(R"("name":"monotonic_arena")") < json.find(R"("name":"chunk_provider")") &&
             json.find(R"("name":"chunk_provider")") < json.find(R"("name":"page_resource")"),
         "json: links in walk order, top first");

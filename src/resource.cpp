@@ -7,8 +7,11 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
+#include <shared_mutex>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -72,27 +75,116 @@ allocation_failure::allocation_failure(std::string_view resource_name, std::size
 
 namespace {
 
-void default_misuse_handler(const misuse_report& report) noexcept {
-  std::fprintf(stderr, "strata::%.*s: misuse detected: %.*s (pointer %p, %zu bytes, alignment %zu)\n",
-               static_cast<int>(report.resource_name.size()), report.resource_name.data(),
-               static_cast<int>(to_string(report.kind).size()), to_string(report.kind).data(), report.pointer,
-               report.bytes, report.alignment);
-#if !defined(NDEBUG)
-  std::abort();
-#endif
+// The default handler prints at most this many reports one by one; after
+// that only the 64th, 128th, 256th, ... so a server with a recurring bug
+// logs O(log n) lines, never none and never a flood.
+constexpr std::uint64_t misuse_lines_in_full = 32;
+
+std::atomic<misuse_action>& action_slot() noexcept {
+  // Read once, on first use; set_default_misuse_action overrides it.
+  static std::atomic<misuse_action> slot{
+      detail::parse_misuse_action(std::getenv("STRATA_MISUSE"), misuse_action::print)};
+  return slot;
 }
 
-std::atomic<misuse_handler> installed_handler{&default_misuse_handler};
+void print_misuse(const misuse_report& report, std::uint64_t ordinal) noexcept {
+  const std::string_view kind = to_string(report.kind);
+  // One fprintf per report, so lines from several threads do not interleave.
+  std::fprintf(stderr, "strata::%.*s: misuse detected: %.*s (pointer %p, %zu bytes, alignment %zu)%s\n",
+               static_cast<int>(report.resource_name.size()), report.resource_name.data(),
+               static_cast<int>(kind.size()), kind.data(), report.pointer, report.bytes, report.alignment,
+               ordinal > misuse_lines_in_full ? "; further reports printed at powers of two only" : "");
+}
+
+void default_misuse_handler(const misuse_report& report) noexcept {
+  // Decided at run time, never by NDEBUG (issue 14): the same in every build.
+  static std::atomic<std::uint64_t> reports{0};
+  switch (action_slot().load(std::memory_order_relaxed)) {
+    case misuse_action::quiet:
+      return;
+    case misuse_action::abort:
+      print_misuse(report, 1);
+      std::abort();
+    case misuse_action::print: {
+      const std::uint64_t ordinal = reports.fetch_add(1, std::memory_order_relaxed) + 1;
+      if (detail::misuse_report_is_printed(ordinal)) print_misuse(report, ordinal);
+      return;
+    }
+  }
+}
+
+// The installed handler: either a plain function (plain != nullptr) or a
+// callback with its context. Reports hold the lock shared while the handler
+// runs, so installation (exclusive) waits for them: a hook's context is never
+// used after set_misuse_hook has replaced it. Misuse is a slow path; the lock
+// costs nothing on any allocation path.
+struct installed_handler {
+  misuse_handler plain = &default_misuse_handler;
+  misuse_hook hook{};
+};
+
+struct handler_slot {
+  std::shared_mutex mutex;
+  installed_handler current;  // guarded by mutex
+};
+
+handler_slot& slot() noexcept {
+  static handler_slot s;  // function-local: usable from other TUs' static initializers
+  return s;
+}
+
+installed_handler exchange_handler(installed_handler next) noexcept {
+  handler_slot& s = slot();
+  const std::unique_lock lock(s.mutex);
+  return std::exchange(s.current, next);
+}
 
 }  // namespace
 
+misuse_hook set_misuse_hook(misuse_hook hook) noexcept {
+  installed_handler next;
+  if (hook.callback != nullptr) next = {nullptr, hook};
+  return exchange_handler(next).hook;
+}
+
 misuse_handler set_misuse_handler(misuse_handler handler) noexcept {
-  return installed_handler.exchange(handler != nullptr ? handler : &default_misuse_handler);
+  return exchange_handler({handler != nullptr ? handler : &default_misuse_handler, {}}).plain;
+}
+
+void set_default_misuse_action(misuse_action action) noexcept {
+  action_slot().store(action, std::memory_order_relaxed);
+}
+
+misuse_action default_misuse_action() noexcept {
+  return action_slot().load(std::memory_order_relaxed);
 }
 
 void report_misuse(const misuse_report& report) noexcept {
-  installed_handler.load(std::memory_order_acquire)(report);
+  handler_slot& s = slot();
+  const std::shared_lock lock(s.mutex);
+  if (s.current.plain != nullptr) {
+    s.current.plain(report);
+  } else {
+    s.current.hook.callback(report, s.current.hook.context);
+  }
 }
+
+namespace detail {
+
+misuse_action parse_misuse_action(const char* value, misuse_action fallback) noexcept {
+  if (value == nullptr) return fallback;
+  const std::string_view v{value};
+  if (v == "print") return misuse_action::print;
+  if (v == "abort") return misuse_action::abort;
+  if (v == "quiet") return misuse_action::quiet;
+  return fallback;
+}
+
+bool misuse_report_is_printed(std::uint64_t ordinal) noexcept {
+  return ordinal <= misuse_lines_in_full || is_power_of_two(ordinal);
+}
+
+}  // namespace detail
 
 // ------------------------------------------------------------------ errors
 

@@ -185,13 +185,13 @@ BOOST_AUTO_TEST_CASE(json_export_lists_every_field_of_every_link) {
   fixed_stats_resource lower{"lower", std::pmr::new_delete_resource(), lower_stats};
   fixed_stats_resource upper{"upper", &lower, upper_stats};
   const std::string expected =
-      R"([{"depth":0,"name":"upper","strata":true,"stats":{"bytes_in_use":1,"peak_bytes_in_use":2,)"
+      R"({"version":2,"links":[{"depth":0,"name":"upper","strata":true,"stats":{"bytes_in_use":1,"peak_bytes_in_use":2,)"
       R"("bytes_reserved":3,"allocations":4,"deallocations":5,"failed_allocations":6,)"
       R"("upstream_allocations":7,"upstream_deallocations":8,"misuse_detected":9223372036854775808}},)"
       R"({"depth":1,"name":"lower","strata":true,"stats":{"bytes_in_use":10,"peak_bytes_in_use":20,)"
       R"("bytes_reserved":30,"allocations":40,"deallocations":50,"failed_allocations":60,)"
       R"("upstream_allocations":70,"upstream_deallocations":80,"misuse_detected":90}},)"
-      R"({"depth":2,"name":"new_delete_resource","strata":false,"stats":null}])";
+      R"({"depth":2,"name":"new_delete_resource","strata":false,"stats":null}]})";
   BOOST_TEST(strata::format_chain_json(&upper) == expected);
 }
 
@@ -205,7 +205,7 @@ BOOST_AUTO_TEST_CASE(json_export_escapes_names) {
                                     "\x7f \xc3\xa9\"";
   BOOST_TEST(json.find(expected_name) != std::string::npos, json);
   BOOST_TEST(json.find('\n') == std::string::npos);
-  BOOST_TEST(json.ends_with(R"(},{"depth":1,"name":"null_memory_resource","strata":false,"stats":null}])"),
+  BOOST_TEST(json.ends_with(R"(},{"depth":1,"name":"null_memory_resource","strata":false,"stats":null}]})"),
              json);
 }
 
@@ -215,14 +215,14 @@ BOOST_AUTO_TEST_CASE(json_export_of_a_live_chain_tracks_the_counters) {
   void* p = tracked.allocate(100, 8);
   const std::string page = std::to_string(pages.page_size());
   const std::string expected =
-      R"([{"depth":0,"name":"tracking_resource","strata":true,"stats":{"bytes_in_use":100,)"
+      R"({"version":2,"links":[{"depth":0,"name":"tracking_resource","strata":true,"stats":{"bytes_in_use":100,)"
       R"("peak_bytes_in_use":100,"bytes_reserved":100,"allocations":1,"deallocations":0,)"
       R"("failed_allocations":0,"upstream_allocations":1,"upstream_deallocations":0,"misuse_detected":0}},)"
       R"({"depth":1,"name":"page_resource","strata":true,"stats":{"bytes_in_use":100,)"
       R"("peak_bytes_in_use":100,"bytes_reserved":)" +
       page +
       R"(,"allocations":1,"deallocations":0,)"
-      R"("failed_allocations":0,"upstream_allocations":1,"upstream_deallocations":0,"misuse_detected":0}}])";
+      R"("failed_allocations":0,"upstream_allocations":1,"upstream_deallocations":0,"misuse_detected":0}}]})";
   BOOST_TEST(strata::format_chain_json(&tracked) == expected);
   tracked.deallocate(p, 100, 8);
   const std::string after = strata::format_chain_json(&tracked);
@@ -232,7 +232,7 @@ BOOST_AUTO_TEST_CASE(json_export_of_a_live_chain_tracks_the_counters) {
 }
 
 BOOST_AUTO_TEST_CASE(json_export_of_no_chain_is_an_empty_array) {
-  BOOST_TEST(strata::format_chain_json(nullptr) == "[]");
+  BOOST_TEST(strata::format_chain_json(nullptr) == R"({"version":2,"links":[]})");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -23,24 +23,55 @@ namespace strata {
 /// Returns one line describing stats, as the fmt formatter prints it.
 [[nodiscard]] std::string format_stats(const resource_stats& stats);
 
+/// What format_chain and format_chain_json include beyond the counters.
+struct format_options {
+  /// Adds each link's details(): for every strata resource type (arena,
+  /// chunk_provider, extendable_slab, monotonic_arena, page_resource, slab,
+  /// tracking_resource) its details_type, every field under its member name.
+  /// A strata resource of another type (a user's own) has no details to show.
+  bool details = false;
+};
+
+/// The version of the JSON format_chain_json writes, as its "version" field.
+/// It goes up when a field is renamed, removed or changes meaning; new fields
+/// may appear within a version. Version 1 was the bare array of links that
+/// strata wrote before the field existed.
+inline constexpr int chain_json_version = 2;
+
 /// Returns the chain from r downwards as an aligned table a person can read:
 /// a header row, then one row per link with its name and every counter;
-/// foreign links show their name and "(no stats)". Ends with a newline.
+/// foreign links show their name and "(no stats)". With opts.details, each
+/// strata link of a known type is followed by lines, indented under its
+/// name, listing its details: the scalar fields on one line, then one line
+/// per entry of a list (size classes, segments) that holds anything. Ends
+/// with a newline.
+[[nodiscard]] std::string format_chain(const std::pmr::memory_resource* r, const format_options& opts);
+
+/// Returns format_chain(r, {}).
 [[nodiscard]] std::string format_chain(const std::pmr::memory_resource* r);
 
 /// Returns the chain from r downwards as JSON, for dashboards and scripts: an
-/// array with one object per link, in walk order, each holding "depth", "name"
-/// (escaped as JSON strings require), "strata" (whether the link is a strata
-/// resource) and "stats": an object with every resource_stats field under its
-/// member name, or null for a foreign link, which (as in format_chain) ends
-/// the walk. Compact, on one line, without a trailing newline, so it can be
-/// embedded in a larger document or written as a JSON Lines record:
+/// object {"version":chain_json_version,"links":[...]} whose array has one
+/// object per link, in walk order, each holding "depth", "name" (escaped as
+/// JSON strings require), "strata" (whether the link is a strata resource)
+/// and "stats": an object with every resource_stats field under its member
+/// name, or null for a foreign link, which (as in format_chain) ends the
+/// walk. With opts.details every link also has "details": an object with
+/// every field of its details_type under its member name (lists as arrays
+/// of objects, pointers as strings, flags as true/false), or null where
+/// there is none. Compact, on one line, without a trailing newline, so it
+/// can be embedded in a larger document or written as a JSON Lines record:
 ///
-///     [{"depth":0,"name":"monotonic_arena","strata":true,"stats":{"bytes_in_use":0,...}},
-///      {"depth":1,"name":"new_delete_resource","strata":false,"stats":null}]
+///     {"version":2,"links":[{"depth":0,"name":"monotonic_arena","strata":true,
+///      "stats":{"bytes_in_use":0,...}},{"depth":1,"name":"new_delete_resource",
+///      "strata":false,"stats":null}]}
 ///
 /// Counters are JSON integers; readers that store numbers as doubles (as
-/// JavaScript does) lose precision above 2^53. Returns "[]" when r is nullptr.
+/// JavaScript does) lose precision above 2^53. The links array is empty
+/// when r is nullptr.
+[[nodiscard]] std::string format_chain_json(const std::pmr::memory_resource* r, const format_options& opts);
+
+/// Returns format_chain_json(r, {}).
 [[nodiscard]] std::string format_chain_json(const std::pmr::memory_resource* r);
 
 }  // namespace strata

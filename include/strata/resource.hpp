@@ -162,18 +162,56 @@ struct misuse_report {
 
 /// A function called for every detected misuse, after it has been counted in
 /// misuse_detected and before the resource goes on (ignoring or repairing the
-/// bad call). It must not throw; it may abort.
+/// bad call). It must not throw; it may abort. It must not install a handler.
 using misuse_handler = void (*)(const misuse_report&) noexcept;
 
-/// Installs handler for the whole process and returns the previous one;
-/// nullptr restores the default. The default prints the report to stderr and
-/// aborts in builds without NDEBUG ("asserts in debug builds"), and does
-/// nothing with NDEBUG, where the count in misuse_detected is the signal.
-/// Tests that provoke misuse on purpose install a recording handler.
+/// The same, with the context pointer given at installation: the form a
+/// handler object (a test's recorder, a logger) installs itself with.
+using misuse_callback = void (*)(const misuse_report&, void* context) noexcept;
+
+/// A handler with its user context: report_misuse calls
+/// callback(report, context). A null callback stands for the default handler.
+struct misuse_hook {
+  misuse_callback callback = nullptr;
+  void* context = nullptr;
+};
+
+/// What the default handler does with a report.
+enum class misuse_action : std::uint8_t {
+  print,  ///< one line on stderr per report (the first 32, then the 64th, 128th, 256th, ...)
+  abort,  ///< one line on stderr, then std::abort()
+  quiet,  ///< nothing: the count in misuse_detected is the signal
+};
+
+/// Installs hook for the whole process and returns the previous one; a null
+/// callback restores the default handler. Installation waits for reports
+/// already running in other threads to return, so once this returns the
+/// previous hook is no longer called and its context may be destroyed.
+/// Thread safety: thread-safe.
+misuse_hook set_misuse_hook(misuse_hook hook) noexcept;
+
+/// Installs a plain handler for the whole process and returns the previous
+/// plain one; nullptr restores the default. Returns nullptr when the previous
+/// handler was installed with set_misuse_hook (save and restore through
+/// set_misuse_hook to keep a context). The default handler's address is
+/// returned while the default is installed, and restores it.
 /// Thread safety: thread-safe.
 misuse_handler set_misuse_handler(misuse_handler handler) noexcept;
 
+/// Sets what the default handler does. The initial action is read once, at
+/// the first call of this function, default_misuse_action or the default
+/// handler, from the environment variable STRATA_MISUSE ("print", "abort" or
+/// "quiet"); unset or anything else means print. The same in every build:
+/// neither the library's nor the user's NDEBUG changes it.
+/// Thread safety: thread-safe.
+void set_default_misuse_action(misuse_action action) noexcept;
+
+/// Returns what the default handler does now.
+/// Thread safety: thread-safe.
+[[nodiscard]] misuse_action default_misuse_action() noexcept;
+
 /// Calls the installed misuse handler. Resources call this; users rarely need to.
+/// Thread safety: thread-safe; reports from several threads may run at once.
 void report_misuse(const misuse_report& report) noexcept;
 
 // ------------------------------------------------- helpers for resources
@@ -182,6 +220,14 @@ namespace detail {
 
 /// Throws std::invalid_argument naming the resource and the bad alignment.
 [[noreturn, gnu::cold]] void throw_bad_alignment(std::string_view resource_name, std::size_t alignment);
+
+/// Returns the action STRATA_MISUSE's value names, or fallback when it names
+/// none (value may be nullptr, as getenv returns for an unset variable).
+[[nodiscard]] misuse_action parse_misuse_action(const char* value, misuse_action fallback) noexcept;
+
+/// Returns whether the default handler's print action prints the ordinal-th
+/// report it receives (counting from 1): the first 32, then powers of two.
+[[nodiscard]] bool misuse_report_is_printed(std::uint64_t ordinal) noexcept;
 
 /// Throws std::invalid_argument "strata::<resource>: <field> <problem>".
 [[noreturn, gnu::cold]] void throw_bad_option(std::string_view resource_name, std::string_view field,
