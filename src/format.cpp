@@ -81,6 +81,9 @@ details_view describe(const arena::details_type& d) {
   STRATA_FIELD(v.scalars, d, decays);
   STRATA_FIELD(v.scalars, d, remote_frees);
   STRATA_FIELD(v.scalars, d, threads_attached);
+  STRATA_FIELD(v.scalars, d, bytes_committed);
+  STRATA_FIELD(v.scalars, d, decommits);
+  STRATA_FIELD(v.scalars, d, bytes_decommitted);
   auto& classes = v.lists.emplace_back("classes", std::vector<field_list>{}).second;
   for (const auto& c : d.classes) {
     field_list& f = classes.emplace_back();

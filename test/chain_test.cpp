@@ -25,6 +25,7 @@
 #include <vector>
 
 #include <strata/page_resource.hpp>
+#include <strata/strata.hpp>
 #include <strata/tracking_resource.hpp>
 
 #include "fixtures.hpp"
@@ -236,3 +237,40 @@ BOOST_AUTO_TEST_CASE(json_export_of_no_chain_is_an_empty_array) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// Regression (issue 14): details() of every strata resource type reaches
+// format_chain and format_chain_json with {.details = true}, each link's under
+// its own fields, and neither output shows them without the option.
+BOOST_AUTO_TEST_CASE(details_of_every_resource_type_reach_both_formats) {
+  strata::page_resource pages;
+  strata::chunk_provider chunks{&pages};
+  strata::tracking_resource tracked{&chunks};
+  strata::monotonic_arena scratch{&tracked};
+  strata::slab slots{{.slot_size = 64}, &scratch};
+  void* p = slots.allocate(64, 8);
+  strata::arena heap{{.capacity = 1 << 20}, &pages};
+  strata::extendable_slab xslab{{.slot_size = 32}, &pages};
+  void* q = heap.allocate(100, 8);
+  void* r = xslab.allocate(32, 8);
+  // One distinctive field of each type's details_type, as the output names it.
+  const std::vector<std::pair<const std::pmr::memory_resource*, std::vector<std::string>>> chains = {
+      {&slots, {"stride", "chunks", "live_blocks", "cached_bytes", "page_size"}},
+      {&heap, {"largest_free_extent", "bytes_committed", "page_size"}},
+      {&xslab, {"segment_bytes", "page_size"}},
+  };
+  for (const auto& [top, fields] : chains) {
+    const std::string table = strata::format_chain(top, {.details = true});
+    const std::string json = strata::format_chain_json(top, {.details = true});
+    for (const std::string& field : fields) {
+      BOOST_TEST(table.find(field) != std::string::npos, field << " in the table");
+      BOOST_TEST(json.find("\"" + field + "\":") != std::string::npos, field << " in the JSON");
+      BOOST_TEST(strata::format_chain(top).find(field) == std::string::npos, field << " only on request");
+    }
+    BOOST_TEST(json.starts_with(R"({"version":2,"links":[)"));
+    BOOST_TEST(json.find("\"details\":null") == std::string::npos,
+               "every link is strata's: none without details");
+  }
+  xslab.deallocate(r, 32, 8);
+  heap.deallocate(q, 100, 8);
+  slots.deallocate(p, 64, 8);
+}
