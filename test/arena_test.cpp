@@ -1287,8 +1287,10 @@ BOOST_AUTO_TEST_CASE(soak_with_request_lifetimes_at_half_capacity_never_fails,
     BOOST_TEST_MESSAGE("  after trim: used " << trimmed << " live " << st.live_bytes.load() << " runs "
                                              << t.runs);
     // After trim, only runs holding live blocks stay: within 2 x the live
-    // bytes now plus 1 MiB (run tails and partly used runs).
-    BOOST_TEST(trimmed <= 2 * st.live_bytes.load() + 1 * mib, "phase " << i);
+    // bytes now plus 4 MiB (partly used runs: 18-26 of 64 KiB measured in the
+    // small phases, for 0.8-0.9 MiB live; the margin is for TSan and loaded
+    // machines, where frees still in flight keep a few more runs).
+    BOOST_TEST(trimmed <= 2 * st.live_bytes.load() + 4 * mib, "phase " << i);
     st.sync.arrive_and_wait();
   }
   st.sync.arrive_and_wait();
