@@ -21,10 +21,13 @@
 // The ASan runtime's declarations, weak; same signatures as in
 // <sanitizer/asan_interface.h>, which is not included so that the
 // declarations stay weak in sanitized builds too.
+// The ASan runtime's own names, reserved identifiers by design:
+// NOLINTBEGIN(bugprone-reserved-identifier)
 extern "C" {
 [[gnu::weak]] void __asan_poison_memory_region(void const volatile* address, std::size_t bytes);
 [[gnu::weak]] void __asan_unpoison_memory_region(void const volatile* address, std::size_t bytes);
 }
+// NOLINTEND(bugprone-reserved-identifier)
 
 namespace strata::detail {
 
