@@ -2,6 +2,7 @@
 #include <strata/allocate_unique.hpp>
 #include <strata/node_size.hpp>
 #include <strata/object_pool.hpp>
+#include <strata/thread_resource.hpp>
 
 // Concerns:
 //  1. allocate_unique constructs one T on the given resource and its pointer
@@ -13,6 +14,8 @@
 //  3. node_layout_of measures the node a container allocates: a slab sized by
 //     it serves every node of map, set, list, forward_list and unordered_map
 //     from its slots, and one byte less serves none.
+//  4. thread_resource_scope sets this thread's current resource, nests,
+//     restores on unwinding, and leaves other threads' alone.
 
 #include <cstdint>
 #include <forward_list>
@@ -187,4 +190,43 @@ BOOST_AUTO_TEST_CASE(node_layout_of_a_map_node_is_more_than_its_value) {
   BOOST_TEST(node.size > sizeof(value));  // the tree links and colour
   BOOST_TEST(node.alignment >= alignof(value));
   BOOST_TEST((strata::node_layout_of<std::vector<int>>().size == sizeof(int)));  // a one-element buffer
+}
+
+BOOST_AUTO_TEST_CASE(thread_resource_scopes_nest_and_restore) {
+  strata::tracking_resource outer{std::pmr::new_delete_resource()};
+  strata::tracking_resource inner{std::pmr::new_delete_resource()};
+  BOOST_TEST(strata::this_thread_resource() == std::pmr::get_default_resource());
+  {
+    strata::thread_resource_scope a{&outer};
+    BOOST_TEST(strata::this_thread_resource() == &outer);
+    try {
+      strata::thread_resource_scope b{&inner};
+      std::pmr::vector<int> v{strata::this_thread_resource()};
+      v.push_back(1);
+      BOOST_TEST(inner.live_blocks() == 1U);
+      throw std::runtime_error("unwind");
+    } catch (const std::runtime_error&) {
+    }
+    BOOST_TEST(strata::this_thread_resource() == &outer);  // restored by unwinding
+  }
+  BOOST_TEST(strata::this_thread_resource() == std::pmr::get_default_resource());
+  strata::testing::default_resource_guard none;  // outside every scope: the default as it is now
+  BOOST_TEST(strata::this_thread_resource() == std::pmr::null_memory_resource());
+}
+
+BOOST_AUTO_TEST_CASE(each_thread_has_its_own_thread_resource, *boost::unit_test::label("threaded")) {
+  strata::tracking_resource mine{std::pmr::new_delete_resource()};
+  strata::tracking_resource theirs{std::pmr::new_delete_resource()};
+  strata::thread_resource_scope use{&mine};
+  std::pmr::memory_resource* seen_there_before = nullptr;
+  std::pmr::memory_resource* seen_there_inside = nullptr;
+  std::thread other{[&] {
+    seen_there_before = strata::this_thread_resource();
+    strata::thread_resource_scope use_theirs{&theirs};
+    seen_there_inside = strata::this_thread_resource();
+  }};
+  other.join();
+  BOOST_TEST(seen_there_before == std::pmr::get_default_resource());  // not this thread's scope
+  BOOST_TEST(seen_there_inside == &theirs);
+  BOOST_TEST(strata::this_thread_resource() == &mine);  // the other thread's scope did not touch ours
 }

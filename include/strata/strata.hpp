@@ -19,5 +19,6 @@
 #include "resource.hpp"
 #include "slab.hpp"
 #include "stats.hpp"
+#include "thread_resource.hpp"
 #include "tracking_resource.hpp"
 #include "version.hpp"
