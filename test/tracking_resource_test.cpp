@@ -55,6 +55,17 @@ BOOST_AUTO_TEST_SUITE(tracking_resource)
 
 STRATA_CONFORMANCE_SUITE(tracking_factory)
 
+BOOST_AUTO_TEST_CASE(get_options_returns_what_it_was_made_with) {
+  strata::tracking_resource tracked{{.allocation_limit = 3, .fill_on_allocate = 0xAB, .release_leaks = false},
+                                    std::pmr::new_delete_resource()};
+  BOOST_TEST(tracked.get_options().allocation_limit == 3U);
+  BOOST_TEST(tracked.get_options().fill_on_allocate.value_or(0) == 0xAB);
+  BOOST_TEST(!tracked.get_options().fill_on_deallocate.has_value());
+  BOOST_TEST(!tracked.get_options().release_leaks);
+  tracked.set_allocation_limit(strata::tracking_resource::unlimited);  // re-arms; the options stay
+  BOOST_TEST(tracked.get_options().allocation_limit == 3U);
+}
+
 BOOST_AUTO_TEST_CASE(forwards_sizes_and_alignments_unchanged) {
   strata::test::counting_resource upstream;
   strata::tracking_resource tracked{&upstream};

@@ -116,6 +116,10 @@ class tracking_resource final : public resource {
 
   // ------------------------------------------------------------- observers
 
+  /// Returns the options it was made with (set_allocation_limit() re-arms the
+  /// limit without changing them). Named get_options, as on every strata
+  /// resource: options() would hide the nested type options.
+  [[nodiscard]] const options& get_options() const noexcept { return options_; }
   /// Returns true if p is the start of a live block from this resource.
   /// Complexity: O(log live blocks).
   [[nodiscard]] bool owns(const void* p) const;
