@@ -3,13 +3,16 @@
 
 Benchmarks are named <workload>/<shape>/<contender>[/real_time][/threads:N].
 Contender "floor" is the bare structure behind the same virtual call, names
-starting with "strata" are ours, and every other contender is a peer. Each
+starting with "strata" are ours, and every other contender is a peer. Ours
+are printed as their class (strata::arena, ...; see display()), while the
+raw names stay what bench/run, instruction_keys.txt and TARGETS match. Each
 ratio is computed per repetition (contenders interleaved in the same
 process run) and the median of those ratios is reported, so that machine
 noise common to one repetition cancels out.
 
-Benchmarks named hardening/<resource>/<workload>/{default,hardened} go to a
-"Hardening cost" table instead (ratio hardened/default per repetition).
+Benchmarks named hardening/<resource>/<workload>/<mode> go to a "Hardening
+cost" table instead: one row per mode other than "default" (hardened, or
+slab's unchecked), with the ratio mode/default per repetition.
 Runs given with --preloaded NAME=run.json come from a separate process in
 which NAME replaced malloc (LD_PRELOAD): their new_delete contender is shown
 as "NAME (LD_PRELOAD, via new_delete)" with its ratio against the floor of
@@ -32,6 +35,7 @@ import argparse
 import collections
 import datetime
 import json
+import math
 import os
 import re
 import statistics
@@ -39,6 +43,11 @@ import subprocess
 
 FLOOR = "floor"
 HARDENING = "hardening"
+# The modes bench/hardening_bench.cpp runs, and the options each one sets.
+HARDENING_MODES = {"default": "defaults", "hardened": "hardened = true",
+                   "unchecked": "detect_double_free = false"}
+# monotonic_arena has no hardened field: its checked mode is the owner-thread check.
+HARDENING_OPTION = {("monotonic_arena", "hardened"): "check_owner_thread = true"}
 # Counters the validation pass sets; shown in their own columns, not listed.
 VALIDATION_COUNTERS = {"checked", "misaligned", "mem_footprint", "mem_requested"}
 README_START = "<!-- bench:headline:start -->"
@@ -49,6 +58,30 @@ PHASE_SHIFT_END = "<!-- bench:phase_shift:end -->"
 
 def preloaded_name(name):
     return f"{name} (LD_PRELOAD, via new_delete)"
+
+
+# The strata class a contender named just "strata" measures, by workload (the
+# group name's first part). Rows keep their raw names: bench/run,
+# instruction_keys.txt and TARGETS match on those.
+STRATA_CLASS = {"chunk_pair": "strata::chunk_provider", "chunk_pair_threads": "strata::chunk_provider",
+                "per_request": "strata::monotonic_arena", "word_count": "strata::monotonic_arena",
+                "mixed": "strata::arena", "mixed_threads": "strata::arena", "producer_consumer": "strata::arena"}
+# strata contenders that are more than a class; any other strata_<class> is strata::<class>.
+STRATA_NAMES = {"strata_typed": "strata::allocator<T, monotonic_arena>",
+                "strata_slab_typed": "strata::allocator<T, slab>",
+                "strata_fresh_arena": "strata::monotonic_arena (new per request)"}
+
+
+def display(group_name, contender):
+    """How a contender is printed: a strata contender as its class, any other as named."""
+    if contender == "strata":
+        return STRATA_CLASS.get(group_name.split("/")[0], contender)
+    if contender in STRATA_NAMES:
+        return STRATA_NAMES[contender]
+    if contender.startswith("strata_"):
+        return "strata::" + contender[len("strata_"):]
+    return contender
+
 
 # DESIGN.md targets: (description, group, contender, comparator, limit).
 # comparator: "floor", "best_peer", a contender name, or "scaling" (group is
@@ -143,11 +176,11 @@ def load(paths, preloaded=()):
             repetition = b.get("repetition_index", 0)
             threads = [p for p in parts[3:] if p.startswith("threads:")]
             if parts[0] == HARDENING:
-                # hardening/<resource>/<workload>/{default,hardened}[/threads:N][/real_time]...
+                # hardening/<resource>/<workload>/<mode>[/threads:N][/real_time]...
                 named = [p for p in parts if not re.match(r"(threads|iterations|repeats|min_time):|real_time$", p)]
-                if len(named) < 4 or named[-1] not in ("default", "hardened"):
+                if len(named) < 4 or named[-1] not in HARDENING_MODES:
                     raise SystemExit(f"report.py: {b['run_name']} is not named "
-                                     "hardening/<resource>/<workload>/{default,hardened}")
+                                     f"hardening/<resource>/<workload>/{{{','.join(HARDENING_MODES)}}}")
                 if preload is None:
                     key = (named[1], "/".join(named[2:-1] + threads))
                     results.hardening.setdefault(key, {}).setdefault(named[-1], {})[repetition] = ns
@@ -289,43 +322,93 @@ def misaligned(results, group_name, contender):
 
 
 def hardening_rows(results):
-    """(resource, workload, default median, hardened median, median of per-repetition ratios, min, max)."""
+    """One row per resource, workload and mode other than default: (resource, workload, mode's options,
+    default median, mode's median, median of per-repetition ratios mode/default, min, max)."""
     rows = []
     for (resource, workload), variants in results.hardening.items():
-        default, hardened = variants.get("default", {}), variants.get("hardened", {})
-        common = sorted(set(default) & set(hardened))
-        ratios = [hardened[r] / default[r] for r in common]
-        rows.append((resource, workload, median(list(default.values())), median(list(hardened.values())),
-                     median(ratios), min(ratios) if ratios else None, max(ratios) if ratios else None))
+        default = variants.get("default", {})
+        for mode in HARDENING_MODES:
+            checked = variants.get(mode)
+            if mode == "default" or checked is None:
+                continue
+            ratios = [checked[r] / default[r] for r in sorted(set(default) & set(checked))]
+            rows.append((resource, workload, HARDENING_OPTION.get((resource, mode), HARDENING_MODES[mode]),
+                         median(list(default.values())), median(list(checked.values())), median(ratios),
+                         min(ratios) if ratios else None, max(ratios) if ratios else None))
     return rows
 
 
-def plot(group_name, group, plots_dir):
-    """Draws a horizontal bar chart of medians with gnuplot; returns the file name or None."""
-    if not plots_dir:
+def by_median(group):
+    """The group's contenders, fastest first: the order of its table and its plot."""
+    return sorted(group, key=lambda c: median(list(group[c].values())))
+
+
+def contender_label(results, group_name, contender):
+    """A contender's name in its group's table and plot: † from a preloaded process, ⚠ if misaligned."""
+    label = display(group_name, contender)
+    if contender in results.preloaded:
+        label += " †"
+    if misaligned(results, group_name, contender):
+        label += " ⚠ misaligned"
+    return label
+
+
+def plot_rows(results, group_name):
+    """(label, median ns) per contender in table order: the bars plot() draws."""
+    group = results.groups[group_name]
+    return [(contender_label(results, group_name, c), median(list(group[c].values()))) for c in by_median(group)]
+
+
+def wrap_name(name, width):
+    """A group name split after "/" into lines of at most width characters (longer parts stay whole)."""
+    lines = [""]
+    for part in re.findall(r"[^/]+/?", name):
+        if lines[-1] and len(lines[-1]) + len(part) > width:
+            lines.append("")
+        lines[-1] += part
+    return lines
+
+
+def gnuplot(script):
+    """Runs a gnuplot script; False if gnuplot is missing or fails (the report is written without the plot)."""
+    try:
+        subprocess.run(["gnuplot"], input=script, text=True, check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError):
+        return False
+    return True
+
+
+def plot(group_name, rows, plots_dir):
+    """Draws rows (label, median ns) as horizontal bars, in the order given from the top, with gnuplot;
+    returns the file name or None."""
+    if not plots_dir or not rows:
         return None
     name = group_name.replace("/", "_").replace(":", "") + ".png"
-    contenders = sorted(group, key=lambda c: median(list(group[c].values())))
-    data = "\n".join(f'"{c}" {median(list(group[c].values())):.3f}' for c in contenders)
-    script = f"""
-set terminal pngcairo size 640,{120 + 28 * len(contenders)} font ",10"
+    # The median printed at each bar's end is the table's, so the log-scale bar cannot mislead.
+    data = "\n".join(f'"{label}" {ns!r} "{fmt_time(ns)}"' for label, ns in rows)
+    # The title is centred on the canvas (a gnuplot title centres on the plot area, which
+    # long contender names push right and off the canvas), wrapped to fit.
+    title = "\\n".join(wrap_name(group_name, 60) + ["median per iteration, lower is better"])
+    title_lines = title.count("\\n") + 1
+    low = 10 ** math.floor(math.log10(min(ns for _, ns in rows)))
+    script = f"""$data << EOD
+{data}
+EOD
+set terminal pngcairo size 720,{130 + 28 * len(rows)} font ",10"
 set output "{os.path.join(plots_dir, name)}"
-set title "{group_name} (median, lower is better)" noenhanced
+set tmargin {2 + title_lines}
+set label 1 "{title}" at screen 0.5, screen 1 center offset 0,-1 front noenhanced
 set style fill solid 0.8
-set boxwidth 0.6
-set yrange [-0.5:{len(contenders) - 0.5}]
+set yrange [{len(rows) - 0.5}:-0.5]
+set xrange [{low!r}:{max(ns for _, ns in rows) * 4!r}]
 set xlabel "ns per iteration (log scale)"
 set logscale x
 set ytics noenhanced
 unset key
-plot $data using 2:0:(0):2:($0-0.3):($0+0.3):ytic(1) with boxxyerror
+plot $data using 2:0:({low!r}):2:($0-0.3):($0+0.3):ytic(1) with boxxyerror, \\
+     $data using 2:0:3 with labels left offset 0.5,0 noenhanced
 """
-    try:
-        subprocess.run(["gnuplot"], input="$data << EOD\n" + data + "\nEOD\n" + script, text=True,
-                       check=True, capture_output=True)
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return name
+    return name if gnuplot(script) else None
 
 
 def write(out, results, instructions, plots_dir, commands, phase_shift=None):
@@ -388,19 +471,23 @@ def write(out, results, instructions, plots_dir, commands, phase_shift=None):
     hardening = hardening_rows(results)
     if hardening:
         emit("## Hardening cost\n")
-        emit("Each resource with hardening off (`default`) and on (`hardened`) on the same workload, in the")
-        emit("same process run; the ratio is hardened / default per repetition, median (min–max).\n")
-        emit("| resource | workload | default median | hardened median | hardened / default |")
-        emit("|---|---|---|---|---|")
-        for resource, workload, default, hardened, r, low, high in hardening:
-            spread = f" ({low:.2f}–{high:.2f})" if low is not None and high is not None and low != high else ""
-            emit(f"| {resource} | {workload} | {fmt_time(default)} | {fmt_time(hardened)} | {fmt_ratio(r)}{spread} |")
+        emit("Each resource with a checked mode (`bench/hardening_bench.cpp`), with its default options and with")
+        emit("the mode's option set, on the same workload in the same process run; the ratio is mode / default")
+        emit("per repetition, median (min–max). `default` is the options' defaults with the checks forced off")
+        emit("(slab's default `detect_double_free = true` stays on: its `detect_double_free = false` row shows")
+        emit("what that check costs). docs/hardening.md says what each mode checks.\n")
+        emit("| resource | workload | default median | checked mode | its median | mode / default |")
+        emit("|---|---|---|---|---|---|")
+        for resource, workload, mode, default, checked, r, low, high in hardening:
+            spread = f" ({low:.2f}–{high:.2f})" if low is not None and f"{low:.2f}" != f"{high:.2f}" else ""
+            emit(f"| strata::{resource} | {workload} | {fmt_time(default)} | `{mode}` | {fmt_time(checked)} | "
+                 f"{fmt_ratio(r)}{spread} |")
         emit("")
     lines.extend(kept_notes(out))
     emit("## Results\n")
     for group_name, group in groups.items():
         emit(f"### {group_name}\n")
-        picture = plot(group_name, group, plots_dir)
+        picture = plot(group_name, plot_rows(results, group_name), plots_dir)
         if picture:
             emit(f"![{group_name}](bench/{picture})\n")
         peer = best_peer(group, results.preloaded)
@@ -414,15 +501,12 @@ def write(out, results, instructions, plots_dir, commands, phase_shift=None):
         emit(header)
         emit("|---" * (header.count("|") - 1) + "|")
         notes = []
-        for c in sorted(group, key=lambda c: median(list(group[c].values()))):
+        for c in by_median(group):
             values = list(group[c].values())
-            name = c
-            if c in results.preloaded:
-                name += " †"
+            name = contender_label(results, group_name, c)
             problem = misaligned(results, group_name, c)
             if problem:
-                name += " ⚠ misaligned"
-                notes.append(f"- ⚠ {c}: {problem}.")
+                notes.append(f"- ⚠ {display(group_name, c)}: {problem}.")
             other_process = c in results.preloaded
             row = (f"| {name} | {fmt_time(median(values))} | {fmt_time(min(values))}–{fmt_time(max(values))} | "
                    f"{fmt_ratio(floor_ratio(results, group_name, c))} | "
@@ -448,7 +532,7 @@ def write(out, results, instructions, plots_dir, commands, phase_shift=None):
             emit("")
             lines.extend(notes)
             for c, values in extra.items():
-                emit(f"- {c}: " + ", ".join(f"{k} = {v:.4g}" for k, v in sorted(values.items())))
+                emit(f"- {display(group_name, c)}: " + ", ".join(f"{k} = {v:.4g}" for k, v in sorted(values.items())))
         emit("")
     if phase_shift is not None:
         lines.extend(phase_shift_section(phase_shift, plots_dir))
@@ -569,12 +653,7 @@ set grid ytics
 {arrows}
 plot {", ".join(plots)}
 """
-    try:
-        subprocess.run(["gnuplot"], input="\n".join(blocks) + "\n" + script, text=True, check=True,
-                       capture_output=True)
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return name
+    return name if gnuplot("\n".join(blocks) + "\n" + script) else None
 
 
 def phase_shift_section(data, plots_dir):

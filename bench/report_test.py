@@ -62,6 +62,9 @@ class ReportTest(unittest.TestCase):
             if with_hardening:
                 rows += [bench("hardening/slab/pair_64B/default", 5 * scale, rep),
                          bench("hardening/slab/pair_64B/hardened", 6 * scale, rep),
+                         bench("hardening/slab/pair_64B/unchecked", 4 * scale, rep),
+                         bench("hardening/monotonic_arena/pair_64B/default", 3 * scale, rep),
+                         bench("hardening/monotonic_arena/pair_64B/hardened", 4 * scale, rep),
                          bench("hardening/arena/mixed_8-512B/default", 10 * scale, rep),
                          bench("hardening/arena/mixed_8-512B/hardened", [13, 12, 14][rep] * scale, rep),
                          bench("hardening/arena/pair/default/real_time/threads:2", 8 * scale, rep),
@@ -71,10 +74,16 @@ class ReportTest(unittest.TestCase):
     def test_hardening_table_when_present(self):
         text = self.report([self.main_run(True)])
         self.assertIn("## Hardening cost", text)
-        self.assertIn("| slab | pair_64B | 6.00 ns | 7.20 ns | 1.20 |", text)
+        self.assertIn("| strata::slab | pair_64B | 6.00 ns | `hardened = true` | 7.20 ns | 1.20 |", text)
+        # a third mode gets its own row against the same default
+        self.assertIn("| strata::slab | pair_64B | 6.00 ns | `detect_double_free = false` | 4.80 ns | 0.80 |", text)
         # ratios per repetition 1.3, 1.2, 1.4: median 1.30, spread shown
-        self.assertIn("| arena | mixed_8-512B | 12.00 ns | 16.80 ns | 1.30 (1.20–1.40) |", text)
-        self.assertIn("| arena | pair/threads:2 | 9.60 ns | 9.60 ns | 1.00 |", text)
+        self.assertIn("| strata::arena | mixed_8-512B | 12.00 ns | `hardened = true` | 16.80 ns | 1.30 (1.20–1.40) |",
+                      text)
+        self.assertIn("| strata::arena | pair/threads:2 | 9.60 ns | `hardened = true` | 9.60 ns | 1.00 |", text)
+        # monotonic_arena's checked mode is its owner-thread check, not a hardened field
+        self.assertIn("| strata::monotonic_arena | pair_64B | 3.60 ns | `check_owner_thread = true` | 4.80 ns | 1.33 |",
+                      text)
         self.assertNotIn("### hardening", text)  # not mistaken for a workload
 
     def test_hand_written_notes_survive_a_regeneration(self):
