@@ -266,7 +266,9 @@ def evaluate(results):
             verdict = "met" if measured >= limit else "**not met**"
         else:
             verdict = "met" if measured <= limit else "**not met**"
-        rows.append((description, measured, verdict, comparator, shown_measure(measured, comparator, limit, other)))
+        shown_other = display(group_name, other) if other else other
+        rows.append((description, measured, verdict, comparator, shown_measure(measured, comparator, limit,
+                                                                                shown_other)))
     return rows
 
 
@@ -282,6 +284,83 @@ def shown_measure(measured, comparator, limit, other=None):
     if comparator == "best_peer":
         return f"{measured:.{digits}f}× best peer ({other})"
     return f"{measured:.{digits}f}× {comparator}"
+
+
+# The one-glance table's workload families, in DESIGN.md's order: (family, group).
+WINNER_FAMILIES = [
+    ("fixed 64 B allocate+free pair", "slab_pair/64B"),
+    ("per request: 2,000 allocs of 16–256 B, then reset", "per_request/2000x16-256B"),
+    ("mixed 8–512 B, live set 10,000, 1 thread", "mixed/8-512B_live10000"),
+    ("the same, 2 threads each on its own objects", "mixed_threads/8-512B_live10000/threads:2"),
+    ("producer allocates, consumer frees", "producer_consumer/8-512B/threads:2"),
+    ("64 KiB chunk acquire+release", "chunk_pair/64KiB_align16"),
+    ("64 KiB chunk aligned to 64 KiB", "chunk_pair/64KiB_align64KiB"),
+    ("1 MiB chunk acquire+release", "chunk_pair/1MiB_align16"),
+    ("pmr containers on real text", "word_count/16KiB_text"),
+]
+
+
+def winners(results):
+    """Per family measured: (family, group, winner, best strata contender or None, best peer or None,
+    best strata / best peer). The best of each side is its fastest median; between them the per-repetition
+    ratio decides, like every ratio of the report, so the winner is never a contender its own row shows
+    slower. Floors are the yardstick, not contenders; a † or misaligned contender never wins."""
+    rows = []
+    for family, group_name in WINNER_FAMILIES:
+        group = results.groups.get(group_name)
+        if not group:
+            continue
+        excluded = list(results.preloaded) + [c for c in group if misaligned(results, group_name, c)]
+        peer = best_peer(group, excluded)
+        ours = next((c for c in by_median(group) if is_ours(c) and c not in excluded), None)
+        versus = ratio(group, ours, peer) if ours and peer else None
+        winner = ours if peer is None or (versus is not None and versus < 1) else peer
+        if winner is not None:
+            rows.append((family, group_name, winner, ours, peer, versus))
+    return rows
+
+
+def phase_shift_winner(rows):
+    """(winner, best strata row, best peer row) by peak footprint among the phase_shift contenders
+    that ran every phase to the end without a failed allocation, or None."""
+    complete = sorted((r for r in rows if r["status"] == "ok" and not r["failed"] and len(r["phases"]) == 4
+                       and r.get("peak")), key=lambda r: r["peak"])
+    if not complete:
+        return None
+    ours = [r for r in complete if r["label"].startswith("strata")]
+    peers = [r for r in complete if not r["label"].startswith("strata")]
+    return complete[0], ours[0] if ours else None, peers[0] if peers else None
+
+
+def winner_table(results, phase_shift=None):
+    """The "which resource wins" table, as lines; empty when no family was measured."""
+    rows = winners(results)
+    shift = phase_shift_winner(phase_shift_rows(phase_shift)) if phase_shift else None
+    if not rows and not shift:
+        return []
+    lines = ["## Which resource wins for which workload\n",
+             "For each workload family, from this run: the fastest strata resource and the fastest peer (by",
+             "median), and the winner between them, decided by the strata resource's ratio to that peer,",
+             "repetition by repetition (× best peer below 1: strata wins), so that it never contradicts its",
+             "ratios when two contenders are within the noise. Floors are the yardstick, not contenders; a †",
+             "(other process) or misaligned contender never wins. Typed and direct contenders",
+             "(`strata::allocator`, `*_typed`, `*_direct`) skip the virtual call the floor pays, so they can",
+             "beat it. Each workload has its section under Results.\n",
+             "| workload | winner | winner × floor | best strata resource | strata × floor | strata × best peer |",
+             "|---|---|---|---|---|---|"]
+    for family, group_name, winner, ours, peer, versus in rows:
+        strata = ("–", "–", "–") if ours is None else (
+            display(group_name, ours), fmt_ratio(floor_ratio(results, group_name, ours)), fmt_ratio(versus))
+        lines.append(f"| {family} (`{group_name}`) | {display(group_name, winner)} | "
+                     f"{fmt_ratio(floor_ratio(results, group_name, winner))} | {' | '.join(strata)} |")
+    if shift:
+        winner, ours, peer = shift
+        def live(r):
+            return f"{r['label']} ({r['peak'] / r['peak_live']:.2f}× live)"
+        lines.append("| footprint after a phase shift (phase_shift: peak footprint / peak live; no floor) | "
+                     f"{live(winner)} | – | {live(ours) if ours else '–'} | – | "
+                     f"{fmt_ratio(ours['peak'] / peer['peak']) if ours and peer else '–'} |")
+    return lines + [""]
 
 
 def floor_ratio(results, group_name, contender):
@@ -360,12 +439,17 @@ def plot_rows(results, group_name):
 
 
 def wrap_name(name, width):
-    """A group name split after "/" into lines of at most width characters (longer parts stay whole)."""
+    """A group name in lines of at most width characters, broken after a "/" where one fits, else
+    after "_" or "-", else anywhere."""
     lines = [""]
     for part in re.findall(r"[^/]+/?", name):
-        if lines[-1] and len(lines[-1]) + len(part) > width:
-            lines.append("")
-        lines[-1] += part
+        pieces = [part] if len(part) <= width else re.findall(r"[^_-]+[_-]?", part)
+        for piece in pieces:
+            for cut in range(0, len(piece), width):
+                chunk = piece[cut:cut + width]
+                if lines[-1] and len(lines[-1]) + len(chunk) > width:
+                    lines.append("")
+                lines[-1] += chunk
     return lines
 
 
@@ -462,6 +546,9 @@ def write(out, results, instructions, plots_dir, commands, phase_shift=None):
     emit(f"Machine: {context.get('num_cpus', '?')} CPUs at {context.get('mhz_per_cpu', '?')} MHz "
          f"(host `{context.get('host_name', '?')}`), measured {when}" + (f"; {load}" if load else "") + ".\n")
     emit("Reproduce:\n\n```sh\n" + "\n".join(commands) + "\n```\n")
+    # Before the targets: it answers what a reader comes for (which resource to pick for a
+    # workload); the targets table answers whether strata keeps DESIGN.md's contract.
+    lines.extend(winner_table(results, phase_shift))
     emit("## DESIGN.md targets\n")
     emit("| target | measured | verdict |")
     emit("|---|---|---|")
@@ -768,7 +855,7 @@ def headline(results):
         for description, measured, verdict, comparator, measure in rows:
             if not description.startswith(resource + ":"):
                 continue
-            lines.append(f"| {'`' + resource + '`' if first else ''} | {shown if first else ''} | "
+            lines.append(f"| {'`' + display(group_name, contender) + '`' if first else ''} | {shown if first else ''} | "
                          f"{description.split(': ', 1)[1]} | {measure} | {verdict} |")
             first = False
     lines.append(README_END)
