@@ -48,6 +48,8 @@ HARDENING_MODES = {"default": "defaults", "hardened": "hardened = true",
                    "unchecked": "detect_double_free = false"}
 # monotonic_arena has no hardened field: its checked mode is the owner-thread check.
 HARDENING_OPTION = {("monotonic_arena", "hardened"): "check_owner_thread = true"}
+# Every resource with a checked mode (docs/hardening.md): one the run lacks gets a "not measured" row.
+CHECKED_RESOURCES = ["slab", "extendable_slab", "arena", "chunk_provider", "monotonic_arena"]
 # Counters the validation pass sets; shown in their own columns, not listed.
 VALIDATION_COUNTERS = {"checked", "misaligned", "mem_footprint", "mem_requested"}
 README_START = "<!-- bench:headline:start -->"
@@ -414,7 +416,9 @@ def hardening_rows(results):
             rows.append((resource, workload, HARDENING_OPTION.get((resource, mode), HARDENING_MODES[mode]),
                          median(list(default.values())), median(list(checked.values())), median(ratios),
                          min(ratios) if ratios else None, max(ratios) if ratios else None))
-    return rows
+    # The run's order is shuffled by random interleaving: order by resource, then workload.
+    known = {r: i for i, r in enumerate(CHECKED_RESOURCES)}
+    return sorted(rows, key=lambda row: (known.get(row[0], len(known)), row[0], row[1]))
 
 
 def by_median(group):
@@ -569,6 +573,9 @@ def write(out, results, instructions, plots_dir, commands, phase_shift=None):
             spread = f" ({low:.2f}–{high:.2f})" if low is not None and f"{low:.2f}" != f"{high:.2f}" else ""
             emit(f"| strata::{resource} | {workload} | {fmt_time(default)} | `{mode}` | {fmt_time(checked)} | "
                  f"{fmt_ratio(r)}{spread} |")
+        for resource in CHECKED_RESOURCES:
+            if not any(row[0] == resource for row in hardening):
+                emit(f"| strata::{resource} | not measured | – | – | – | – |")
         emit("")
     lines.extend(kept_notes(out))
     emit("## Results\n")

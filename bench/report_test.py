@@ -94,6 +94,12 @@ class ReportTest(unittest.TestCase):
         self.assertIn("| strata::monotonic_arena | pair_64B | 3.60 ns | `check_owner_thread = true` | 4.80 ns | 1.33 |",
                       text)
         self.assertNotIn("### hardening", text)  # not mistaken for a workload
+        # a resource with a checked mode that the run lacks is not silently dropped
+        self.assertIn("| strata::chunk_provider | not measured | – | – | – | – |", text)
+        self.assertNotIn("| strata::slab | not measured", text)
+        # in CHECKED_RESOURCES order, whatever the run's (shuffled) order
+        self.assertLess(text.index("| strata::slab | pair_64B"), text.index("| strata::arena | mixed_8-512B"))
+        self.assertLess(text.index("| strata::arena | pair/threads:2"), text.index("| strata::monotonic_arena |"))
 
     def test_hand_written_notes_survive_a_regeneration(self):
         out = os.path.join(self.dir, "out.md")
