@@ -10,6 +10,11 @@ ratio is computed per repetition (contenders interleaved in the same
 process run) and the median of those ratios is reported, so that machine
 noise common to one repetition cancels out.
 
+Near the top, a "which resource wins" table names, per workload family
+(WINNER_FAMILIES, and phase_shift's footprint when given), the winner, the
+best strata resource and their ratios. Each group's plot draws exactly the
+medians of its table, in its order (plot_rows).
+
 Benchmarks named hardening/<resource>/<workload>/<mode> go to a "Hardening
 cost" table instead: one row per mode other than "default" (hardened, or
 slab's unchecked), with the ratio mode/default per repetition.
@@ -478,7 +483,7 @@ def plot(group_name, rows, plots_dir):
     # long contender names push right and off the canvas), wrapped to fit.
     title = "\\n".join(wrap_name(group_name, 60) + ["median per iteration, lower is better"])
     title_lines = title.count("\\n") + 1
-    low = 10 ** math.floor(math.log10(min(ns for _, ns in rows)))
+    low = 10 ** math.floor(math.log10(max(min(ns for _, ns in rows), 1e-3)))  # a decade below the fastest
     script = f"""$data << EOD
 {data}
 EOD
@@ -858,11 +863,12 @@ def headline(results):
         group = results.groups.get(group_name, {})
         values = list(group.get(contender, {}).values())
         shown = f"{group_name}: {fmt_time(median(values))}" if values else "not measured"
+        name = f"`{display(group_name, contender)}`"
         first = True
         for description, measured, verdict, comparator, measure in rows:
             if not description.startswith(resource + ":"):
                 continue
-            lines.append(f"| {'`' + display(group_name, contender) + '`' if first else ''} | {shown if first else ''} | "
+            lines.append(f"| {name if first else ''} | {shown if first else ''} | "
                          f"{description.split(': ', 1)[1]} | {measure} | {verdict} |")
             first = False
     lines.append(README_END)
