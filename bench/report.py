@@ -339,6 +339,11 @@ def phase_shift_winner(rows):
     return complete[0], ours[0] if ours else None, peers[0] if peers else None
 
 
+def peak_over_live(row):
+    """A phase_shift contender and its peak footprint over the peak live bytes."""
+    return f"{row['label']} ({row['peak'] / row['peak_live']:.2f}× live)"
+
+
 def winner_table(results, phase_shift=None):
     """The "which resource wins" table, as lines; empty when no family was measured."""
     rows = winners(results)
@@ -362,10 +367,8 @@ def winner_table(results, phase_shift=None):
                      f"{fmt_ratio(floor_ratio(results, group_name, winner))} | {' | '.join(strata)} |")
     if shift:
         winner, ours, peer = shift
-        def live(r):
-            return f"{r['label']} ({r['peak'] / r['peak_live']:.2f}× live)"
         lines.append("| footprint after a phase shift (phase_shift: peak footprint / peak live; no floor) | "
-                     f"{live(winner)} | – | {live(ours) if ours else '–'} | – | "
+                     f"{peak_over_live(winner)} | – | {peak_over_live(ours) if ours else '–'} | – | "
                      f"{fmt_ratio(ours['peak'] / peer['peak']) if ours and peer else '–'} |")
     return lines + [""]
 
