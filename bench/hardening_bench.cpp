@@ -1,17 +1,21 @@
 // SPDX-License-Identifier: MIT
-// What the hardening switch costs: each resource that frees single blocks,
-// with default options and with `hardened = true`, in the same run, on the
-// fixed 64 B allocate+touch+free pair and a batch of 1,000 blocks freed LIFO
-// (chunk_provider: the 64 KiB acquire+release pair). Names are
-// hardening/<resource>/<workload>/{default,hardened}, so the report can print
-// hardened / default per resource and workload. docs/hardening.md quotes it.
+// What the checks cost: each resource with a checked mode, with default
+// options and with that mode on, in the same run, on the fixed 64 B
+// allocate+touch+free pair and a batch of 1,000 blocks freed LIFO
+// (chunk_provider: the 64 KiB acquire+release pair). The checked mode is
+// `hardened = true`, except monotonic_arena's `check_owner_thread = true` (it
+// has no hardened field); slab also runs "unchecked", `detect_double_free =
+// false`, to show what its default double-free check costs. Names are
+// hardening/<resource>/<workload>/{default,hardened,unchecked}, so the report
+// can print mode / default per resource and workload; docs/hardening.md
+// points to that table in docs/benchmarks.md.
 //
 //   build-release/bench/hardening_bench --benchmark_repetitions=5
 //       --benchmark_enable_random_interleaving=true --benchmark_format=json > out.json
 //   python3 bench/report.py --out /tmp/report.md out.json
 //
-// "default" means the options' defaults with hardened forced off, so a build
-// with -Dhardening=true still measures both modes.
+// "default" means the options' defaults with the checked mode forced off, so a
+// build with -Dhardening=true still measures both modes.
 
 #include <benchmark/benchmark.h>
 
@@ -24,6 +28,7 @@
 #include <strata/arena.hpp>
 #include <strata/chunk_provider.hpp>
 #include <strata/extendable_slab.hpp>
+#include <strata/monotonic_arena.hpp>
 #include <strata/page_resource.hpp>
 #include <strata/slab.hpp>
 
@@ -78,20 +83,16 @@ strata::chunk_provider& chunks() {
   return provider;
 }
 
-const char* mode_name(bool hardened) {
-  return hardened ? "hardened" : "default";
-}
-
 // Registers body(state, resource) as hardening/<resource>/<workload>/<mode>
-// for both modes; make(hardened) builds a fresh resource inside the benchmark.
+// for each mode; make(mode) builds a fresh resource inside the benchmark.
 template <class Make, class Body>
-void register_both(const std::string& resource, const std::string& workload, Make make, Body body) {
-  for (bool hardened : {false, true}) {
-    strata::bench::add("hardening/" + resource + "/" + workload + "/" + mode_name(hardened),
-                       [=](benchmark::State& s) {
-                         auto r = make(hardened);
-                         body(s, opaque(r.get()));
-                       });
+void register_modes(const std::string& resource, const std::string& workload, Make make, Body body,
+                    std::vector<std::string> modes = {"default", "hardened"}) {
+  for (const std::string& mode : modes) {
+    strata::bench::add("hardening/" + resource + "/" + workload + "/" + mode, [=](benchmark::State& s) {
+      auto r = make(mode);
+      body(s, opaque(r.get()));
+    });
   }
 }
 
@@ -102,33 +103,44 @@ int main(int argc, char** argv) {
   const auto pair64 = [](benchmark::State& s, std::pmr::memory_resource* r) { pair_loop(s, r, block); };
   const auto lifo = [](benchmark::State& s, std::pmr::memory_resource* r) { batch_lifo_loop(s, r); };
 
-  const auto make_slab = [](bool hardened) {
-    return std::make_unique<strata::slab>(
-        strata::slab::options{
-            .slot_size = block, .slot_alignment = alignment, .capacity = 4096, .hardened = hardened},
-        &chunks());
+  const auto make_slab = [](const std::string& mode) {
+    return std::make_unique<strata::slab>(strata::slab::options{.slot_size = block,
+                                                                .slot_alignment = alignment,
+                                                                .capacity = 4096,
+                                                                .detect_double_free = mode != "unchecked",
+                                                                .hardened = mode == "hardened"},
+                                          &chunks());
   };
-  const auto make_extendable_slab = [](bool hardened) {
+  const auto make_extendable_slab = [](const std::string& mode) {
     return std::make_unique<strata::extendable_slab>(
-        strata::extendable_slab::options{.slot_size = block, .hardened = hardened}, &chunks());
+        strata::extendable_slab::options{.slot_size = block, .hardened = mode == "hardened"}, &chunks());
   };
-  const auto make_arena = [](bool hardened) {
-    return std::make_unique<strata::arena>(strata::arena::options{.capacity = 64 << 20, .hardened = hardened},
-                                           strata::system_pages());
+  const auto make_arena = [](const std::string& mode) {
+    return std::make_unique<strata::arena>(
+        strata::arena::options{.capacity = 64 << 20, .hardened = mode == "hardened"}, strata::system_pages());
   };
-  const auto make_chunk_provider = [](bool hardened) {
-    return std::make_unique<strata::chunk_provider>(strata::chunk_provider::options{.hardened = hardened},
+  const auto make_chunk_provider = [](const std::string& mode) {
+    return std::make_unique<strata::chunk_provider>(strata::chunk_provider::options{.hardened = mode == "hardened"},
                                                     strata::system_pages());
   };
+  // Every free here is of the latest block, so it rolls back and the arena
+  // never grows past its first chunk.
+  const auto make_monotonic_arena = [](const std::string& mode) {
+    return std::make_unique<strata::monotonic_arena>(
+        strata::monotonic_arena::options{.check_owner_thread = mode == "hardened"}, &chunks());
+  };
 
-  register_both("slab", "pair_64B", make_slab, pair64);
-  register_both("slab", "batch_64B_lifo", make_slab, lifo);
-  register_both("extendable_slab", "pair_64B", make_extendable_slab, pair64);
-  register_both("extendable_slab", "batch_64B_lifo", make_extendable_slab, lifo);
-  register_both("arena", "pair_64B", make_arena, pair64);
-  register_both("arena", "batch_64B_lifo", make_arena, lifo);
-  register_both("chunk_provider", "pair_64KiB", make_chunk_provider,
-                [](benchmark::State& s, std::pmr::memory_resource* r) { pair_loop(s, r, chunk); });
+  const std::vector<std::string> slab_modes = {"default", "hardened", "unchecked"};
+  register_modes("slab", "pair_64B", make_slab, pair64, slab_modes);
+  register_modes("slab", "batch_64B_lifo", make_slab, lifo, slab_modes);
+  register_modes("extendable_slab", "pair_64B", make_extendable_slab, pair64);
+  register_modes("extendable_slab", "batch_64B_lifo", make_extendable_slab, lifo);
+  register_modes("arena", "pair_64B", make_arena, pair64);
+  register_modes("arena", "batch_64B_lifo", make_arena, lifo);
+  register_modes("chunk_provider", "pair_64KiB", make_chunk_provider,
+                 [](benchmark::State& s, std::pmr::memory_resource* r) { pair_loop(s, r, chunk); });
+  register_modes("monotonic_arena", "pair_64B", make_monotonic_arena, pair64);
+  register_modes("monotonic_arena", "batch_64B_lifo", make_monotonic_arena, lifo);
 
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -3,13 +3,21 @@
 
 Benchmarks are named <workload>/<shape>/<contender>[/real_time][/threads:N].
 Contender "floor" is the bare structure behind the same virtual call, names
-starting with "strata" are ours, and every other contender is a peer. Each
+starting with "strata" are ours, and every other contender is a peer. Ours
+are printed as their class (strata::arena, ...; see display()), while the
+raw names stay what bench/run, instruction_keys.txt and TARGETS match. Each
 ratio is computed per repetition (contenders interleaved in the same
 process run) and the median of those ratios is reported, so that machine
 noise common to one repetition cancels out.
 
-Benchmarks named hardening/<resource>/<workload>/{default,hardened} go to a
-"Hardening cost" table instead (ratio hardened/default per repetition).
+Near the top, a "which resource wins" table names, per workload family
+(WINNER_FAMILIES, and phase_shift's footprint when given), the winner, the
+best strata resource and their ratios. Each group's plot draws exactly the
+medians of its table, in its order (plot_rows).
+
+Benchmarks named hardening/<resource>/<workload>/<mode> go to a "Hardening
+cost" table instead: one row per mode other than "default" (hardened, or
+slab's unchecked), with the ratio mode/default per repetition.
 Runs given with --preloaded NAME=run.json come from a separate process in
 which NAME replaced malloc (LD_PRELOAD): their new_delete contender is shown
 as "NAME (LD_PRELOAD, via new_delete)" with its ratio against the floor of
@@ -32,6 +40,7 @@ import argparse
 import collections
 import datetime
 import json
+import math
 import os
 import re
 import statistics
@@ -39,6 +48,13 @@ import subprocess
 
 FLOOR = "floor"
 HARDENING = "hardening"
+# The modes bench/hardening_bench.cpp runs, and the options each one sets.
+HARDENING_MODES = {"default": "defaults", "hardened": "hardened = true",
+                   "unchecked": "detect_double_free = false"}
+# monotonic_arena has no hardened field: its checked mode is the owner-thread check.
+HARDENING_OPTION = {("monotonic_arena", "hardened"): "check_owner_thread = true"}
+# Every resource with a checked mode (docs/hardening.md): one the run lacks gets a "not measured" row.
+CHECKED_RESOURCES = ["slab", "extendable_slab", "arena", "chunk_provider", "monotonic_arena"]
 # Counters the validation pass sets; shown in their own columns, not listed.
 VALIDATION_COUNTERS = {"checked", "misaligned", "mem_footprint", "mem_requested"}
 README_START = "<!-- bench:headline:start -->"
@@ -49,6 +65,30 @@ PHASE_SHIFT_END = "<!-- bench:phase_shift:end -->"
 
 def preloaded_name(name):
     return f"{name} (LD_PRELOAD, via new_delete)"
+
+
+# The strata class a contender named just "strata" measures, by workload (the
+# group name's first part). Rows keep their raw names: bench/run,
+# instruction_keys.txt and TARGETS match on those.
+STRATA_CLASS = {"chunk_pair": "strata::chunk_provider", "chunk_pair_threads": "strata::chunk_provider",
+                "per_request": "strata::monotonic_arena", "word_count": "strata::monotonic_arena",
+                "mixed": "strata::arena", "mixed_threads": "strata::arena", "producer_consumer": "strata::arena"}
+# strata contenders that are more than a class; any other strata_<class> is strata::<class>.
+STRATA_NAMES = {"strata_typed": "strata::allocator<T, monotonic_arena>",
+                "strata_slab_typed": "strata::allocator<T, slab>",
+                "strata_fresh_arena": "strata::monotonic_arena (new per request)"}
+
+
+def display(group_name, contender):
+    """How a contender is printed: a strata contender as its class, any other as named."""
+    if contender == "strata":
+        return STRATA_CLASS.get(group_name.split("/")[0], contender)
+    if contender in STRATA_NAMES:
+        return STRATA_NAMES[contender]
+    if contender.startswith("strata_"):
+        return "strata::" + contender[len("strata_"):]
+    return contender
+
 
 # DESIGN.md targets: (description, group, contender, comparator, limit).
 # comparator: "floor", "best_peer", a contender name, or "scaling" (group is
@@ -143,11 +183,11 @@ def load(paths, preloaded=()):
             repetition = b.get("repetition_index", 0)
             threads = [p for p in parts[3:] if p.startswith("threads:")]
             if parts[0] == HARDENING:
-                # hardening/<resource>/<workload>/{default,hardened}[/threads:N][/real_time]...
+                # hardening/<resource>/<workload>/<mode>[/threads:N][/real_time]...
                 named = [p for p in parts if not re.match(r"(threads|iterations|repeats|min_time):|real_time$", p)]
-                if len(named) < 4 or named[-1] not in ("default", "hardened"):
+                if len(named) < 4 or named[-1] not in HARDENING_MODES:
                     raise SystemExit(f"report.py: {b['run_name']} is not named "
-                                     "hardening/<resource>/<workload>/{default,hardened}")
+                                     f"hardening/<resource>/<workload>/{{{','.join(HARDENING_MODES)}}}")
                 if preload is None:
                     key = (named[1], "/".join(named[2:-1] + threads))
                     results.hardening.setdefault(key, {}).setdefault(named[-1], {})[repetition] = ns
@@ -233,7 +273,9 @@ def evaluate(results):
             verdict = "met" if measured >= limit else "**not met**"
         else:
             verdict = "met" if measured <= limit else "**not met**"
-        rows.append((description, measured, verdict, comparator, shown_measure(measured, comparator, limit, other)))
+        shown_other = display(group_name, other) if other else other
+        rows.append((description, measured, verdict, comparator, shown_measure(measured, comparator, limit,
+                                                                                shown_other)))
     return rows
 
 
@@ -249,6 +291,86 @@ def shown_measure(measured, comparator, limit, other=None):
     if comparator == "best_peer":
         return f"{measured:.{digits}f}× best peer ({other})"
     return f"{measured:.{digits}f}× {comparator}"
+
+
+# The one-glance table's workload families, in DESIGN.md's order: (family, group).
+WINNER_FAMILIES = [
+    ("fixed 64 B allocate+free pair", "slab_pair/64B"),
+    ("per request: 2,000 allocs of 16–256 B, then reset", "per_request/2000x16-256B"),
+    ("mixed 8–512 B, live set 10,000, 1 thread", "mixed/8-512B_live10000"),
+    ("the same, 2 threads each on its own objects", "mixed_threads/8-512B_live10000/threads:2"),
+    ("producer allocates, consumer frees", "producer_consumer/8-512B/threads:2"),
+    ("64 KiB chunk acquire+release", "chunk_pair/64KiB_align16"),
+    ("64 KiB chunk aligned to 64 KiB", "chunk_pair/64KiB_align64KiB"),
+    ("1 MiB chunk acquire+release", "chunk_pair/1MiB_align16"),
+    ("pmr containers on real text", "word_count/16KiB_text"),
+]
+
+
+def winners(results):
+    """Per family measured: (family, group, winner, best strata contender or None, best peer or None,
+    best strata / best peer). The best of each side is its fastest median; between them the per-repetition
+    ratio decides, like every ratio of the report, so the winner is never a contender its own row shows
+    slower. Floors are the yardstick, not contenders; a † or misaligned contender never wins."""
+    rows = []
+    for family, group_name in WINNER_FAMILIES:
+        group = results.groups.get(group_name)
+        if not group:
+            continue
+        excluded = list(results.preloaded) + [c for c in group if misaligned(results, group_name, c)]
+        peer = best_peer(group, excluded)
+        ours = next((c for c in by_median(group) if is_ours(c) and c not in excluded), None)
+        versus = ratio(group, ours, peer) if ours and peer else None
+        winner = ours if peer is None or (versus is not None and versus < 1) else peer
+        if winner is not None:
+            rows.append((family, group_name, winner, ours, peer, versus))
+    return rows
+
+
+def phase_shift_winner(rows):
+    """(winner, best strata row, best peer row) by peak footprint among the phase_shift contenders
+    that ran every phase to the end without a failed allocation, or None."""
+    complete = sorted((r for r in rows if r["status"] == "ok" and not r["failed"] and len(r["phases"]) == 4
+                       and r.get("peak")), key=lambda r: r["peak"])
+    if not complete:
+        return None
+    ours = [r for r in complete if r["label"].startswith("strata")]
+    peers = [r for r in complete if not r["label"].startswith("strata")]
+    return complete[0], ours[0] if ours else None, peers[0] if peers else None
+
+
+def peak_over_live(row):
+    """A phase_shift contender and its peak footprint over the peak live bytes."""
+    return f"{row['label']} ({row['peak'] / row['peak_live']:.2f}× live)"
+
+
+def winner_table(results, phase_shift=None):
+    """The "which resource wins" table, as lines; empty when no family was measured."""
+    rows = winners(results)
+    shift = phase_shift_winner(phase_shift_rows(phase_shift)) if phase_shift else None
+    if not rows and not shift:
+        return []
+    lines = ["## Which resource wins for which workload\n",
+             "For each workload family, from this run: the fastest strata resource and the fastest peer (by",
+             "median), and the winner between them, decided by the strata resource's ratio to that peer,",
+             "repetition by repetition (× best peer below 1: strata wins), so that it never contradicts its",
+             "ratios when two contenders are within the noise. Floors are the yardstick, not contenders; a †",
+             "(other process) or misaligned contender never wins. Typed and direct contenders",
+             "(`strata::allocator`, `*_typed`, `*_direct`) skip the virtual call the floor pays, so they can",
+             "beat it. Each workload has its section under Results.\n",
+             "| workload | winner | winner × floor | best strata resource | strata × floor | strata × best peer |",
+             "|---|---|---|---|---|---|"]
+    for family, group_name, winner, ours, peer, versus in rows:
+        strata = ("–", "–", "–") if ours is None else (
+            display(group_name, ours), fmt_ratio(floor_ratio(results, group_name, ours)), fmt_ratio(versus))
+        lines.append(f"| {family} (`{group_name}`) | {display(group_name, winner)} | "
+                     f"{fmt_ratio(floor_ratio(results, group_name, winner))} | {' | '.join(strata)} |")
+    if shift:
+        winner, ours, peer = shift
+        lines.append("| footprint after a phase shift (phase_shift: peak footprint / peak live; no floor) | "
+                     f"{peak_over_live(winner)} | – | {peak_over_live(ours) if ours else '–'} | – | "
+                     f"{fmt_ratio(ours['peak'] / peer['peak']) if ours and peer else '–'} |")
+    return lines + [""]
 
 
 def floor_ratio(results, group_name, contender):
@@ -289,43 +411,100 @@ def misaligned(results, group_name, contender):
 
 
 def hardening_rows(results):
-    """(resource, workload, default median, hardened median, median of per-repetition ratios, min, max)."""
+    """One row per resource, workload and mode other than default: (resource, workload, mode's options,
+    default median, mode's median, median of per-repetition ratios mode/default, min, max)."""
     rows = []
     for (resource, workload), variants in results.hardening.items():
-        default, hardened = variants.get("default", {}), variants.get("hardened", {})
-        common = sorted(set(default) & set(hardened))
-        ratios = [hardened[r] / default[r] for r in common]
-        rows.append((resource, workload, median(list(default.values())), median(list(hardened.values())),
-                     median(ratios), min(ratios) if ratios else None, max(ratios) if ratios else None))
-    return rows
+        default = variants.get("default", {})
+        for mode in HARDENING_MODES:
+            checked = variants.get(mode)
+            if mode == "default" or checked is None:
+                continue
+            ratios = [checked[r] / default[r] for r in sorted(set(default) & set(checked))]
+            rows.append((resource, workload, HARDENING_OPTION.get((resource, mode), HARDENING_MODES[mode]),
+                         median(list(default.values())), median(list(checked.values())), median(ratios),
+                         min(ratios) if ratios else None, max(ratios) if ratios else None))
+    # The run's order is shuffled by random interleaving: order by resource, then workload.
+    known = {r: i for i, r in enumerate(CHECKED_RESOURCES)}
+    return sorted(rows, key=lambda row: (known.get(row[0], len(known)), row[0], row[1]))
 
 
-def plot(group_name, group, plots_dir):
-    """Draws a horizontal bar chart of medians with gnuplot; returns the file name or None."""
-    if not plots_dir:
+def by_median(group):
+    """The group's contenders, fastest first: the order of its table and its plot."""
+    return sorted(group, key=lambda c: median(list(group[c].values())))
+
+
+def contender_label(results, group_name, contender):
+    """A contender's name in its group's table and plot: † from a preloaded process, ⚠ if misaligned."""
+    label = display(group_name, contender)
+    if contender in results.preloaded:
+        label += " †"
+    if misaligned(results, group_name, contender):
+        label += " ⚠ misaligned"
+    return label
+
+
+def plot_rows(results, group_name):
+    """(label, median ns) per contender in table order: the bars plot() draws."""
+    group = results.groups[group_name]
+    return [(contender_label(results, group_name, c), median(list(group[c].values()))) for c in by_median(group)]
+
+
+def wrap_name(name, width):
+    """A group name in lines of at most width characters, broken after a "/" where one fits, else
+    after "_" or "-", else anywhere."""
+    lines = [""]
+    for part in re.findall(r"[^/]+/?", name):
+        pieces = [part] if len(part) <= width else re.findall(r"[^_-]+[_-]?", part)
+        for piece in pieces:
+            for cut in range(0, len(piece), width):
+                chunk = piece[cut:cut + width]
+                if lines[-1] and len(lines[-1]) + len(chunk) > width:
+                    lines.append("")
+                lines[-1] += chunk
+    return lines
+
+
+def gnuplot(script):
+    """Runs a gnuplot script; False if gnuplot is missing or fails (the report is written without the plot)."""
+    try:
+        subprocess.run(["gnuplot"], input=script, text=True, check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError):
+        return False
+    return True
+
+
+def plot(group_name, rows, plots_dir):
+    """Draws rows (label, median ns) as horizontal bars, in the order given from the top, with gnuplot;
+    returns the file name or None."""
+    if not plots_dir or not rows:
         return None
     name = group_name.replace("/", "_").replace(":", "") + ".png"
-    contenders = sorted(group, key=lambda c: median(list(group[c].values())))
-    data = "\n".join(f'"{c}" {median(list(group[c].values())):.3f}' for c in contenders)
-    script = f"""
-set terminal pngcairo size 640,{120 + 28 * len(contenders)} font ",10"
+    # The median printed at each bar's end is the table's, so the log-scale bar cannot mislead.
+    data = "\n".join(f'"{label}" {ns!r} "{fmt_time(ns)}"' for label, ns in rows)
+    # The title is centred on the canvas (a gnuplot title centres on the plot area, which
+    # long contender names push right and off the canvas), wrapped to fit.
+    title = "\\n".join(wrap_name(group_name, 60) + ["median per iteration, lower is better"])
+    title_lines = title.count("\\n") + 1
+    low = 10 ** math.floor(math.log10(max(min(ns for _, ns in rows), 1e-3)))  # a decade below the fastest
+    script = f"""$data << EOD
+{data}
+EOD
+set terminal pngcairo size 720,{130 + 28 * len(rows)} font ",10"
 set output "{os.path.join(plots_dir, name)}"
-set title "{group_name} (median, lower is better)" noenhanced
+set tmargin {2 + title_lines}
+set label 1 "{title}" at screen 0.5, screen 1 center offset 0,-1 front noenhanced
 set style fill solid 0.8
-set boxwidth 0.6
-set yrange [-0.5:{len(contenders) - 0.5}]
+set yrange [{len(rows) - 0.5}:-0.5]
+set xrange [{low!r}:{max(ns for _, ns in rows) * 4!r}]
 set xlabel "ns per iteration (log scale)"
 set logscale x
 set ytics noenhanced
 unset key
-plot $data using 2:0:(0):2:($0-0.3):($0+0.3):ytic(1) with boxxyerror
+plot $data using 2:0:({low!r}):2:($0-0.3):($0+0.3):ytic(1) with boxxyerror, \\
+     $data using 2:0:3 with labels left offset 0.5,0 noenhanced
 """
-    try:
-        subprocess.run(["gnuplot"], input="$data << EOD\n" + data + "\nEOD\n" + script, text=True,
-                       check=True, capture_output=True)
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return name
+    return name if gnuplot(script) else None
 
 
 def write(out, results, instructions, plots_dir, commands, phase_shift=None):
@@ -379,6 +558,9 @@ def write(out, results, instructions, plots_dir, commands, phase_shift=None):
     emit(f"Machine: {context.get('num_cpus', '?')} CPUs at {context.get('mhz_per_cpu', '?')} MHz "
          f"(host `{context.get('host_name', '?')}`), measured {when}" + (f"; {load}" if load else "") + ".\n")
     emit("Reproduce:\n\n```sh\n" + "\n".join(commands) + "\n```\n")
+    # Before the targets: it answers what a reader comes for (which resource to pick for a
+    # workload); the targets table answers whether strata keeps DESIGN.md's contract.
+    lines.extend(winner_table(results, phase_shift))
     emit("## DESIGN.md targets\n")
     emit("| target | measured | verdict |")
     emit("|---|---|---|")
@@ -388,19 +570,26 @@ def write(out, results, instructions, plots_dir, commands, phase_shift=None):
     hardening = hardening_rows(results)
     if hardening:
         emit("## Hardening cost\n")
-        emit("Each resource with hardening off (`default`) and on (`hardened`) on the same workload, in the")
-        emit("same process run; the ratio is hardened / default per repetition, median (min–max).\n")
-        emit("| resource | workload | default median | hardened median | hardened / default |")
-        emit("|---|---|---|---|---|")
-        for resource, workload, default, hardened, r, low, high in hardening:
-            spread = f" ({low:.2f}–{high:.2f})" if low is not None and high is not None and low != high else ""
-            emit(f"| {resource} | {workload} | {fmt_time(default)} | {fmt_time(hardened)} | {fmt_ratio(r)}{spread} |")
+        emit("Each resource with a checked mode (`bench/hardening_bench.cpp`), with its default options and with")
+        emit("the mode's option set, on the same workload in the same process run; the ratio is mode / default")
+        emit("per repetition, median (min–max). `default` is the options' defaults with the checks forced off")
+        emit("(slab's default `detect_double_free = true` stays on: its `detect_double_free = false` row shows")
+        emit("what that check costs). docs/hardening.md says what each mode checks.\n")
+        emit("| resource | workload | default median | checked mode | its median | mode / default |")
+        emit("|---|---|---|---|---|---|")
+        for resource, workload, mode, default, checked, r, low, high in hardening:
+            spread = f" ({low:.2f}–{high:.2f})" if low is not None and f"{low:.2f}" != f"{high:.2f}" else ""
+            emit(f"| strata::{resource} | {workload} | {fmt_time(default)} | `{mode}` | {fmt_time(checked)} | "
+                 f"{fmt_ratio(r)}{spread} |")
+        for resource in CHECKED_RESOURCES:
+            if not any(row[0] == resource for row in hardening):
+                emit(f"| strata::{resource} | not measured | – | – | – | – |")
         emit("")
     lines.extend(kept_notes(out))
     emit("## Results\n")
     for group_name, group in groups.items():
         emit(f"### {group_name}\n")
-        picture = plot(group_name, group, plots_dir)
+        picture = plot(group_name, plot_rows(results, group_name), plots_dir)
         if picture:
             emit(f"![{group_name}](bench/{picture})\n")
         peer = best_peer(group, results.preloaded)
@@ -414,15 +603,12 @@ def write(out, results, instructions, plots_dir, commands, phase_shift=None):
         emit(header)
         emit("|---" * (header.count("|") - 1) + "|")
         notes = []
-        for c in sorted(group, key=lambda c: median(list(group[c].values()))):
+        for c in by_median(group):
             values = list(group[c].values())
-            name = c
-            if c in results.preloaded:
-                name += " †"
+            name = contender_label(results, group_name, c)
             problem = misaligned(results, group_name, c)
             if problem:
-                name += " ⚠ misaligned"
-                notes.append(f"- ⚠ {c}: {problem}.")
+                notes.append(f"- ⚠ {display(group_name, c)}: {problem}.")
             other_process = c in results.preloaded
             row = (f"| {name} | {fmt_time(median(values))} | {fmt_time(min(values))}–{fmt_time(max(values))} | "
                    f"{fmt_ratio(floor_ratio(results, group_name, c))} | "
@@ -448,7 +634,7 @@ def write(out, results, instructions, plots_dir, commands, phase_shift=None):
             emit("")
             lines.extend(notes)
             for c, values in extra.items():
-                emit(f"- {c}: " + ", ".join(f"{k} = {v:.4g}" for k, v in sorted(values.items())))
+                emit(f"- {display(group_name, c)}: " + ", ".join(f"{k} = {v:.4g}" for k, v in sorted(values.items())))
         emit("")
     if phase_shift is not None:
         lines.extend(phase_shift_section(phase_shift, plots_dir))
@@ -569,12 +755,7 @@ set grid ytics
 {arrows}
 plot {", ".join(plots)}
 """
-    try:
-        subprocess.run(["gnuplot"], input="\n".join(blocks) + "\n" + script, text=True, check=True,
-                       capture_output=True)
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return name
+    return name if gnuplot("\n".join(blocks) + "\n" + script) else None
 
 
 def phase_shift_section(data, plots_dir):
@@ -685,11 +866,12 @@ def headline(results):
         group = results.groups.get(group_name, {})
         values = list(group.get(contender, {}).values())
         shown = f"{group_name}: {fmt_time(median(values))}" if values else "not measured"
+        name = f"`{display(group_name, contender)}`"
         first = True
         for description, measured, verdict, comparator, measure in rows:
             if not description.startswith(resource + ":"):
                 continue
-            lines.append(f"| {'`' + resource + '`' if first else ''} | {shown if first else ''} | "
+            lines.append(f"| {name if first else ''} | {shown if first else ''} | "
                          f"{description.split(': ', 1)[1]} | {measure} | {verdict} |")
             first = False
     lines.append(README_END)
