@@ -123,6 +123,13 @@ void expect_kit_clean(bool check_identity) {
   if (check_identity) kit::expect_clean(kit::check_identity<Factory>());
 }
 
+// A primary that throws something other than std::bad_alloc.
+class throwing_resource final : public std::pmr::memory_resource {
+  void* do_allocate(std::size_t, std::size_t) override { throw std::runtime_error("not an exhaustion"); }
+  void do_deallocate(void*, std::size_t, std::size_t) override {}
+  bool do_is_equal(const memory_resource& o) const noexcept override { return this == &o; }
+};
+
 void use(void* p, std::size_t bytes) {
   if (bytes != 0) std::memset(p, 0xab, bytes);
 }
@@ -485,6 +492,15 @@ BOOST_AUTO_TEST_CASE(both_failing_throws_and_loses_nothing) {
   void* p = r.allocate(64, 8);  // usable again, on the fallback
   r.deallocate(p, 64, 8);
   BOOST_TEST(fallback.blocks_outstanding() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(an_exception_other_than_bad_alloc_passes_through_without_a_retry) {
+  throwing_resource primary;
+  strata::test::counting_resource fallback;
+  strata::fallback_resource r{&primary, &fallback};
+  BOOST_CHECK_THROW((void)r.allocate(64, 8), std::runtime_error);
+  BOOST_TEST(fallback.allocations() == 0u);
+  BOOST_TEST(r.details().fallbacks_taken == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(a_bad_alignment_throws_without_trying_the_fallback) {

@@ -22,6 +22,8 @@ namespace strata {
 /// Exception neutral: whatever the upstream throws passes through, and the
 /// charge for that request is given back first.
 ///
+/// Complexity: O(1) per call (a CAS on one atomic, then the upstream's call).
+///
 /// Thread safety: thread-safe; it calls its upstream concurrently, so the
 /// upstream must be thread-safe too when callers are on several threads.
 ///

@@ -34,8 +34,12 @@ namespace strata {
 /// upstream_resource() is the primary, so a chain walk follows the normal
 /// path; the fallback is in details() and in format_chain's details.
 ///
-/// Exception neutral: a primary exception other than std::bad_alloc, and
-/// whatever the fallback throws, pass through unchanged.
+/// Exhaustion: when both refuse, the fallback's exception reaches the caller
+/// and nothing is recorded. Exception neutral: a primary exception other
+/// than std::bad_alloc passes through without a retry.
+///
+/// Complexity: allocate O(1) plus the primary's call, and on refusal the
+/// fallback's call and a hash insert; deallocate O(1) expected.
 ///
 /// Thread safety: thread-safe when both resources are.
 ///

@@ -23,7 +23,10 @@ namespace strata {
 /// could go to, so a chain walk from here follows the general path down;
 /// the small resource is in details() and in format_chain's details.
 ///
-/// Exception neutral: whatever either resource throws passes through.
+/// Exhaustion: whatever the chosen resource throws passes through (exception
+/// neutral); the other is not tried (compose with fallback_resource for that).
+///
+/// Complexity: O(1) per call (two compares, then one resource's call).
 ///
 /// Thread safety: thread-safe when both resources are (its own state is
 /// relaxed atomic counters).
