@@ -262,6 +262,7 @@ BOOST_AUTO_TEST_CASE(concurrent_callers_never_exceed_the_limit, *boost::unit_tes
   std::atomic<std::uint64_t> refused{0};
   {
     std::vector<std::jthread> threads;
+    threads.reserve(4);
     for (int t = 0; t < 4; ++t) {
       threads.emplace_back([&] {
         std::vector<void*> live;
@@ -443,6 +444,7 @@ BOOST_AUTO_TEST_CASE(a_strata_primary_that_runs_out_hands_over_to_the_fallback) 
   strata::test::counting_resource fallback;
   strata::fallback_resource r{&quota, &fallback};
   std::vector<void*> blocks;
+  blocks.reserve(6);
   for (int i = 0; i < 6; ++i) blocks.push_back(r.allocate(256, 8));  // 4 fit the quota
   BOOST_TEST(quota.stats().allocations == 4u);
   BOOST_TEST(quota.stats().failed_allocations == 2u);
