@@ -9,10 +9,13 @@
 #include <vector>
 
 #include "strata/arena.hpp"
+#include "strata/byte_limit_resource.hpp"
 #include "strata/chunk_provider.hpp"
 #include "strata/extendable_slab.hpp"
+#include "strata/fallback_resource.hpp"
 #include "strata/monotonic_arena.hpp"
 #include "strata/page_resource.hpp"
+#include "strata/segregator.hpp"
 #include "strata/slab.hpp"
 #include "strata/tracking_resource.hpp"
 
@@ -204,6 +207,38 @@ details_view describe(const tracking_resource::details_type& d) {
   return v;
 }
 
+details_view describe(const byte_limit_resource::details_type& d) {
+  details_view v;
+  STRATA_FIELD(v.scalars, d, max_bytes);
+  STRATA_FIELD(v.scalars, d, bytes_charged);
+  STRATA_FIELD(v.scalars, d, limit_failures);
+  STRATA_FIELD(v.scalars, d, upstream_failures);
+  return v;
+}
+
+// The second link of a two-upstream resource appears here by address, since
+// the walk follows upstream_resource() only.
+details_view describe(const fallback_resource::details_type& d) {
+  details_view v;
+  put(v.scalars, "fallback", static_cast<const void*>(d.fallback));
+  STRATA_FIELD(v.scalars, d, primary_allocations);
+  STRATA_FIELD(v.scalars, d, fallback_allocations);
+  STRATA_FIELD(v.scalars, d, fallbacks_taken);
+  STRATA_FIELD(v.scalars, d, fallback_live_blocks);
+  STRATA_FIELD(v.scalars, d, fallback_live_bytes);
+  return v;
+}
+
+details_view describe(const segregator::details_type& d) {
+  details_view v;
+  put(v.scalars, "small_resource", static_cast<const void*>(d.small_resource));
+  STRATA_FIELD(v.scalars, d, threshold);
+  STRATA_FIELD(v.scalars, d, max_small_alignment);
+  STRATA_FIELD(v.scalars, d, small_allocations);
+  STRATA_FIELD(v.scalars, d, large_allocations);
+  return v;
+}
+
 #undef STRATA_FIELD
 
 // Returns link's details if it is one of strata's own resource types. The
@@ -224,7 +259,8 @@ std::optional<details_view> details_of(const strata::resource* link) {
     (void)(try_describe<arena>(link, out) || try_describe<chunk_provider>(link, out) ||
            try_describe<extendable_slab>(link, out) || try_describe<monotonic_arena>(link, out) ||
            try_describe<page_resource>(link, out) || try_describe<slab>(link, out) ||
-           try_describe<tracking_resource>(link, out));
+           try_describe<tracking_resource>(link, out) || try_describe<byte_limit_resource>(link, out) ||
+           try_describe<fallback_resource>(link, out) || try_describe<segregator>(link, out));
   }
   return out;
 }
