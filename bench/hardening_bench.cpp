@@ -120,8 +120,8 @@ int main(int argc, char** argv) {
         strata::arena::options{.capacity = 64 << 20, .hardened = mode == "hardened"}, strata::system_pages());
   };
   const auto make_chunk_provider = [](const std::string& mode) {
-    return std::make_unique<strata::chunk_provider>(strata::chunk_provider::options{.hardened = mode == "hardened"},
-                                                    strata::system_pages());
+    return std::make_unique<strata::chunk_provider>(
+        strata::chunk_provider::options{.hardened = mode == "hardened"}, strata::system_pages());
   };
   // Every free here is of the latest block, so it rolls back and the arena
   // never grows past its first chunk.

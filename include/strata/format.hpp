@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include "version.hpp"  // first: it stops a pre-C++20 build with a clear message
+
 #include <cstddef>
 #include <memory_resource>
 #include <string>
@@ -26,8 +28,9 @@ namespace strata {
 /// What format_chain and format_chain_json include beyond the counters.
 struct format_options {
   /// Adds each link's details(): for every strata resource type (arena,
-  /// chunk_provider, extendable_slab, monotonic_arena, page_resource, slab,
-  /// tracking_resource) its details_type, every field under its member name.
+  /// byte_limit_resource, chunk_provider, extendable_slab, fallback_resource,
+  /// monotonic_arena, page_resource, segregator, slab, tracking_resource) its
+  /// details_type, every field under its member name.
   /// A strata resource of another type (a user's own) has no details to show.
   bool details = false;
 };

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include "version.hpp"  // first: it stops a pre-C++20 build with a clear message
+
 #include <cstddef>
 #include <cstdint>
 
