@@ -22,6 +22,7 @@
 #include <vector>
 
 #include <strata/arena.hpp>
+#include <strata/literals.hpp>
 #include <strata/page_resource.hpp>
 
 namespace {
@@ -78,7 +79,8 @@ class mailbox {
 }  // namespace
 
 int main() {
-  strata::arena heap{{.capacity = 32 << 20}, strata::system_pages()};  // one mmap, up front
+  using namespace strata::literals;  // 1_MiB: a std::size_t, checked at compile time
+  strata::arena heap{{.capacity = 32_MiB}, strata::system_pages()};  // one mmap, up front
   constexpr int producers = 2, consumers = 2, per_producer = 5'000;
   mailbox box;
   std::atomic<long long> consumed_sum{0};

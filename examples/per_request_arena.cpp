@@ -15,6 +15,7 @@
 #include <vector>
 
 #include <strata/chunk_provider.hpp>
+#include <strata/literals.hpp>
 #include <strata/monotonic_arena.hpp>
 #include <strata/page_resource.hpp>
 
@@ -39,9 +40,10 @@ std::size_t handle_request(int id, std::pmr::memory_resource* scratch) {
 }  // namespace
 
 int main() {
+  using namespace strata::literals;  // 1_MiB: a std::size_t, checked at compile time
   // One provider for the process (thread-safe): 1 MiB chunks at most, and a
   // budget so a runaway request fails with allocation_failure, not the OOM killer.
-  strata::chunk_provider chunks{{.max_chunk_size = 1 << 20, .byte_budget = 64 << 20}, strata::system_pages()};
+  strata::chunk_provider chunks{{.max_chunk_size = 1_MiB, .byte_budget = 64_MiB}, strata::system_pages()};
 
   // Style 1: one long-lived arena per worker thread, reset after each request.
   // reset() keeps the largest chunk (retention keep_largest, the default) and

@@ -21,6 +21,7 @@
 
 #include <strata/chunk_provider.hpp>
 #include <strata/format.hpp>
+#include <strata/literals.hpp>
 #include <strata/monotonic_arena.hpp>
 #include <strata/page_resource.hpp>
 
@@ -41,7 +42,8 @@ std::size_t count(std::string_view text, std::string_view what) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  strata::chunk_provider chunks{{.max_chunk_size = 1 << 20}, strata::system_pages()};
+  using namespace strata::literals;  // 1_MiB: a std::size_t, checked at compile time
+  strata::chunk_provider chunks{{.max_chunk_size = 1_MiB}, strata::system_pages()};
   strata::monotonic_arena scratch{&chunks};
   const auto fill = [](std::pmr::vector<std::pmr::string>& lines) {
     for (int i = 0; i < 300; ++i) lines.emplace_back(40, 'x');

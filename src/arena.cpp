@@ -479,7 +479,7 @@ void* arena::allocate_slow(std::size_t bytes, std::size_t alignment) {
 
 [[gnu::always_inline]] inline std::uint32_t arena::run_of(const void* p, unsigned cls,
                                                           std::size_t* index) const noexcept {
-  if (!owns(p)) return no_run;
+  if (!contains(p)) return no_run;
   const std::size_t offset = reinterpret_cast<std::uintptr_t>(p) - base_;
   const std::size_t page = offset / detail::arena_page;
   const std::uint32_t r = extents_.head_of(page);
@@ -750,7 +750,7 @@ bool arena::large_deallocate(void* p, std::size_t bytes) noexcept {
 void arena::deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) noexcept {
   // First, as in allocate_slow, the classes outside the inline path's table,
   // into this thread's bin while it has room.
-  if (detail::is_power_of_two(alignment) && owns(p)) {
+  if (detail::is_power_of_two(alignment) && contains(p)) {
     const unsigned cls = detail::arena_class_for(bytes, alignment);
     const detail::arena_cache_slot& slot = detail::current_thread_cache<detail::arena_thread_cache>;
     if (cls != detail::arena_large && slot.owner_id == id_ &&
@@ -762,7 +762,7 @@ void arena::deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) n
     reject(misuse_kind::alignment_mismatch, p, bytes, alignment);
     return;
   }
-  if (!owns(p)) {
+  if (!contains(p)) {
     reject(misuse_kind::unknown_pointer, p, bytes, alignment);
     return;
   }

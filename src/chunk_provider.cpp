@@ -88,6 +88,12 @@ chunk_provider::chunk_provider(options opts, std::pmr::memory_resource* upstream
       std::bit_width(options_.max_chunk_size) > detail::chunk_max_class + 1) {
     bad("max_chunk_size", "must be a power of two from min_chunk_size to 2^47");
   }
+  // A budget below one chunk fails every allocation; it is almost always an
+  // overflowed int expression (`4 << 30` is 0), so it is refused by name.
+  if (options_.byte_budget < options_.min_chunk_size) {
+    bad("byte_budget", "is below min_chunk_size, so every allocation would fail (an int overflow such as "
+                       "4 << 30? write 4_GiB from <strata/literals.hpp>)");
+  }
   if (!(options_.budget_warning_fraction > 0.0 && options_.budget_warning_fraction <= 1.0)) {
     bad("budget_warning_fraction", "must be in (0, 1]");
   }

@@ -534,6 +534,24 @@ BOOST_AUTO_TEST_CASE(hardened_mode_uses_all_of_a_run_carved_from_a_free_extent) 
   BOOST_TEST(heap.stats().misuse_detected == 0u);
 }
 
+// Issue 17: the region test is contains(), as on slab; owns() stays one
+// release as a deprecated alias and must keep answering the same.
+BOOST_AUTO_TEST_CASE(contains_answers_for_the_region_and_the_old_owns_agrees) {
+  strata::arena heap{{.capacity = 1 * mib}, strata::system_pages()};
+  void* p = heap.allocate(48, 16);
+  int outside = 0;
+  BOOST_TEST(heap.contains(p));
+  BOOST_TEST(heap.contains(static_cast<std::byte*>(p) + 47));
+  BOOST_TEST(!heap.contains(&outside));
+  BOOST_TEST(!heap.contains(nullptr));
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  BOOST_TEST(heap.owns(p));
+  BOOST_TEST(!heap.owns(&outside));
+#pragma GCC diagnostic pop
+  heap.deallocate(p, 48, 16);
+}
+
 BOOST_AUTO_TEST_CASE(several_arenas_live_at_once_in_one_thread) {
   std::vector<std::unique_ptr<strata::arena>> heaps;
   for (int i = 0; i < 3; ++i) {
@@ -544,7 +562,7 @@ BOOST_AUTO_TEST_CASE(several_arenas_live_at_once_in_one_thread) {
   for (int round = 0; round < 3000; ++round) {
     const int h = round % 3;  // alternate, so the thread's most recent cache keeps changing
     void* p = heaps[h]->allocate(32 + 16 * static_cast<std::size_t>(h), 8);
-    BOOST_REQUIRE(heaps[h]->owns(p));
+    BOOST_REQUIRE(heaps[h]->contains(p));
     live.emplace_back(h, p);
     if (round % 4 == 3) {
       auto [g, q] = live[live.size() / 2];

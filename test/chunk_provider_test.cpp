@@ -495,6 +495,23 @@ BOOST_AUTO_TEST_CASE(invalid_options_name_the_field) {
   BOOST_CHECK_THROW(strata::chunk_provider(nullptr), std::invalid_argument);
 }
 
+// Issue 17: `.byte_budget = 4 << 30` is an int expression that wraps to 0, and
+// a budget below one chunk used to be accepted and fail every allocation.
+BOOST_AUTO_TEST_CASE(a_budget_below_one_chunk_is_refused_by_name) {
+  const auto message = [](strata::chunk_provider::options o) {
+    try {
+      strata::chunk_provider p{std::move(o), std::pmr::new_delete_resource()};
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  BOOST_TEST(message({.byte_budget = 0}).find("byte_budget") != std::string::npos);  // 4 << 30 in int
+  BOOST_TEST(message({.min_chunk_size = 8192, .byte_budget = 8191}).find("byte_budget") != std::string::npos);
+  BOOST_TEST(message({.min_chunk_size = 8192, .byte_budget = 8192}) == "accepted");
+  BOOST_TEST(message({}) == "accepted");
+}
+
 BOOST_AUTO_TEST_CASE(chunks_freed_on_other_threads_are_never_handed_out_twice,
                      *boost::unit_test::label("threaded")) {
   strata::tracking_resource upstream{strata::system_pages()};  // would catch a double handout upstream

@@ -16,7 +16,7 @@
 //    and lowers bytes_in_use by the size passed every time.
 // 6. reset() keeps chunks per each retention policy; adaptive ignores one
 //    huge request; release() returns everything and the arena stays usable.
-// 7. mark()/rewind() and nested arena_scopes free what came after the mark
+// 7. mark()/rewind() and nested rewind_scopes free what came after the mark
 //    and reuse the chunks without upstream calls.
 // 8. The initial buffer is used first, again after reset(), and never
 //    returned upstream.
@@ -42,6 +42,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include <strata/chunk_provider.hpp>
@@ -796,25 +797,42 @@ BOOST_AUTO_TEST_CASE(rewind_frees_what_came_after_the_mark_and_keeps_its_chunks)
   BOOST_TEST(arena.details().spare_chunks == 1u);
   BOOST_TEST(bytes_of(arena.allocate(100, 8)) == b);
   for (int round = 0; round < 10; ++round) {  // a scratch loop: the spare serves every round
-    strata::arena_scope scope{arena};
+    strata::rewind_scope scope{arena};
     static_cast<void>(arena.allocate(6000, 8));
   }
   BOOST_TEST(upstream.allocations() == 2u);
   BOOST_TEST(arena.stats().misuse_detected == 0u);
 }
 
-BOOST_AUTO_TEST_CASE(arena_scopes_nest_and_each_rewinds_to_its_own_mark) {
+// Issue 17: arena_scope is now rewind_scope; the old name stays one release
+// as a deprecated alias of the same type.
+BOOST_AUTO_TEST_CASE(the_old_arena_scope_name_is_the_same_rewind_scope) {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  static_assert(std::is_same_v<strata::arena_scope, strata::rewind_scope>);
+  strata::monotonic_arena arena{{.first_chunk_size = 1024}, std::pmr::new_delete_resource()};
+  static_cast<void>(arena.allocate(100, 8));
+  {
+    strata::arena_scope scope{arena};
+    static_cast<void>(arena.allocate(300, 8));
+    BOOST_TEST(arena.stats().bytes_in_use == 400u);
+  }
+#pragma GCC diagnostic pop
+  BOOST_TEST(arena.stats().bytes_in_use == 100u);
+}
+
+BOOST_AUTO_TEST_CASE(rewind_scopes_nest_and_each_rewinds_to_its_own_mark) {
   strata::test::counting_resource upstream;
   strata::monotonic_arena arena{{.first_chunk_size = 1024}, &upstream};
   static_cast<void>(arena.allocate(200, 8));  // the scopes start inside the first chunk
   std::byte* outer_first = nullptr;
   std::byte* inner_first = nullptr;
   {
-    strata::arena_scope outer{arena};
+    strata::rewind_scope outer{arena};
     BOOST_TEST(&outer.arena() == &arena);
     outer_first = bytes_of(arena.allocate(200, 8));
     {
-      strata::arena_scope inner{arena};
+      strata::rewind_scope inner{arena};
       inner_first = bytes_of(arena.allocate(200, 8));
       for (int i = 0; i < 50; ++i) static_cast<void>(arena.allocate(200, 8));  // several chunks
     }

@@ -316,9 +316,14 @@ class arena final : public resource {
     const unsigned cls = detail::arena_class_for(bytes, alignment);
     return cls == detail::arena_large ? 0 : detail::arena_class_size(cls);
   }
-  /// Returns whether p lies inside the region.
-  [[nodiscard]] bool owns(const void* p) const noexcept {
+  /// Returns whether p lies inside the region (as slab::contains; the name
+  /// owns() means "the start of a live block", as in tracking_resource).
+  [[nodiscard]] bool contains(const void* p) const noexcept {
     return reinterpret_cast<std::uintptr_t>(p) - base_ < capacity_;
+  }
+  /// The old name of contains(), kept for one release (0.2).
+  [[nodiscard, deprecated("arena::owns() is now arena::contains()")]] bool owns(const void* p) const noexcept {
+    return contains(p);
   }
   /// Returns capacity, per-class, run, extent, large-path and remote-free
   /// figures (a snapshot). Complexity: O(classes x attached threads + free extents).
@@ -555,7 +560,7 @@ inline void* arena::do_allocate(std::size_t bytes, std::size_t alignment) {
 inline void arena::do_deallocate(void* p, std::size_t bytes, std::size_t alignment) {
   detail::arena_cache_slot& slot = detail::current_thread_cache<detail::arena_thread_cache>;
   if (bytes <= detail::arena_table_max && detail::arena_small_alignment(alignment) && slot.owner_id == id_ &&
-      owns(p)) [[likely]] {
+      contains(p)) [[likely]] {
     const unsigned cls = detail::arena_small_class_table[(bytes + 15) >> 4];
     if (detail::arena_push(*slot.cache, cls, p, bytes)) [[likely]]
       return;

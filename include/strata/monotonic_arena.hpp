@@ -318,17 +318,17 @@ class monotonic_arena final : public resource {
 /// Requires: the arena outlives the scope, and containers using the scratch
 /// memory are destroyed first (declare them after the scope object).
 ///
-///     strata::arena_scope scope{arena};
+///     strata::rewind_scope scope{arena};
 ///     std::pmr::vector<int> tmp{&arena};   // freed at scope exit
-class arena_scope {
+class rewind_scope {
  public:
   /// Takes a marker of arena.
-  explicit arena_scope(monotonic_arena& arena) noexcept : arena_(arena), marker_(arena.mark()) {}
+  explicit rewind_scope(monotonic_arena& arena) noexcept : arena_(arena), marker_(arena.mark()) {}
   /// Rewinds the arena to the marker.
-  ~arena_scope() { arena_.rewind(marker_); }
+  ~rewind_scope() { arena_.rewind(marker_); }
   // A scope rewinds exactly once: no copy, no move.
-  arena_scope(const arena_scope&) = delete;
-  arena_scope& operator=(const arena_scope&) = delete;
+  rewind_scope(const rewind_scope&) = delete;
+  rewind_scope& operator=(const rewind_scope&) = delete;
 
   /// Returns the arena this scope rewinds.
   [[nodiscard]] monotonic_arena& arena() const noexcept { return arena_; }
@@ -337,6 +337,11 @@ class arena_scope {
   monotonic_arena& arena_;
   monotonic_arena::marker marker_;
 };
+
+/// The old name of rewind_scope, kept for one release (0.2): "arena" named
+/// three things (arena, monotonic_arena and this scope, which only takes a
+/// monotonic_arena).
+using arena_scope [[deprecated("strata::arena_scope is now strata::rewind_scope")]] = rewind_scope;
 
 // ------------------------------------------------------------- fast paths
 

@@ -115,8 +115,8 @@ struct target {
     std::size_t large = 0;
     std::size_t large_bytes = 0;
     for (const strata::fuzz::block& b : live.blocks()) {
-      if (!r.owns(b.pointer)) fail("arena: a block lies outside the region");
-      if (b.bytes != 0 && !r.owns(b.pointer + b.bytes - 1)) fail("arena: a block runs past the region");
+      if (!r.contains(b.pointer)) fail("arena: a block lies outside the region");
+      if (b.bytes != 0 && !r.contains(b.pointer + b.bytes - 1)) fail("arena: a block runs past the region");
       if (strata::arena::block_size_for(b.bytes, b.alignment) == 0) {
         ++large;
         large_bytes += b.bytes;
