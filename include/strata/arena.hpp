@@ -53,6 +53,14 @@ inline constexpr unsigned arena_large = arena_class_count;  // "class" of the la
   return low < arena_page ? low : arena_page;
 }
 
+/// Every class's block size, as a table: one load where the arithmetic above
+/// would take a dozen instructions and a branch on a fast path.
+inline constexpr auto arena_class_sizes = [] {
+  std::array<std::uint32_t, arena_class_count> table{};
+  for (unsigned c = 0; c < arena_class_count; ++c) table[c] = static_cast<std::uint32_t>(arena_class_size(c));
+  return table;
+}();
+
 /// Returns the smallest class whose blocks hold bytes, by arithmetic.
 /// Requires: bytes <= arena_max_small.
 [[nodiscard]] constexpr unsigned arena_size_class_computed(std::size_t bytes) noexcept {
@@ -164,6 +172,9 @@ using arena_cache_slot = thread_cache_slot<arena_thread_cache>;  // the fast pat
 
 /// Pops a block of class cls from the calling thread's own cache and counts
 /// it, or returns nullptr if the bin is empty. No lock, no atomic RMW.
+/// Poisoning false: the caller saw memory_tool_absent(), so the pop makes no
+/// call (the inline fast path); true: it unpoisons the block (slow paths).
+template <bool Poisoning = true>
 [[gnu::always_inline]] inline void* arena_pop(arena_thread_cache& cache, unsigned cls,
                                               std::size_t bytes) noexcept {
   arena_bin& bin = cache.bins[cls];
@@ -171,7 +182,7 @@ using arena_cache_slot = thread_cache_slot<arena_thread_cache>;  // the fast pat
   if (p == nullptr) [[unlikely]]
     return nullptr;
   // The whole block was poisoned while free, its link word included.
-  unpoison_memory(p, arena_class_size(cls));
+  if constexpr (Poisoning) unpoison_memory(p, arena_class_sizes[cls]);
   bin.head = *static_cast<void**>(p);
   bin.count.store(bin.count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
   cache.on_allocate(bytes);
@@ -180,6 +191,8 @@ using arena_cache_slot = thread_cache_slot<arena_thread_cache>;  // the fast pat
 
 /// Pushes p onto the calling thread's bin of class cls and counts it, or
 /// returns false (nothing changed) if the bin holds its limit already.
+/// Poisoning: as for arena_pop.
+template <bool Poisoning = true>
 [[gnu::always_inline]] inline bool arena_push(arena_thread_cache& cache, unsigned cls, void* p,
                                               std::size_t bytes) noexcept {
   arena_bin& bin = cache.bins[cls];
@@ -187,7 +200,7 @@ using arena_cache_slot = thread_cache_slot<arena_thread_cache>;  // the fast pat
   if (count >= bin.limit.load(std::memory_order_relaxed)) [[unlikely]]
     return false;
   *static_cast<void**>(p) = bin.head;
-  poison_memory(p, arena_class_size(cls));
+  if constexpr (Poisoning) poison_memory(p, arena_class_sizes[cls]);
   bin.head = p;
   bin.count.store(count + 1, std::memory_order_relaxed);
   cache.on_deallocate(bytes);
@@ -322,7 +335,8 @@ class arena final : public resource {
     return reinterpret_cast<std::uintptr_t>(p) - base_ < capacity_;
   }
   /// The old name of contains(), kept for one release (0.2).
-  [[nodiscard, deprecated("arena::owns() is now arena::contains()")]] bool owns(const void* p) const noexcept {
+  [[nodiscard, deprecated("arena::owns() is now arena::contains()")]] bool owns(
+      const void* p) const noexcept {
     return contains(p);
   }
   /// Returns capacity, per-class, run, extent, large-path and remote-free
@@ -542,13 +556,16 @@ class arena final : public resource {
 // handle an empty or full bin, another arena's or no cache, the large path,
 // hardened mode and misuse.
 
-// Pops a block from this thread's bin: no lock, no atomic read-modify-write.
+// Pops a block from this thread's bin: no lock, no atomic read-modify-write,
+// and no call but the tail call to the slow path, so no register is saved.
+// Under a memory tool (or before its presence is known) every call is slow,
+// where the same pop also unpoisons.
 inline void* arena::do_allocate(std::size_t bytes, std::size_t alignment) {
   detail::arena_cache_slot& slot = detail::current_thread_cache<detail::arena_thread_cache>;
-  if (bytes <= detail::arena_table_max && detail::arena_small_alignment(alignment) && slot.owner_id == id_)
-      [[likely]] {
-    if (void* p = detail::arena_pop(*slot.cache, detail::arena_small_class_table[(bytes + 15) >> 4], bytes))
-        [[likely]] {
+  if (bytes <= detail::arena_table_max && detail::arena_small_alignment(alignment) && slot.owner_id == id_ &&
+      detail::memory_tool_absent()) [[likely]] {
+    if (void* p = detail::arena_pop<false>(*slot.cache, detail::arena_small_class_table[(bytes + 15) >> 4],
+                                           bytes)) [[likely]] {
       return p;
     }
   }
@@ -556,13 +573,14 @@ inline void* arena::do_allocate(std::size_t bytes, std::size_t alignment) {
 }
 
 // Pushes a block onto this thread's bin while it has room, whichever thread
-// allocated it: the bin hands batches back to their runs when full.
+// allocated it: the bin hands batches back to their runs when full. As
+// do_allocate, it poisons only on the slow path.
 inline void arena::do_deallocate(void* p, std::size_t bytes, std::size_t alignment) {
   detail::arena_cache_slot& slot = detail::current_thread_cache<detail::arena_thread_cache>;
   if (bytes <= detail::arena_table_max && detail::arena_small_alignment(alignment) && slot.owner_id == id_ &&
-      contains(p)) [[likely]] {
+      contains(p) && detail::memory_tool_absent()) [[likely]] {
     const unsigned cls = detail::arena_small_class_table[(bytes + 15) >> 4];
-    if (detail::arena_push(*slot.cache, cls, p, bytes)) [[likely]]
+    if (detail::arena_push<false>(*slot.cache, cls, p, bytes)) [[likely]]
       return;
   }
   deallocate_slow(p, bytes, alignment);

@@ -49,6 +49,14 @@ extern std::atomic<memory_tool_state> memory_tool;
 void poison_memory_slow(const void* address, std::size_t bytes) noexcept;
 void unpoison_memory_slow(const void* address, std::size_t bytes) noexcept;
 
+/// Whether no tool is present (known absent: `unknown` answers false). A fast
+/// path that would otherwise poison can test this first and leave the
+/// poisoning, and the first decision, to its slow path: then it makes no
+/// call, so it needs no saved registers.
+[[nodiscard]] inline bool memory_tool_absent() noexcept {
+  return memory_tool.load(std::memory_order_relaxed) == memory_tool_state::absent;
+}
+
 inline void poison_memory(const void* address, std::size_t bytes) noexcept {
   if (memory_tool.load(std::memory_order_relaxed) != memory_tool_state::absent) [[unlikely]]
     poison_memory_slow(address, bytes);
