@@ -37,6 +37,7 @@
 #include <algorithm>
 #include <memory>
 #include <new>
+#include <utility>
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -117,6 +118,12 @@ arena::arena(options opts, std::pmr::memory_resource* upstream)
     constexpr std::size_t most = std::size_t{1} << 24;
     const std::size_t batch = std::clamp<std::size_t>(options_.refill_bytes / size, 1, most);
     batch_[cls] = static_cast<std::uint32_t>(batch);
+    // Up to four batches wait in the transfer cache, within
+    // cache_bytes_per_class; none for one-block batches (classes above half
+    // of refill_bytes), which go straight to their runs.
+    transfer_limit_[cls] = batch < 2 ? 0
+                                     : static_cast<std::uint32_t>(std::clamp<std::size_t>(
+                                           options_.cache_bytes_per_class / (batch * size), 1, 4));
     // At least two batches, so a bin that hands one back still has one;
     // but one block of a class above half of cache_bytes_per_class: a bin of
     // such blocks would hold (and pin their runs) far beyond its byte budget.
@@ -239,20 +246,41 @@ void arena::decay_now() noexcept {
     std::lock_guard lock(registry().mutex());
     request_flush_all(false);
   }
-  static_cast<void>(return_spares());
+  return_spares();
   if (options_.decommit) decommit_free(true);
 }
 
-std::size_t arena::return_spares() noexcept {
+void arena::return_spares() noexcept {
   for (unsigned cls = 0; cls < detail::arena_class_count; ++cls) {
     central_pool& pool = pools_[cls];
+    void* batches = nullptr;
+    {
+      std::lock_guard lock(pool.mutex);
+      batches = std::exchange(pool.batches, nullptr);
+      pool.batch_count = 0;
+    }
+    // First the batches: their runs may empty, and become the spare returned next.
+    while (batches != nullptr) {
+      void* next = link_get(batches, 1);
+      late_refusals_.fetch_add(give_blocks(cls, block_list{batches, batch_[cls]}), std::memory_order_relaxed);
+      batches = next;
+    }
     std::lock_guard lock(pool.mutex);
     if (pool.spare == no_run) continue;
     const std::uint32_t r = pool.spare;
     pool.spare = no_run;
     return_run(cls, r);
   }
-  return 0;
+}
+
+bool arena::put_batch(unsigned cls, void* head) noexcept {
+  central_pool& pool = pools_[cls];
+  std::lock_guard lock(pool.mutex);
+  if (pool.batch_count >= transfer_limit_[cls]) return false;
+  link_set(head, 1, pool.batches);
+  pool.batches = head;
+  ++pool.batch_count;
+  return true;
 }
 
 void arena::commit_span(std::size_t first, std::size_t pages) noexcept {
@@ -304,7 +332,7 @@ void arena::decommit_free(bool idle_only) noexcept {
 
 void arena::reclaim() noexcept {
   if (detail::arena_thread_cache* mine = registry().find(id_)) flush_cache(*mine, true);
-  static_cast<void>(return_spares());
+  return_spares();
   std::lock_guard lock(registry().mutex());
   request_flush_all(true);
 }
@@ -325,7 +353,7 @@ std::size_t arena::trim() noexcept {
     mine->trims_served = mine->trim_requests.load();
     flush_cache(*mine, true);
   }
-  static_cast<void>(return_spares());
+  return_spares();
   if (options_.decommit) decommit_free(false);
   if (decay_.due()) decays_.fetch_add(1, std::memory_order_relaxed);  // this period's decay is done
   return static_cast<std::size_t>(returned() - before);
@@ -356,6 +384,8 @@ void arena::release() noexcept {
     pool.spare = no_run;
     pool.runs = 0;
     pool.free_blocks = 0;
+    pool.batches = nullptr;
+    pool.batch_count = 0;
   }
   {
     std::lock_guard lock(region_mutex_);
@@ -591,6 +621,14 @@ void arena::take_from_run(unsigned cls, std::uint32_t r, std::size_t want, block
 std::size_t arena::take_blocks_once(unsigned cls, std::size_t want, block_list& out) {
   central_pool& pool = pools_[cls];
   std::lock_guard lock(pool.mutex);
+  if (pool.batches != nullptr && want == batch_[cls] && out.count == 0) {
+    // A whole batch from the transfer cache: O(1), whatever its runs.
+    out.head = pool.batches;
+    out.count = want;
+    pool.batches = link_get(out.head, 1);
+    --pool.batch_count;
+    return want;
+  }
   while (out.count < want) {
     std::uint32_t r = pool.partial;
     if (r == no_run) {
@@ -807,7 +845,9 @@ void arena::deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) n
     bin.head = link_get(last, 0);
     link_set(last, 0, nullptr);
     count -= batch;
-    late_refusals_.fetch_add(give_blocks(cls, block_list{p, batch}), std::memory_order_relaxed);
+    if (!put_batch(cls, p)) {
+      late_refusals_.fetch_add(give_blocks(cls, block_list{p, batch}), std::memory_order_relaxed);
+    }
   }
   bin.count.store(count, std::memory_order_relaxed);
   cache->on_deallocate(bytes);
@@ -950,6 +990,7 @@ arena::details_type arena::details() const {
     c.runs = pools_[cls].runs;
     c.central_blocks = pools_[cls].free_blocks;
     c.central_bytes = c.central_blocks * c.block_size;
+    c.transfer_blocks = std::size_t{pools_[cls].batch_count} * batch_[cls];
     d.runs += c.runs;
     if (pools_[cls].spare != no_run) ++d.empty_runs_kept;
   }

@@ -95,6 +95,7 @@ details_view describe(const arena::details_type& d) {
     STRATA_FIELD(f, c, central_blocks);
     STRATA_FIELD(f, c, central_bytes);
     STRATA_FIELD(f, c, cached_blocks);
+    STRATA_FIELD(f, c, transfer_blocks);
   }
   return v;
 }

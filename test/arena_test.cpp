@@ -753,6 +753,41 @@ BOOST_AUTO_TEST_CASE(frees_on_another_thread_are_remote_and_come_back_in_batches
   for (void* p : again) heap.deallocate(p, 64, 8);
 }
 
+// Issue 15: a consumer's full bin hands whole batches to the class's
+// transfer cache, and the producer's next refill takes one whole (O(1)),
+// instead of every block going through its run both ways. The cache is
+// bounded, and trim() (as decay and exhaustion) empties it into the runs.
+BOOST_AUTO_TEST_CASE(full_bins_hand_whole_batches_to_the_next_refill, *boost::unit_test::label("threaded")) {
+  // 64 B blocks (class 3): batches of 16, bins of 64, at most 4 batches in transfer.
+  strata::arena heap{{.capacity = 8 * mib, .refill_bytes = 1 * kib, .cache_bytes_per_class = 4 * kib},
+                     strata::system_pages()};
+  std::vector<void*> blocks;
+  for (int i = 0; i < 200; ++i) blocks.push_back(heap.allocate(64, 8));
+  std::thread([&] {
+    for (void* p : blocks) heap.deallocate(p, 64, 8);  // every free is cross-thread
+  }).join();
+  auto d = heap.details();
+  BOOST_TEST(d.classes[3].transfer_blocks ==
+             4u * 16u);  // the first four batches; the rest went to their runs
+  BOOST_TEST(d.classes[3].cached_blocks == 13u * 16u - 200u);  // this thread's: 13 refills of 16
+  // This thread's bin has what is left of its last refill; then it refills from the transfer cache.
+  const std::size_t left_in_bin = d.classes[3].cached_blocks;
+  std::vector<void*> again;
+  for (std::size_t i = 0; i < left_in_bin + 1; ++i) again.push_back(heap.allocate(64, 8));
+  d = heap.details();
+  BOOST_TEST(d.classes[3].transfer_blocks == 3u * 16u);
+  BOOST_TEST((std::find(blocks.begin(), blocks.end(), again.back()) != blocks.end()));
+  for (void* p : again) heap.deallocate(p, 64, 8);
+  BOOST_TEST(heap.stats().bytes_in_use == 0u);
+  BOOST_TEST(heap.stats().allocations == heap.stats().deallocations);
+  static_cast<void>(heap.trim());
+  d = heap.details();
+  BOOST_TEST(d.classes[3].transfer_blocks == 0u);
+  BOOST_TEST(d.classes[3].cached_blocks == 0u);
+  BOOST_TEST(d.classes[3].runs == 0u);  // every run emptied and went back to the region
+  BOOST_TEST(heap.stats().misuse_detected == 0u);
+}
+
 BOOST_AUTO_TEST_CASE(four_threads_with_cross_thread_frees_never_share_a_live_block,
                      *boost::unit_test::label("threaded")) {
   strata::tracking_resource upstream{strata::system_pages()};

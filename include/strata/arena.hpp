@@ -281,6 +281,9 @@ class arena final : public resource {
     std::size_t central_blocks;  ///< free blocks in its runs (never-carved ones included)
     std::size_t central_bytes;
     std::size_t cached_blocks;  ///< free blocks in thread caches
+    /// Free blocks in whole batches between thread caches (the transfer
+    /// cache: a full bin's batch waits there for the next refill).
+    std::size_t transfer_blocks;
   };
 
   struct details_type {
@@ -422,8 +425,12 @@ class arena final : public resource {
   // span took since the previous decay, which then starts a new period. Holds region_mutex_ across madvise,
   // so no page is handed out while the kernel drops it.
   void decommit_free(bool idle_only) noexcept;
-  // Returns every class's spare run; the bytes returned.
-  std::size_t return_spares() noexcept;
+  // Hands every class's transfer-cache batches back to their runs, then
+  // returns every class's spare run.
+  void return_spares() noexcept;
+  // Keeps a full bin's batch (head: batch_[cls] blocks ending in nullptr) in
+  // the class's transfer cache; false (nothing changed) if it is full.
+  bool put_batch(unsigned cls, void* head) noexcept;
   // After a failed request: hands this thread's cache back, returns the
   // spares and asks the other threads to flush.
   void reclaim() noexcept;
@@ -481,6 +488,15 @@ class arena final : public resource {
     std::uint32_t spare = no_run;    // an empty run kept for the next refill (decays)
     std::size_t runs = 0;            // runs of the class, the spare included
     std::size_t free_blocks = 0;     // free blocks in them (listed + never carved)
+    // The transfer cache: whole batches a full bin handed back, kept for the
+    // next refill of any thread, so blocks freed by one thread and allocated
+    // by another move in O(1) per batch instead of block by block through
+    // their runs. Each batch is batch_[cls] blocks linked through word 0 and
+    // ending in nullptr; the batches are linked through each head's word 1.
+    // At most transfer_limit_[cls] batches; all go to their runs at decay,
+    // trim() and exhaustion (return_spares).
+    void* batches = nullptr;
+    std::uint32_t batch_count = 0;
   };
   // One per page; meaningful at a span's first page. tag says what the span
   // is (read lock-free: 0 nothing, cls + 1 a run of cls, large_tag a large
@@ -508,6 +524,8 @@ class arena final : public resource {
   // Per class: blocks a refill takes, and blocks a bin holds before handing a batch back.
   std::array<std::uint32_t, detail::arena_class_count> batch_{};
   std::array<std::uint32_t, detail::arena_class_count> bin_limit_{};
+  // Per class: batches the transfer cache holds (0: none, for one-block batches).
+  std::array<std::uint32_t, detail::arena_class_count> transfer_limit_{};
   // Per class: pages of a run, and the blocks in it.
   std::array<std::uint32_t, detail::arena_class_count> run_pages_{};
   std::array<std::uint32_t, detail::arena_class_count> run_blocks_{};
