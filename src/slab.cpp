@@ -93,10 +93,16 @@ void slab::init(std::byte* first_slot) {
   // irrelevant here, so an application sees the same checks whatever either
   // was compiled with (docs/reliability.md).
   checked_ = options_.hardened;
-  fast_slot_size_ = checked_ ? 0 : options_.slot_size + 1;  // slot_size < stride <= SIZE_MAX: no wrap
+  // The fast paths never poison: under a memory tool (decided once per
+  // process, so every slab agrees) every call goes to the slow paths, which
+  // do the fast paths' work and the poisoning. Without one, the fast paths
+  // pay nothing for it, not even a test.
+  poisoning_ = !checked_ && detail::memory_tool_present();
+  const bool slow_only = checked_ || poisoning_;
+  fast_slot_size_ = slow_only ? 0 : options_.slot_size + 1;  // slot_size < stride <= SIZE_MAX: no wrap
   alignment_reject_ = ~(options_.slot_alignment - 1);
   begin_address_ = reinterpret_cast<std::uintptr_t>(begin_);
-  fast_span_ = checked_ ? 0 : static_cast<std::size_t>(end_ - begin_);
+  fast_span_ = slow_only ? 0 : static_cast<std::size_t>(end_ - begin_);
   if (options_.hardened) codec_ = detail::link_codec{detail::make_link_secret(this)};
   slot_count_ = options_.capacity;
   shift_ = std::countr_zero(stride_);
@@ -127,12 +133,28 @@ void* slab::allocate_slow(std::size_t bytes, std::size_t alignment) {
     ++forwarded_too_large_;
     return forward(bytes, alignment);
   }
-  // Only checked mode reaches here with a free slot; the fast path found none otherwise.
+  // Only checked mode and a memory tool reach here with a free slot; the fast
+  // path found none otherwise.
   if (checked_) {
     if (void* p = pop_checked()) {
       detail::slot_bits{live_words_.get()}.set(index_of(p));
       note_allocate(bytes);
       STRATA_ASSERT(invariants_hold(), "slab accounting drifted");
+      return p;
+    }
+  } else if (poisoning_) {  // the fast path's pop or carve, and the unpoisoning it leaves out
+    void* p = head_;
+    if (p != nullptr) {
+      detail::unpoison_memory(p, stride_);  // the whole slot, link word included
+      head_ = *static_cast<void**>(p);
+    } else if (fresh_ != end_) {
+      p = fresh_;
+      fresh_ += stride_;
+      detail::unpoison_memory(p, stride_);
+    }
+    if (p != nullptr) {
+      mark_live(p);
+      note_allocate(bytes);
       return p;
     }
   }
@@ -201,8 +223,14 @@ void* slab::forward(std::size_t bytes, std::size_t alignment) {
 // ------------------------------------------------------------ deallocation
 
 void slab::deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) noexcept {
+  // Under a memory tool every call comes here: the fast path's push, then the
+  // poisoning it leaves out (link word too: it is unpoisoned before a pop reads it).
+  if (poisoning_ && contains(p) && push_if_handed_out(p, bytes)) {
+    detail::poison_memory(p, stride_);
+    return;
+  }
   // A region pointer comes here in checked mode, or when detect_double_free's
-  // fast-path test refused it; without either the fast path takes them all.
+  // test refused it; without either the fast path takes them all.
   if (contains(p)) {
     const auto* b = static_cast<const std::byte*>(p);
     if (b >= fresh_ || static_cast<std::size_t>(b - begin_) % stride_ != 0) {

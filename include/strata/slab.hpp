@@ -178,6 +178,24 @@ class slab final : public resource {
     }
   }
 
+  // Pushes p, a pointer into the region, unless detect_double_free proves it
+  // is not a handed-out slot (slot_index covers region and boundary in one
+  // compare); returns whether it did. The bit is cleared, so a second free of
+  // the slot is refused. No poisoning: the caller does it where a tool is present.
+  bool push_if_handed_out(void* p, std::size_t bytes) noexcept {
+    if (live_ != nullptr) {
+      const std::size_t i = slot_index(p);
+      const std::uint64_t bit = std::uint64_t{1} << (i % 64);
+      if (i >= slot_count_ || (live_[i / 64] & bit) == 0) [[unlikely]]
+        return false;
+      live_[i / 64] &= ~bit;
+    }
+    *static_cast<void**>(p) = head_;
+    head_ = p;
+    note_deallocate(bytes);
+    return true;
+  }
+
   // Serves what the fast path does not: checked mode, forwarding, exhaustion,
   // bad alignment. Leaves the free list valid (cut off if it was corrupt).
   STRATA_SLOW_PATH void* allocate_slow(std::size_t bytes, std::size_t alignment);
@@ -202,10 +220,11 @@ class slab final : public resource {
   // these (and stride_ when carving).
   void* head_ = nullptr;  // free list (links encoded when checked_ && hardened)
   std::size_t fast_slot_size_ =
-      0;  // slot_size + 1, or 0 in checked mode: the fast path serves bytes below it
+      0;  // slot_size + 1, or 0 in checked mode or under a memory tool: the fast path serves bytes below it
   std::size_t alignment_reject_ = 0;  // ~(slot_alignment - 1): bits a served alignment's mask must not have
   std::uintptr_t begin_address_ = 0;  // begin_ as an integer, for the fast path's one-compare region test
-  std::size_t fast_span_ = 0;         // end_ - begin_, or 0 in checked mode: the fast path frees below it
+  std::size_t fast_span_ =
+      0;  // end_ - begin_, or 0 in checked mode or under a memory tool: the fast path frees below it
   // detect_double_free (not hardened): the handed-out bits, tested and
   // flipped by the fast paths; nullptr when the option is off or in checked
   // mode (whose slow path uses the same bits through live_words_).
@@ -228,10 +247,11 @@ class slab final : public resource {
   std::size_t stride_ = 0;        // bytes per slot, a multiple of slot_alignment
   std::size_t region_bytes_ = 0;  // bytes taken from upstream for the region (0: caller's buffer)
   std::size_t region_alignment_ = 0;
-  std::byte* region_ = nullptr;                  // what the upstream returned (nullptr: caller's buffer)
-  std::byte* begin_ = nullptr;                   // first slot
-  std::size_t free_count_ = 0;                   // length of the free list (kept in checked mode only)
-  bool checked_ = false;                         // every call goes through the slow path (hardened)
+  std::byte* region_ = nullptr;  // what the upstream returned (nullptr: caller's buffer)
+  std::byte* begin_ = nullptr;   // first slot
+  std::size_t free_count_ = 0;   // length of the free list (kept in checked mode only)
+  bool checked_ = false;         // every call goes through the slow path (hardened)
+  bool poisoning_ = false;  // not checked_, but a memory tool is present: every call goes slow, which poisons
   detail::link_codec codec_;                     // identity when not hardened
   std::unique_ptr<std::uint64_t[]> live_words_;  // one "handed out" bit per slot, unless unchecked
   std::uint64_t forwarded_allocations_ = 0;
@@ -258,11 +278,11 @@ class slab final : public resource {
 // mask is all ones). Everything else goes to allocate_slow(), which throws
 // for a bad alignment and forwards a larger one.
 inline void* slab::do_allocate(std::size_t bytes, std::size_t alignment) {
-  // fast_slot_size_ is 0 in checked mode, so checked mode needs no test here.
+  // fast_slot_size_ is 0 in checked mode and under a memory tool, so neither
+  // needs a test here (nor does this path poison: see init()).
   if (bytes < fast_slot_size_ && ((alignment | alignment_reject_) & (alignment - 1)) == 0) [[likely]] {
     void* p = head_;
     if (p != nullptr) [[likely]] {
-      detail::unpoison_memory(p, stride_);  // the whole slot, link word included
       head_ = *static_cast<void**>(p);
       mark_live(p);
       note_allocate(bytes);
@@ -271,7 +291,6 @@ inline void* slab::do_allocate(std::size_t bytes, std::size_t alignment) {
     if (fresh_ != end_) {
       p = fresh_;
       fresh_ += stride_;
-      detail::unpoison_memory(p, stride_);
       mark_live(p);
       note_allocate(bytes);
       return p;
@@ -288,21 +307,9 @@ inline void* slab::do_allocate(std::size_t bytes, std::size_t alignment) {
 // free of the slot goes slow and is refused there. What decides this is the
 // options stored in the object, never a macro, so every TU agrees.
 inline void slab::do_deallocate(void* p, std::size_t bytes, std::size_t alignment) {
-  // fast_span_ is 0 in checked mode, so checked mode needs no test here.
-  if (reinterpret_cast<std::uintptr_t>(p) - begin_address_ < fast_span_) [[likely]] {
-    if (live_ != nullptr) {
-      const std::size_t i = slot_index(p);
-      const std::uint64_t bit = std::uint64_t{1} << (i % 64);
-      if (i >= slot_count_ || (live_[i / 64] & bit) == 0) [[unlikely]] {
-        deallocate_slow(p, bytes, alignment);
-        return;
-      }
-      live_[i / 64] &= ~bit;
-    }
-    *static_cast<void**>(p) = head_;
-    detail::poison_memory(p, stride_);  // link word too: it is unpoisoned before the pop reads it
-    head_ = p;
-    note_deallocate(bytes);
+  // fast_span_ is 0 in checked mode and under a memory tool, so neither needs a test here.
+  if (reinterpret_cast<std::uintptr_t>(p) - begin_address_ < fast_span_ && push_if_handed_out(p, bytes))
+      [[likely]] {
     return;
   }
   deallocate_slow(p, bytes, alignment);
