@@ -104,14 +104,11 @@ void slab::init(std::byte* first_slot) {
   begin_address_ = reinterpret_cast<std::uintptr_t>(begin_);
   fast_span_ = slow_only ? 0 : static_cast<std::size_t>(end_ - begin_);
   if (options_.hardened) codec_ = detail::link_codec{detail::make_link_secret(this)};
-  slot_count_ = options_.capacity;
   shift_ = std::countr_zero(stride_);
-  const std::size_t odd = stride_ >> shift_;
-  inverse_ = odd;  // Newton's iteration: each step doubles the correct low bits (3, 6, 12, 24, 48, 96)
-  for (int step = 0; step < 5; ++step) inverse_ *= 2 - odd * inverse_;
   if (checked_ || options_.detect_double_free) {
-    live_words_ = std::make_unique<std::uint64_t[]>(detail::slot_bits::words_for(options_.capacity));
+    live_words_ = std::make_unique<std::uint64_t[]>(live_word_count());
     if (!checked_) live_ = live_words_.get();
+    if (!slow_only) fast_bits_ = options_.capacity * (stride_ >> shift_);
   }
   detail::poison_memory(begin_, static_cast<std::size_t>(end_ - begin_));  // uncarved until handed out
 }
@@ -137,7 +134,7 @@ void* slab::allocate_slow(std::size_t bytes, std::size_t alignment) {
   // path found none otherwise.
   if (checked_) {
     if (void* p = pop_checked()) {
-      detail::slot_bits{live_words_.get()}.set(index_of(p));
+      detail::slot_bits{live_words_.get()}.set(bit_of(p));
       note_allocate(bytes);
       STRATA_ASSERT(invariants_hold(), "slab accounting drifted");
       return p;
@@ -178,7 +175,7 @@ void* slab::pop_checked() noexcept {
     const bool valid = next == nullptr ? free_count_ == 1
                                        : free_count_ > 1 && n >= begin_ && n < fresh_ &&
                                              static_cast<std::size_t>(n - begin_) % stride_ == 0 &&
-                                             !live.test(index_of(next));
+                                             !live.test(bit_of(next));
     if (valid) [[likely]] {
       head_ = next;
       --free_count_;
@@ -223,9 +220,11 @@ void* slab::forward(std::size_t bytes, std::size_t alignment) {
 // ------------------------------------------------------------ deallocation
 
 void slab::deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) noexcept {
-  // Under a memory tool every call comes here: the fast path's push, then the
-  // poisoning it leaves out (link word too: it is unpoisoned before a pop reads it).
-  if (poisoning_ && contains(p) && push_if_handed_out(p, bytes)) {
+  // Under a memory tool every call comes here. Without detect_double_free:
+  // the fast path's push, then the poisoning it leaves out (link word too: it
+  // is unpoisoned before a pop reads it); with it, the checks below, which poison.
+  if (poisoning_ && live_ == nullptr && contains(p)) {
+    push(p, bytes);
     detail::poison_memory(p, stride_);
     return;
   }
@@ -238,7 +237,7 @@ void slab::deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) no
       return;
     }
     detail::slot_bits live{live_words_.get()};
-    const std::size_t index = index_of(p);
+    const std::size_t index = bit_of(p);
     if (!live.test(index)) {
       ++double_frees_;
       reject(misuse_kind::double_free, p, bytes, alignment);
@@ -297,7 +296,7 @@ void slab::release() noexcept {
   lost_slots_ = 0;
   fresh_ = begin_;
   if (live_words_) {
-    std::fill_n(live_words_.get(), detail::slot_bits::words_for(options_.capacity), std::uint64_t{0});
+    std::fill_n(live_words_.get(), live_word_count(), std::uint64_t{0});
   }
   detail::poison_memory(begin_, static_cast<std::size_t>(end_ - begin_));
   bytes_deallocated_ = bytes_allocated_;  // what callers still held is dropped
