@@ -105,10 +105,13 @@ void slab::init(std::byte* first_slot) {
   fast_span_ = slow_only ? 0 : static_cast<std::size_t>(end_ - begin_);
   if (options_.hardened) codec_ = detail::link_codec{detail::make_link_secret(this)};
   shift_ = std::countr_zero(stride_);
+  const std::size_t odd = stride_ >> shift_;
+  inverse_ = odd;  // Newton's iteration: each step doubles the correct low bits (3, 6, 12, 24, 48, 96)
+  for (int step = 0; step < 5; ++step) inverse_ *= 2 - odd * inverse_;
   if (checked_ || options_.detect_double_free) {
-    live_words_ = std::make_unique<std::uint64_t[]>(live_word_count());
-    if (!checked_) live_ = live_words_.get();
-    if (!slow_only) fast_bits_ = options_.capacity * (stride_ >> shift_);
+    live_bytes_ = std::make_unique<std::uint8_t[]>(options_.capacity);  // zeroed: nothing handed out
+    if (!checked_) live_ = live_bytes_.get();
+    if (!slow_only) fast_slots_ = options_.capacity;
   }
   detail::poison_memory(begin_, static_cast<std::size_t>(end_ - begin_));  // uncarved until handed out
 }
@@ -134,7 +137,7 @@ void* slab::allocate_slow(std::size_t bytes, std::size_t alignment) {
   // path found none otherwise.
   if (checked_) {
     if (void* p = pop_checked()) {
-      detail::slot_bits{live_words_.get()}.set(bit_of(p));
+      live_bytes_[slot_index(p)] = 1;
       note_allocate(bytes);
       STRATA_ASSERT(invariants_hold(), "slab accounting drifted");
       return p;
@@ -168,14 +171,13 @@ void* slab::pop_checked() noexcept {
     detail::unpoison_memory(p, stride_);
     const std::uintptr_t word = *static_cast<std::uintptr_t*>(p);
     void* next = options_.hardened ? codec_.decode(p, word) : reinterpret_cast<void*>(word);
-    const detail::slot_bits live{live_words_.get()};
     const auto* n = static_cast<const std::byte*>(next);
     // A link is believed only if it names a carved, free slot on a slot
     // boundary, and the list ends exactly when the count says it does.
     const bool valid = next == nullptr ? free_count_ == 1
                                        : free_count_ > 1 && n >= begin_ && n < fresh_ &&
                                              static_cast<std::size_t>(n - begin_) % stride_ == 0 &&
-                                             !live.test(bit_of(next));
+                                             live_bytes_[slot_index(next)] == 0;
     if (valid) [[likely]] {
       head_ = next;
       --free_count_;
@@ -236,9 +238,8 @@ void slab::deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) no
       reject(misuse_kind::unknown_pointer, p, bytes, alignment);
       return;
     }
-    detail::slot_bits live{live_words_.get()};
-    const std::size_t index = bit_of(p);
-    if (!live.test(index)) {
+    const std::size_t index = slot_index(p);
+    if (live_bytes_[index] == 0) {
       ++double_frees_;
       reject(misuse_kind::double_free, p, bytes, alignment);
       return;
@@ -247,7 +248,7 @@ void slab::deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) no
       reject(misuse_kind::size_mismatch, p, bytes, alignment);
       return;
     }
-    live.clear(index);
+    live_bytes_[index] = 0;
     *static_cast<std::uintptr_t*>(p) =
         options_.hardened ? codec_.encode(p, head_) : reinterpret_cast<std::uintptr_t>(head_);
     detail::poison_memory(p, stride_);
@@ -295,8 +296,8 @@ void slab::release() noexcept {
   free_count_ = 0;
   lost_slots_ = 0;
   fresh_ = begin_;
-  if (live_words_) {
-    std::fill_n(live_words_.get(), live_word_count(), std::uint64_t{0});
+  if (live_bytes_) {
+    std::fill_n(live_bytes_.get(), options_.capacity, std::uint8_t{0});
   }
   detail::poison_memory(begin_, static_cast<std::size_t>(end_ - begin_));
   bytes_deallocated_ = bytes_allocated_;  // what callers still held is dropped

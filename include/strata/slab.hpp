@@ -160,26 +160,22 @@ class slab final : public resource {
     bytes_deallocated_ += bytes;
   }
 
-  // The handed-out bits are kept per granule, not per slot: bit i stands for
-  // the region's byte offset i << shift_, where 1 << shift_ is the largest
-  // power of two dividing stride_ (the whole stride when it is a power of
-  // two), and only a slot's first granule ever has its bit set. The bit of a
-  // region pointer is its offset rotated right by shift_: no divide and no
-  // multiply. An offset off a granule boundary rotates its low bits to the
-  // top and lands far above the bit count, like an offset past the region,
-  // so one compare refuses both; a pointer on a granule inside a slot, or
-  // never carved, finds its bit clear and is refused by the same test as a
-  // double free. Cost: stride_ >> shift_ bits per slot, at most one bit per
-  // 8 bytes of region (1.6 %), one per slot for 64 B slots.
-  [[nodiscard]] std::size_t bit_of(const void* p) const noexcept {
-    return std::rotr(reinterpret_cast<std::uintptr_t>(p) - begin_address_, shift_);
+  // The slot index of a region pointer p, or a value >= capacity when p is
+  // outside the region or not on a slot boundary. stride_ = odd << shift_,
+  // and offset * inverse_ (inverse_ * odd == 1 mod 2^64) rotated right by
+  // shift_ is offset / stride_ exactly when stride_ divides offset; for any
+  // other offset it exceeds SIZE_MAX / stride_ >= capacity (the divisibility
+  // test compilers use for x % c == 0). One multiply instead of a divide.
+  [[nodiscard]] std::size_t slot_index(const void* p) const noexcept {
+    const std::uintptr_t offset = reinterpret_cast<std::uintptr_t>(p) - begin_address_;
+    return std::rotr(offset * inverse_, shift_);
   }
-  // Sets the handed-out bit of p, a slot, when double frees are detected on the fast path.
+  // Marks p, a slot, handed out when double frees are detected on the fast
+  // path: one byte store, which reads nothing (a bit would be a
+  // read-modify-write of a word that the next deallocate reads again, a
+  // dependency chain through memory on every pair).
   void mark_live(const void* p) noexcept {
-    if (live_ != nullptr) {
-      const std::size_t i = bit_of(p);
-      live_[i / 64] |= std::uint64_t{1} << (i % 64);
-    }
+    if (live_ != nullptr) live_[slot_index(p)] = 1;
   }
   void push(void* p, std::size_t bytes) noexcept {
     *static_cast<void**>(p) = head_;
@@ -197,10 +193,6 @@ class slab final : public resource {
   void* forward(std::size_t bytes, std::size_t alignment);
   void reject(misuse_kind kind, void* p, std::size_t bytes, std::size_t alignment) noexcept;
   void init(std::byte* first_slot);  // sets the region up; decides checked mode from the options
-  // Words of handed-out bits: one bit per granule of the region (see bit_of).
-  [[nodiscard]] std::size_t live_word_count() const noexcept {
-    return detail::slot_bits::words_for(options_.capacity * (stride_ >> shift_));
-  }
   bool invariants_hold() const noexcept;
 
   struct forwarded_block {
@@ -217,12 +209,13 @@ class slab final : public resource {
   std::uintptr_t begin_address_ = 0;  // begin_ as an integer, for the fast path's one-compare region test
   std::size_t fast_span_ =
       0;  // end_ - begin_, or 0 in checked mode or under a memory tool: the fast path frees below it
-  // detect_double_free (not hardened): the handed-out bits, tested and
+  // detect_double_free (not hardened): the handed-out bytes, tested and
   // flipped by the fast paths; nullptr when the option is off or in checked
-  // mode (whose slow path uses the same bits through live_words_).
-  std::uint64_t* live_ = nullptr;
-  int shift_ = 0;              // log2 of the largest power of two dividing stride_: see bit_of()
-  std::size_t fast_bits_ = 0;  // the handed-out bits' count, or 0 in checked mode or under a memory tool
+  // mode (whose slow path uses the same bytes through live_bytes_).
+  std::uint8_t* live_ = nullptr;
+  std::size_t inverse_ = 1;     // see slot_index()
+  int shift_ = 0;               // see slot_index()
+  std::size_t fast_slots_ = 0;  // capacity, or 0 in checked mode or under a memory tool
   // Fast-path counters, summed by do_stats(). Interleaved so that the two
   // each path updates are not adjacent: GCC 12 -O3 would otherwise merge them
   // into one SSE load-add-store whose setup adds instructions to both paths.
@@ -243,8 +236,9 @@ class slab final : public resource {
   std::size_t free_count_ = 0;   // length of the free list (kept in checked mode only)
   bool checked_ = false;         // every call goes through the slow path (hardened)
   bool poisoning_ = false;  // not checked_, but a memory tool is present: every call goes slow, which poisons
-  detail::link_codec codec_;                     // identity when not hardened
-  std::unique_ptr<std::uint64_t[]> live_words_;  // the "handed out" bits (bit_of), unless unchecked
+  detail::link_codec codec_;  // identity when not hardened
+  std::unique_ptr<std::uint8_t[]>
+      live_bytes_;  // one "handed out" byte per slot (1: handed out), unless unchecked
   std::uint64_t forwarded_allocations_ = 0;
   std::uint64_t forwarded_deallocations_ = 0;
   std::uint64_t released_slots_ = 0;  // slots live at release(), no longer counted as live
@@ -291,20 +285,20 @@ inline void* slab::do_allocate(std::size_t bytes, std::size_t alignment) {
 }
 
 // Pushes a slot of the region; everything else (checked mode, forwarded and
-// foreign pointers) goes slow. p is in the region by one unsigned compare (an
-// address below the region wraps to a huge offset). With detect_double_free,
-// p's handed-out bit must also be set (bit_of: set only on a slot boundary of
-// a slot handed out); the bit is cleared, so a second free of the slot goes
-// slow and is refused there. What decides this is the
-// options stored in the object, never a macro, so every TU agrees.
+// foreign pointers) goes slow. With detect_double_free, p must be a slot
+// boundary in the region whose handed-out byte is set (slot_index covers
+// region and boundary in one compare); the byte is cleared, so a second free
+// of the slot goes slow and is refused there. Without it, p is in the region
+// by one unsigned compare (an address below the region wraps to a huge
+// offset). What decides this is the options stored in the object, never a
+// macro, so every TU agrees.
 inline void slab::do_deallocate(void* p, std::size_t bytes, std::size_t alignment) {
-  // fast_bits_ and fast_span_ are 0 in checked mode and under a memory tool,
+  // fast_slots_ and fast_span_ are 0 in checked mode and under a memory tool,
   // so neither needs a test here.
   if (live_ != nullptr) {
-    const std::size_t i = bit_of(p);
-    const std::uint64_t bit = std::uint64_t{1} << (i % 64);
-    if (i < fast_bits_ && (live_[i / 64] & bit) != 0) [[likely]] {
-      live_[i / 64] &= ~bit;
+    const std::size_t i = slot_index(p);
+    if (i < fast_slots_ && live_[i] != 0) [[likely]] {
+      live_[i] = 0;
       push(p, bytes);
       return;
     }
