@@ -482,7 +482,10 @@ slab_registry& registry() {
 // ------------------------------------------------------------ construction
 
 extendable_slab::extendable_slab(options opts, std::pmr::memory_resource* upstream)
-    : resource(resource_name, upstream), id_(slab_registry::new_id()), options_(opts) {
+    : resource(resource_name, upstream),
+      id_(slab_registry::new_id()),
+      fast_id_(detail::memory_tool_present() ? ~std::uint64_t{0} : id_),
+      options_(opts) {
   detail::check_upstream(resource_name, upstream);
   const auto bad = [](std::string_view field, std::string_view problem) {
     detail::throw_bad_option(resource_name, field, problem);
@@ -591,6 +594,16 @@ void* extendable_slab::allocate_slow(std::size_t bytes, std::size_t alignment) {
     return counted(p);
   }
 
+  if (cache != nullptr && cache->head != nullptr) {
+    // The fast path's pop, for a thread whose slot named another slab, or
+    // under a memory tool (every call comes here then), with the unpoisoning.
+    // As there, a flush request waits for the next deallocate or refill.
+    void* p = cache->head;
+    detail::unpoison_memory(p, stride_);  // the whole slot, link word included
+    cache->head = *static_cast<void**>(p);
+    detail::single_writer_add(cache->popped);
+    return counted(p);
+  }
   std::vector<detail::xslab_segment*> reclaimed;
   void* p = nullptr;
   {
@@ -653,6 +666,7 @@ void extendable_slab::deallocate_unproven(void* p, std::size_t bytes, std::size_
     if (!cache.flush_requested.load(std::memory_order_relaxed) && detail::is_power_of_two(alignment) &&
         in_some_segment(cache, p, epoch) && cache.size() < cache_capacity_) {
       push_to_cache(cache, p, bytes);
+      detail::poison_memory(p, stride_);  // link word too: the pop unpoisons before reading it
       return;
     }
   }

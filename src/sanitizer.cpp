@@ -67,6 +67,10 @@ bool tool_present() noexcept {
 
 }  // namespace
 
+bool memory_tool_present() noexcept {
+  return tool_present();
+}
+
 void poison_memory_slow(const void* address, std::size_t bytes) noexcept {
   if (!tool_present()) return;
   if (asan_present()) __asan_poison_memory_region(address, bytes);

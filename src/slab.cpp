@@ -93,19 +93,25 @@ void slab::init(std::byte* first_slot) {
   // irrelevant here, so an application sees the same checks whatever either
   // was compiled with (docs/reliability.md).
   checked_ = options_.hardened;
-  fast_slot_size_ = checked_ ? 0 : options_.slot_size + 1;  // slot_size < stride <= SIZE_MAX: no wrap
+  // The fast paths never poison: under a memory tool (decided once per
+  // process, so every slab agrees) every call goes to the slow paths, which
+  // do the fast paths' work and the poisoning. Without one, the fast paths
+  // pay nothing for it, not even a test.
+  poisoning_ = !checked_ && detail::memory_tool_present();
+  const bool slow_only = checked_ || poisoning_;
+  fast_slot_size_ = slow_only ? 0 : options_.slot_size + 1;  // slot_size < stride <= SIZE_MAX: no wrap
   alignment_reject_ = ~(options_.slot_alignment - 1);
   begin_address_ = reinterpret_cast<std::uintptr_t>(begin_);
-  fast_span_ = checked_ ? 0 : static_cast<std::size_t>(end_ - begin_);
+  fast_span_ = slow_only ? 0 : static_cast<std::size_t>(end_ - begin_);
   if (options_.hardened) codec_ = detail::link_codec{detail::make_link_secret(this)};
-  slot_count_ = options_.capacity;
   shift_ = std::countr_zero(stride_);
   const std::size_t odd = stride_ >> shift_;
   inverse_ = odd;  // Newton's iteration: each step doubles the correct low bits (3, 6, 12, 24, 48, 96)
   for (int step = 0; step < 5; ++step) inverse_ *= 2 - odd * inverse_;
   if (checked_ || options_.detect_double_free) {
-    live_words_ = std::make_unique<std::uint64_t[]>(detail::slot_bits::words_for(options_.capacity));
-    if (!checked_) live_ = live_words_.get();
+    live_bytes_ = std::make_unique<std::uint8_t[]>(options_.capacity);  // zeroed: nothing handed out
+    if (!checked_) live_ = live_bytes_.get();
+    if (!slow_only) fast_slots_ = options_.capacity;
   }
   detail::poison_memory(begin_, static_cast<std::size_t>(end_ - begin_));  // uncarved until handed out
 }
@@ -127,12 +133,28 @@ void* slab::allocate_slow(std::size_t bytes, std::size_t alignment) {
     ++forwarded_too_large_;
     return forward(bytes, alignment);
   }
-  // Only checked mode reaches here with a free slot; the fast path found none otherwise.
+  // Only checked mode and a memory tool reach here with a free slot; the fast
+  // path found none otherwise.
   if (checked_) {
     if (void* p = pop_checked()) {
-      detail::slot_bits{live_words_.get()}.set(index_of(p));
+      live_bytes_[slot_index(p)] = 1;
       note_allocate(bytes);
       STRATA_ASSERT(invariants_hold(), "slab accounting drifted");
+      return p;
+    }
+  } else if (poisoning_) {  // the fast path's pop or carve, and the unpoisoning it leaves out
+    void* p = head_;
+    if (p != nullptr) {
+      detail::unpoison_memory(p, stride_);  // the whole slot, link word included
+      head_ = *static_cast<void**>(p);
+    } else if (fresh_ != end_) {
+      p = fresh_;
+      fresh_ += stride_;
+      detail::unpoison_memory(p, stride_);
+    }
+    if (p != nullptr) {
+      mark_live(p);
+      note_allocate(bytes);
       return p;
     }
   }
@@ -149,14 +171,13 @@ void* slab::pop_checked() noexcept {
     detail::unpoison_memory(p, stride_);
     const std::uintptr_t word = *static_cast<std::uintptr_t*>(p);
     void* next = options_.hardened ? codec_.decode(p, word) : reinterpret_cast<void*>(word);
-    const detail::slot_bits live{live_words_.get()};
     const auto* n = static_cast<const std::byte*>(next);
     // A link is believed only if it names a carved, free slot on a slot
     // boundary, and the list ends exactly when the count says it does.
     const bool valid = next == nullptr ? free_count_ == 1
                                        : free_count_ > 1 && n >= begin_ && n < fresh_ &&
                                              static_cast<std::size_t>(n - begin_) % stride_ == 0 &&
-                                             !live.test(index_of(next));
+                                             live_bytes_[slot_index(next)] == 0;
     if (valid) [[likely]] {
       head_ = next;
       --free_count_;
@@ -201,17 +222,24 @@ void* slab::forward(std::size_t bytes, std::size_t alignment) {
 // ------------------------------------------------------------ deallocation
 
 void slab::deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) noexcept {
+  // Under a memory tool every call comes here. Without detect_double_free:
+  // the fast path's push, then the poisoning it leaves out (link word too: it
+  // is unpoisoned before a pop reads it); with it, the checks below, which poison.
+  if (poisoning_ && live_ == nullptr && contains(p)) {
+    push(p, bytes);
+    detail::poison_memory(p, stride_);
+    return;
+  }
   // A region pointer comes here in checked mode, or when detect_double_free's
-  // fast-path test refused it; without either the fast path takes them all.
+  // test refused it; without either the fast path takes them all.
   if (contains(p)) {
     const auto* b = static_cast<const std::byte*>(p);
     if (b >= fresh_ || static_cast<std::size_t>(b - begin_) % stride_ != 0) {
       reject(misuse_kind::unknown_pointer, p, bytes, alignment);
       return;
     }
-    detail::slot_bits live{live_words_.get()};
-    const std::size_t index = index_of(p);
-    if (!live.test(index)) {
+    const std::size_t index = slot_index(p);
+    if (live_bytes_[index] == 0) {
       ++double_frees_;
       reject(misuse_kind::double_free, p, bytes, alignment);
       return;
@@ -220,7 +248,7 @@ void slab::deallocate_slow(void* p, std::size_t bytes, std::size_t alignment) no
       reject(misuse_kind::size_mismatch, p, bytes, alignment);
       return;
     }
-    live.clear(index);
+    live_bytes_[index] = 0;
     *static_cast<std::uintptr_t*>(p) =
         options_.hardened ? codec_.encode(p, head_) : reinterpret_cast<std::uintptr_t>(head_);
     detail::poison_memory(p, stride_);
@@ -268,8 +296,8 @@ void slab::release() noexcept {
   free_count_ = 0;
   lost_slots_ = 0;
   fresh_ = begin_;
-  if (live_words_) {
-    std::fill_n(live_words_.get(), detail::slot_bits::words_for(options_.capacity), std::uint64_t{0});
+  if (live_bytes_) {
+    std::fill_n(live_bytes_.get(), options_.capacity, std::uint8_t{0});
   }
   detail::poison_memory(begin_, static_cast<std::size_t>(end_ - begin_));
   bytes_deallocated_ = bytes_allocated_;  // what callers still held is dropped

@@ -300,9 +300,10 @@ class extendable_slab final : public resource {
     return true;
   }
   // Pushes a slot proven ours onto this thread's magazine, which has room.
+  // No poisoning: the slow paths do it after the push (the fast path never
+  // runs under a memory tool; see fast_id_).
   void push_to_cache(detail::xslab_thread_cache& cache, void* p, std::size_t bytes) const noexcept {
     *static_cast<void**>(p) = cache.head;
-    detail::poison_memory(p, stride_);  // link word too: the pop unpoisons before reading it
     cache.head = p;
     detail::single_writer_add(cache.pushed);
     cache.note_deallocated(bytes);
@@ -343,7 +344,12 @@ class extendable_slab final : public resource {
 
   // What the fast paths read, together at the start of the object (the
   // first two cache lines, with the base's vptr and upstream).
-  std::uint64_t id_;                       // unique per slab, never reused
+  std::uint64_t id_;  // unique per slab, never reused
+  // What the fast paths compare the thread's cache slot with: id_, or, under
+  // a memory tool (decided at construction, once per process), a value no
+  // slot holds, so every call takes the slow paths, which poison. So the fast
+  // paths do no poisoning and pay nothing for it, not even a test.
+  std::uint64_t fast_id_ = 0;
   std::size_t slot_size_ = 0;              // options_.slot_size
   std::size_t alignment_reject_mask_ = 0;  // ~(slot_alignment - 1)
   std::uintptr_t segment_mask_ = 0;        // segment bytes - 1
@@ -400,11 +406,10 @@ class extendable_slab final : public resource {
 inline void* extendable_slab::do_allocate(std::size_t bytes, std::size_t alignment) {
   const detail::xslab_cache_slot slot =
       detail::current_thread_cache<detail::xslab_thread_cache>;  // one TLS read
-  if (slot.owner_id == id_ && bytes <= slot_size_ && fits_slot_alignment(alignment)) [[likely]] {
+  if (slot.owner_id == fast_id_ && bytes <= slot_size_ && fits_slot_alignment(alignment)) [[likely]] {
     detail::xslab_thread_cache& cache = *slot.cache;
     void* p = cache.head;
     if (p != nullptr) [[likely]] {
-      detail::unpoison_memory(p, stride_);  // the whole slot, link word included
       cache.head = *static_cast<void**>(p);
       detail::single_writer_add(cache.popped);
       cache.note_allocated(bytes);
@@ -419,7 +424,7 @@ inline void* extendable_slab::do_allocate(std::size_t bytes, std::size_t alignme
 inline void extendable_slab::do_deallocate(void* p, std::size_t bytes, std::size_t alignment) {
   const detail::xslab_cache_slot slot =
       detail::current_thread_cache<detail::xslab_thread_cache>;  // one TLS read
-  if (slot.owner_id == id_) [[likely]] {
+  if (slot.owner_id == fast_id_) [[likely]] {
     detail::xslab_thread_cache& cache = *slot.cache;
     // in_some_segment's first case only: p is past the header of the segment
     // this thread last proved ours, and no segment has left since.

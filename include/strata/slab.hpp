@@ -161,8 +161,8 @@ class slab final : public resource {
   }
 
   // The slot index of a region pointer p, or a value >= capacity when p is
-  // outside the region or not on a slot boundary. stride_ = odd_ << shift_,
-  // and offset * inverse_ (inverse_ * odd_ == 1 mod 2^64) rotated right by
+  // outside the region or not on a slot boundary. stride_ = odd << shift_,
+  // and offset * inverse_ (inverse_ * odd == 1 mod 2^64) rotated right by
   // shift_ is offset / stride_ exactly when stride_ divides offset; for any
   // other offset it exceeds SIZE_MAX / stride_ >= capacity (the divisibility
   // test compilers use for x % c == 0). One multiply instead of a divide.
@@ -170,12 +170,17 @@ class slab final : public resource {
     const std::uintptr_t offset = reinterpret_cast<std::uintptr_t>(p) - begin_address_;
     return std::rotr(offset * inverse_, shift_);
   }
-  // Sets the handed-out bit of p, a slot, when double frees are detected.
+  // Marks p, a slot, handed out when double frees are detected on the fast
+  // path: one byte store, which reads nothing (a bit would be a
+  // read-modify-write of a word that the next deallocate reads again, a
+  // dependency chain through memory on every pair).
   void mark_live(const void* p) noexcept {
-    if (live_ != nullptr) {
-      const std::size_t i = slot_index(p);
-      live_[i / 64] |= std::uint64_t{1} << (i % 64);
-    }
+    if (live_ != nullptr) live_[slot_index(p)] = 1;
+  }
+  void push(void* p, std::size_t bytes) noexcept {
+    *static_cast<void**>(p) = head_;
+    head_ = p;
+    note_deallocate(bytes);
   }
 
   // Serves what the fast path does not: checked mode, forwarding, exhaustion,
@@ -188,9 +193,6 @@ class slab final : public resource {
   void* forward(std::size_t bytes, std::size_t alignment);
   void reject(misuse_kind kind, void* p, std::size_t bytes, std::size_t alignment) noexcept;
   void init(std::byte* first_slot);  // sets the region up; decides checked mode from the options
-  [[nodiscard]] std::size_t index_of(const void* p) const noexcept {
-    return static_cast<std::size_t>(static_cast<const std::byte*>(p) - begin_) / stride_;
-  }
   bool invariants_hold() const noexcept;
 
   struct forwarded_block {
@@ -202,17 +204,18 @@ class slab final : public resource {
   // these (and stride_ when carving).
   void* head_ = nullptr;  // free list (links encoded when checked_ && hardened)
   std::size_t fast_slot_size_ =
-      0;  // slot_size + 1, or 0 in checked mode: the fast path serves bytes below it
+      0;  // slot_size + 1, or 0 in checked mode or under a memory tool: the fast path serves bytes below it
   std::size_t alignment_reject_ = 0;  // ~(slot_alignment - 1): bits a served alignment's mask must not have
   std::uintptr_t begin_address_ = 0;  // begin_ as an integer, for the fast path's one-compare region test
-  std::size_t fast_span_ = 0;         // end_ - begin_, or 0 in checked mode: the fast path frees below it
-  // detect_double_free (not hardened): the handed-out bits, tested and
+  std::size_t fast_span_ =
+      0;  // end_ - begin_, or 0 in checked mode or under a memory tool: the fast path frees below it
+  // detect_double_free (not hardened): the handed-out bytes, tested and
   // flipped by the fast paths; nullptr when the option is off or in checked
-  // mode (whose slow path uses the same bits through live_words_).
-  std::uint64_t* live_ = nullptr;
-  std::size_t inverse_ = 1;  // see slot_index()
-  int shift_ = 0;
-  std::size_t slot_count_ = 0;  // capacity, for the fast path's one-compare index test
+  // mode (whose slow path uses the same bytes through live_bytes_).
+  std::uint8_t* live_ = nullptr;
+  std::size_t inverse_ = 1;     // see slot_index()
+  int shift_ = 0;               // see slot_index()
+  std::size_t fast_slots_ = 0;  // capacity, or 0 in checked mode or under a memory tool
   // Fast-path counters, summed by do_stats(). Interleaved so that the two
   // each path updates are not adjacent: GCC 12 -O3 would otherwise merge them
   // into one SSE load-add-store whose setup adds instructions to both paths.
@@ -228,12 +231,14 @@ class slab final : public resource {
   std::size_t stride_ = 0;        // bytes per slot, a multiple of slot_alignment
   std::size_t region_bytes_ = 0;  // bytes taken from upstream for the region (0: caller's buffer)
   std::size_t region_alignment_ = 0;
-  std::byte* region_ = nullptr;                  // what the upstream returned (nullptr: caller's buffer)
-  std::byte* begin_ = nullptr;                   // first slot
-  std::size_t free_count_ = 0;                   // length of the free list (kept in checked mode only)
-  bool checked_ = false;                         // every call goes through the slow path (hardened)
-  detail::link_codec codec_;                     // identity when not hardened
-  std::unique_ptr<std::uint64_t[]> live_words_;  // one "handed out" bit per slot, unless unchecked
+  std::byte* region_ = nullptr;  // what the upstream returned (nullptr: caller's buffer)
+  std::byte* begin_ = nullptr;   // first slot
+  std::size_t free_count_ = 0;   // length of the free list (kept in checked mode only)
+  bool checked_ = false;         // every call goes through the slow path (hardened)
+  bool poisoning_ = false;  // not checked_, but a memory tool is present: every call goes slow, which poisons
+  detail::link_codec codec_;  // identity when not hardened
+  std::unique_ptr<std::uint8_t[]>
+      live_bytes_;  // one "handed out" byte per slot (1: handed out), unless unchecked
   std::uint64_t forwarded_allocations_ = 0;
   std::uint64_t forwarded_deallocations_ = 0;
   std::uint64_t released_slots_ = 0;  // slots live at release(), no longer counted as live
@@ -258,11 +263,11 @@ class slab final : public resource {
 // mask is all ones). Everything else goes to allocate_slow(), which throws
 // for a bad alignment and forwards a larger one.
 inline void* slab::do_allocate(std::size_t bytes, std::size_t alignment) {
-  // fast_slot_size_ is 0 in checked mode, so checked mode needs no test here.
+  // fast_slot_size_ is 0 in checked mode and under a memory tool, so neither
+  // needs a test here (nor does this path poison: see init()).
   if (bytes < fast_slot_size_ && ((alignment | alignment_reject_) & (alignment - 1)) == 0) [[likely]] {
     void* p = head_;
     if (p != nullptr) [[likely]] {
-      detail::unpoison_memory(p, stride_);  // the whole slot, link word included
       head_ = *static_cast<void**>(p);
       mark_live(p);
       note_allocate(bytes);
@@ -271,7 +276,6 @@ inline void* slab::do_allocate(std::size_t bytes, std::size_t alignment) {
     if (fresh_ != end_) {
       p = fresh_;
       fresh_ += stride_;
-      detail::unpoison_memory(p, stride_);
       mark_live(p);
       note_allocate(bytes);
       return p;
@@ -281,28 +285,25 @@ inline void* slab::do_allocate(std::size_t bytes, std::size_t alignment) {
 }
 
 // Pushes a slot of the region; everything else (checked mode, forwarded and
-// foreign pointers) goes slow. p is in the region by one unsigned compare (an
-// address below the region wraps to a huge offset). With detect_double_free,
-// p must also be a slot boundary whose handed-out bit is set (slot_index
-// covers region and boundary in one compare); the bit is cleared, so a second
-// free of the slot goes slow and is refused there. What decides this is the
-// options stored in the object, never a macro, so every TU agrees.
+// foreign pointers) goes slow. With detect_double_free, p must be a slot
+// boundary in the region whose handed-out byte is set (slot_index covers
+// region and boundary in one compare); the byte is cleared, so a second free
+// of the slot goes slow and is refused there. Without it, p is in the region
+// by one unsigned compare (an address below the region wraps to a huge
+// offset). What decides this is the options stored in the object, never a
+// macro, so every TU agrees.
 inline void slab::do_deallocate(void* p, std::size_t bytes, std::size_t alignment) {
-  // fast_span_ is 0 in checked mode, so checked mode needs no test here.
-  if (reinterpret_cast<std::uintptr_t>(p) - begin_address_ < fast_span_) [[likely]] {
-    if (live_ != nullptr) {
-      const std::size_t i = slot_index(p);
-      const std::uint64_t bit = std::uint64_t{1} << (i % 64);
-      if (i >= slot_count_ || (live_[i / 64] & bit) == 0) [[unlikely]] {
-        deallocate_slow(p, bytes, alignment);
-        return;
-      }
-      live_[i / 64] &= ~bit;
+  // fast_slots_ and fast_span_ are 0 in checked mode and under a memory tool,
+  // so neither needs a test here.
+  if (live_ != nullptr) {
+    const std::size_t i = slot_index(p);
+    if (i < fast_slots_ && live_[i] != 0) [[likely]] {
+      live_[i] = 0;
+      push(p, bytes);
+      return;
     }
-    *static_cast<void**>(p) = head_;
-    detail::poison_memory(p, stride_);  // link word too: it is unpoisoned before the pop reads it
-    head_ = p;
-    note_deallocate(bytes);
+  } else if (reinterpret_cast<std::uintptr_t>(p) - begin_address_ < fast_span_) [[likely]] {
+    push(p, bytes);
     return;
   }
   deallocate_slow(p, bytes, alignment);

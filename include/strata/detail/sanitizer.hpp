@@ -47,6 +47,11 @@ extern std::atomic<memory_tool_state> memory_tool;
 
 // Out of line: decide the state if unknown, then tell every present tool.
 void poison_memory_slow(const void* address, std::size_t bytes) noexcept;
+// Out of line: decides the state if unknown and returns whether a tool is
+// present. For resources whose inline fast paths do no poisoning at all: they
+// ask once, at construction, and when a tool is present send every call to
+// their out-of-line paths, which poison (the state never changes once decided).
+[[nodiscard]] bool memory_tool_present() noexcept;
 void unpoison_memory_slow(const void* address, std::size_t bytes) noexcept;
 
 /// Whether no tool is present (known absent: `unknown` answers false). A fast
