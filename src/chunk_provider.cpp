@@ -53,7 +53,7 @@ struct chunk_provider_access {
     provider.flush_thread_cache(cache, false);
     for (unsigned cls = 0; cls < detail::chunk_class_count; ++cls) {
       provider.retired_classes_[cls].handed += cache.handed[cls].load(std::memory_order_relaxed);
-      provider.retired_classes_[cls].returned += cache.returned[cls].load(std::memory_order_relaxed);
+      provider.retired_classes_[cls].returned += cache.returned(cls);
     }
   }
 };
@@ -106,6 +106,9 @@ chunk_provider::chunk_provider(options opts, std::pmr::memory_resource* upstream
   // second free of it is seen (a zero capacity sends every deallocate slow).
   thread_caches_ = options_.max_cached_bytes == unlimited && !options_.hardened &&
                    (options_.thread_cache_bytes >> min_class_) != 0;
+  // The fast paths do not poison (issue 15): under ASan or valgrind every
+  // call takes the slow path, which does, and still uses the thread bins.
+  fast_paths_ = !detail::memory_tool_present();
   floor_.store(min_class_, std::memory_order_relaxed);
   // Computed in double and clamped: budget * fraction may round above SIZE_MAX.
   const double threshold =
@@ -136,9 +139,9 @@ std::uint32_t chunk_provider::intended_capacity(unsigned cls) const noexcept {
 
 void chunk_provider::arm(detail::chunk_thread_cache& cache) noexcept {
   for (unsigned cls = min_class_; cls <= max_class_; ++cls) {
-    cache.bins[cls].capacity.store(intended_capacity(cls), std::memory_order_relaxed);
+    cache.bins[cls].capacity.store(armed_capacity(cls), std::memory_order_relaxed);
   }
-  cache.fast_ceiling.store(intended_ceiling(), std::memory_order_relaxed);
+  cache.fast_ceiling.store(armed_ceiling(), std::memory_order_relaxed);
 }
 
 void chunk_provider::disarm(detail::chunk_thread_cache& cache) noexcept {
@@ -149,9 +152,9 @@ void chunk_provider::disarm(detail::chunk_thread_cache& cache) noexcept {
 }
 
 void chunk_provider::answer_requests(detail::chunk_thread_cache& cache, unsigned cls) noexcept {
-  const bool disarmed = cache.fast_ceiling.load(std::memory_order_acquire) != intended_ceiling() ||
+  const bool disarmed = cache.fast_ceiling.load(std::memory_order_acquire) != armed_ceiling() ||
                         (cls < detail::chunk_class_count &&
-                         cache.bins[cls].capacity.load(std::memory_order_acquire) != intended_capacity(cls));
+                         cache.bins[cls].capacity.load(std::memory_order_acquire) != armed_capacity(cls));
   if (cache.trim_requested.load(std::memory_order_relaxed)) {
     cache.trim_requested.store(false, std::memory_order_relaxed);
     static_cast<void>(cache.take_flush_request());  // answered too: the bins go upstream
@@ -180,6 +183,7 @@ std::size_t chunk_provider::flush_thread_cache(detail::chunk_thread_cache& cache
     for (std::uint32_t n = bin.count.load(std::memory_order_relaxed); n != 0; --n) {
       void* chunk = bin.chunks[n - 1];
       bin.count.store(n - 1, std::memory_order_relaxed);
+      cache.note_unbinned(cls, 1);
       if (to_upstream) {
         give_back(chunk, cls);
       } else {
@@ -202,6 +206,7 @@ void* chunk_provider::allocate_slow(std::size_t bytes, std::size_t alignment) {
   // figure per thread (and its peak) covers every byte the callers hold.
   detail::chunk_thread_cache* cache = attach(oversized ? detail::chunk_class_count : cls);
   void* chunk = nullptr;
+  bool from_bin = false;
   if (oversized) {
     if (bytes > SIZE_MAX - (oversized_granule - 1)) {
       failed_.fetch_add(1, std::memory_order_relaxed);
@@ -214,6 +219,7 @@ void* chunk_provider::allocate_slow(std::size_t bytes, std::size_t alignment) {
     if (count != 0) {
       chunk = cache->bins[cls].chunks[count - 1];
       cache->bins[cls].count.store(count - 1, std::memory_order_relaxed);
+      from_bin = true;
     } else if ((chunk = pop_shared(cls)) == nullptr) {
       chunk = take_from_upstream(class_size(cls), class_size(cls), cls, bytes, alignment, true);
       pools_[cls].misses.fetch_add(1, std::memory_order_relaxed);
@@ -228,6 +234,7 @@ void* chunk_provider::allocate_slow(std::size_t bytes, std::size_t alignment) {
   }
   if (cache != nullptr) {
     note_handed(*cache, cls, bytes);
+    if (!from_bin) cache->note_unbinned(cls, ~std::uint64_t{0});  // -1: handed from outside the bin
   } else {
     // A thread without a cache (exiting, or out of memory for one): count centrally.
     std::lock_guard lock(registry().mutex());
@@ -357,7 +364,7 @@ void chunk_provider::deallocate_slow(void* p, std::size_t bytes, std::size_t ali
     reject(to == where::double_free ? misuse_kind::double_free : classify_foreign(p), p, bytes, alignment);
     return;
   }
-  note_returned(cache, cls, bytes);
+  note_returned(cache, cls, bytes, to == where::bin);
   if (to == where::bin) {
     detail::chunk_bin& bin = cache->bins[cls];
     const std::uint32_t count = bin.count.load(std::memory_order_relaxed);
@@ -389,10 +396,11 @@ misuse_kind chunk_provider::classify_foreign(const void* p) const noexcept {
   return misuse_kind::unknown_pointer;
 }
 
-void chunk_provider::note_returned(detail::chunk_thread_cache* cache, unsigned cls,
-                                   std::size_t bytes) noexcept {
+void chunk_provider::note_returned(detail::chunk_thread_cache* cache, unsigned cls, std::size_t bytes,
+                                   bool binned) noexcept {
   if (cache != nullptr) {
-    detail::single_writer_add(cache->returned[cls]);
+    // Into the bin, the bin's count records it; elsewhere, unbinned does.
+    if (!binned) cache->note_unbinned(cls, 1);
     cache->note_deallocated(bytes);
     return;
   }
@@ -511,6 +519,7 @@ std::size_t chunk_provider::evict(std::size_t target_bytes, std::atomic<std::uin
       for (std::uint32_t n = bin.count.load(std::memory_order_relaxed); n != 0 && freed < target_bytes; --n) {
         void* chunk = bin.chunks[n - 1];
         bin.count.store(n - 1, std::memory_order_relaxed);
+        cache->note_unbinned(cls, 1);
         give_back(chunk, cls);
         freed += class_size(cls);
         ++chunks;
@@ -693,10 +702,12 @@ void chunk_provider::release() noexcept {
       outstanding[cls] = retired_classes_[cls].handed - retired_classes_[cls].returned;
     }
     for (detail::chunk_thread_cache* cache : caches_.caches()) {
-      for (detail::chunk_bin& bin : cache->bins) bin.count.store(0, std::memory_order_relaxed);
       for (unsigned cls = 0; cls < detail::chunk_class_count; ++cls) {
-        outstanding[cls] += cache->handed[cls].load(std::memory_order_relaxed) -
-                            cache->returned[cls].load(std::memory_order_relaxed);
+        outstanding[cls] += cache->handed[cls].load(std::memory_order_relaxed) - cache->returned(cls);
+        // The bin's chunks leave unhanded; no other thread runs (release()'s requirement).
+        detail::chunk_bin& bin = cache->bins[cls];
+        cache->note_unbinned(cls, bin.count.load(std::memory_order_relaxed));
+        bin.count.store(0, std::memory_order_relaxed);
       }
     }
     // Cumulative already: whatever was handed out and never given back has now been taken back.
@@ -781,7 +792,7 @@ chunk_provider::details_type chunk_provider::details() const {
       returned[cls] = retired_classes_[cls].returned;
       for (const detail::chunk_thread_cache* cache : caches_.caches()) {
         handed[cls] += cache->handed[cls].load(std::memory_order_relaxed);
-        returned[cls] += cache->returned[cls].load(std::memory_order_relaxed);
+        returned[cls] += cache->returned(cls);
         cached[cls] += cache->bins[cls].count.load(std::memory_order_relaxed);
       }
       std::lock_guard pool_lock(pools_[cls].mutex);

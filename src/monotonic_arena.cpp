@@ -131,6 +131,7 @@ monotonic_arena::monotonic_arena(options opts, std::pmr::memory_resource* upstre
     : resource(resource_name, upstream),
       dedicated_threshold_(opts.max_chunk_size - footer_size),
       check_owner_thread_(opts.check_owner_thread),
+      checked_calls_(opts.check_owner_thread || detail::memory_tool_present()),
       options_(opts),
       strata_upstream_(dynamic_cast<const resource*>(upstream)),
       id_(next_arena_id.fetch_add(1, std::memory_order_relaxed)),
@@ -157,6 +158,34 @@ monotonic_arena::~monotonic_arena() {
 
 // -------------------------------------------------------------- allocation
 
+void* monotonic_arena::allocate_checked(std::size_t bytes, std::size_t alignment) {
+  check_owner();
+  // do_allocate's bump (see there), and the unpoisoning.
+  const std::size_t mask = alignment - 1;
+  const std::size_t n = bump_size(bytes);
+  const std::size_t pad = static_cast<std::size_t>(-cursor_) & mask;
+  const std::size_t room = end_ - cursor_;
+  if ((alignment & mask) == 0 && n <= room && pad <= room - n) {
+    const std::uintptr_t block = cursor_ + pad;
+    cursor_ = block + n;
+    count_allocate(bytes);
+    detail::unpoison_memory(reinterpret_cast<void*>(block), bytes);
+    return reinterpret_cast<void*>(block);
+  }
+  return allocate_slow(bytes, alignment);
+}
+
+void monotonic_arena::deallocate_checked(void* p, std::size_t bytes, std::size_t alignment) noexcept {
+  check_owner();
+  count_deallocate(bytes);
+  const std::size_t n = bump_size(bytes);
+  if (std::max(n, alignment) > dedicated_threshold_) {
+    deallocate_slow(p, bytes);
+    return;
+  }
+  roll_back(reinterpret_cast<std::uintptr_t>(p), n);
+}
+
 void* monotonic_arena::allocate_slow(std::size_t bytes, std::size_t alignment) {
   detail::check_alignment(resource_name, alignment);  // invalid_argument: not a failed allocation
   const std::size_t n = bump_size(bytes);
@@ -166,6 +195,16 @@ void* monotonic_arena::allocate_slow(std::size_t bytes, std::size_t alignment) {
   }
   if (n > dedicated_threshold_ || alignment > options_.max_chunk_size) {
     return allocate_dedicated(bytes, n, alignment);
+  }
+  const std::size_t room = end_ - cursor_;
+  const std::size_t pad = static_cast<std::size_t>(-cursor_) & (alignment - 1);
+  if (n <= room && pad <= room - n) {
+    // A zero-size request, which do_allocate sends here even when its one
+    // byte fits: served from the current region, as any other request.
+    const std::uintptr_t block = cursor_ + pad;
+    cursor_ = block + n;
+    count_allocate(bytes);
+    return reinterpret_cast<void*>(block);
   }
   chunk* c = take_spare(n, alignment);
   if (c == nullptr) c = acquire_chunk(n, alignment);  // may throw; nothing has changed yet

@@ -1173,6 +1173,90 @@ BOOST_AUTO_TEST_CASE(a_very_long_decay_period_does_not_decay_at_every_call) {
   BOOST_TEST(class_of(chunks, 4 * kib).cached == 4u);
 }
 
+// Issue 15: the fast paths count only the chunks handed out; those given
+// back follow from each thread's bin (returned == handed + count + unbinned).
+// Every way a chunk enters or leaves a bin without a fast-path call (a bin
+// overflowing to the shared pool, a miss from the pool or upstream, trim of
+// this thread's bin and another's, release(), thread exit, oversized
+// blocks) must keep allocations - deallocations equal to the live chunks,
+// overall and per class.
+BOOST_AUTO_TEST_CASE(stats_stay_exact_through_every_way_a_chunk_leaves_a_bin,
+                     *boost::unit_test::label("threaded")) {
+  strata::tracking_resource upstream{strata::system_pages()};
+  strata::chunk_provider chunks{{.max_chunk_size = 256 * kib}, &upstream};
+  const auto check = [&](std::uint64_t live, std::uint64_t live_64k, std::size_t bytes) {
+    const strata::resource_stats s = chunks.stats();
+    BOOST_TEST(s.allocations - s.deallocations == live);
+    BOOST_TEST(s.bytes_in_use == bytes);
+    const auto c = class_of(chunks, 64 * kib);
+    BOOST_TEST(c.in_use == live_64k);
+  };
+  std::vector<void*> held;
+  for (int i = 0; i < 10; ++i) held.push_back(chunks.allocate(40 * kib, 8));  // misses: upstream
+  check(10, 10, 400 * kib);
+  for (void* p : held) chunks.deallocate(p, 40 * kib, 8);  // 7 into the bin, 3 to the shared pool
+  held.clear();
+  check(0, 0, 0);
+  for (int i = 0; i < 10; ++i)
+    held.push_back(chunks.allocate(64 * kib, 8));  // 7 from the bin, 3 from the pool
+  check(10, 10, 640 * kib);
+  BOOST_TEST(class_of(chunks, 64 * kib).cache_hits == 10u);
+  BOOST_TEST(class_of(chunks, 64 * kib).cache_misses == 10u);
+  for (void* p : held) chunks.deallocate(p, 64 * kib, 8);
+  held.clear();
+  chunks.trim();  // this thread's bin goes upstream
+  check(0, 0, 0);
+  void* big = chunks.allocate(300 * kib, 8);  // oversized
+  void* small = chunks.allocate(4 * kib, 8);
+  check(2, 0, 304 * kib);
+  chunks.deallocate(big, 300 * kib, 8);
+  check(1, 0, 4 * kib);
+
+  // Another thread fills its bin, is trimmed at its next call, frees one of
+  // ours, and exits holding chunks in its bin.
+  std::atomic<int> stage{0};
+  const auto wait_for = [&](int s) {
+    while (stage.load() != s) std::this_thread::yield();
+  };
+  void* theirs = nullptr;
+  std::thread worker([&] {
+    std::vector<void*> mine;
+    for (int i = 0; i < 3; ++i) mine.push_back(chunks.allocate(64 * kib, 8));
+    for (void* p : mine) chunks.deallocate(p, 64 * kib, 8);
+    stage = 1;
+    wait_for(2);
+    theirs = chunks.allocate(64 * kib, 8);  // answers the trim first
+    chunks.deallocate(small, 4 * kib, 8);   // a chunk this thread did not allocate
+    for (int i = 0; i < 2; ++i) {
+      void* p = chunks.allocate(64 * kib, 8);
+      chunks.deallocate(p, 64 * kib, 8);
+    }
+    stage = 3;
+    wait_for(4);
+  });
+  wait_for(1);
+  check(1, 0, 4 * kib);
+  chunks.trim();
+  stage = 2;
+  wait_for(3);
+  check(1, 1, 64 * kib);
+  stage = 4;
+  worker.join();  // its bin moves to the shared pools
+  check(1, 1, 64 * kib);
+  chunks.deallocate(theirs, 64 * kib, 8);
+  check(0, 0, 0);
+  void* kept = chunks.allocate(64 * kib, 8);
+  chunks.release();  // takes back what is held and empties this thread's bin
+  static_cast<void>(kept);
+  const strata::resource_stats s = chunks.stats();
+  BOOST_TEST(s.allocations == s.deallocations);
+  BOOST_TEST(class_of(chunks, 64 * kib).in_use == 0u);
+  void* again = chunks.allocate(64 * kib, 8);
+  check(1, 1, 64 * kib);
+  chunks.deallocate(again, 64 * kib, 8);
+  check(0, 0, 0);
+}
+
 #if defined(STRATA_HAS_ASAN)
 // A chunk in a shared pool keeps its first word unpoisoned (push_locked
 // poisons from sizeof(void*) on, to keep the pool link readable), so a

@@ -72,4 +72,15 @@ inline void unpoison_memory(const void* address, std::size_t bytes) noexcept {
     unpoison_memory_slow(address, bytes);
 }
 
+/// Whether poisoning reaches a tool in this process, deciding the state if it
+/// is still unknown (an empty unpoison decides it and changes nothing). For
+/// a resource that keeps its poisoning calls off its fast paths by sending
+/// every call to its slow paths when a tool is present (chunk_provider).
+inline bool memory_tool_present() noexcept {
+  if (memory_tool.load(std::memory_order_relaxed) == memory_tool_state::unknown) {
+    unpoison_memory_slow(&memory_tool, 0);
+  }
+  return memory_tool.load(std::memory_order_relaxed) == memory_tool_state::present;
+}
+
 }  // namespace strata::detail
