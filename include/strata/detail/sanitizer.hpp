@@ -48,9 +48,10 @@ extern std::atomic<memory_tool_state> memory_tool;
 // Out of line: decide the state if unknown, then tell every present tool.
 void poison_memory_slow(const void* address, std::size_t bytes) noexcept;
 // Out of line: decides the state if unknown and returns whether a tool is
-// present. For resources whose inline fast paths do no poisoning at all: they
-// ask once, at construction, and when a tool is present send every call to
-// their out-of-line paths, which poison (the state never changes once decided).
+// present. For resources whose inline fast paths do no poisoning at all
+// (slab, extendable_slab, chunk_provider): they ask once, at construction,
+// and when a tool is present send every call to their out-of-line paths,
+// which poison (the state never changes once decided).
 [[nodiscard]] bool memory_tool_present() noexcept;
 void unpoison_memory_slow(const void* address, std::size_t bytes) noexcept;
 
@@ -70,17 +71,6 @@ inline void poison_memory(const void* address, std::size_t bytes) noexcept {
 inline void unpoison_memory(const void* address, std::size_t bytes) noexcept {
   if (memory_tool.load(std::memory_order_relaxed) != memory_tool_state::absent) [[unlikely]]
     unpoison_memory_slow(address, bytes);
-}
-
-/// Whether poisoning reaches a tool in this process, deciding the state if it
-/// is still unknown (an empty unpoison decides it and changes nothing). For
-/// a resource that keeps its poisoning calls off its fast paths by sending
-/// every call to its slow paths when a tool is present (chunk_provider).
-inline bool memory_tool_present() noexcept {
-  if (memory_tool.load(std::memory_order_relaxed) == memory_tool_state::unknown) {
-    unpoison_memory_slow(&memory_tool, 0);
-  }
-  return memory_tool.load(std::memory_order_relaxed) == memory_tool_state::present;
 }
 
 }  // namespace strata::detail
