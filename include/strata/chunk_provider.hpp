@@ -109,29 +109,6 @@ struct chunk_thread_cache : thread_cache_base {
 };
 using chunk_cache_slot = thread_cache_slot<chunk_thread_cache>;
 
-#if defined(__SANITIZE_THREAD__)
-#define STRATA_CHUNK_ATOMIC_COUNTERS 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define STRATA_CHUNK_ATOMIC_COUNTERS 1
-#endif
-#endif
-
-/// Adds by to a single-writer counter, as single_writer_add does (the owner's
-/// relaxed load, add and store), in one x86-64 instruction: an add to memory,
-/// which loads and stores the aligned word (not a locked read-modify-write),
-/// so other threads' relaxed loads see the old or the new value, as before.
-/// GCC 12 emits a load, an add and a store for the atomic pair; on the chunk
-/// pair that measured 1.7x the floor against 1.5x with this (issue 15).
-/// Under ThreadSanitizer the atomic pair is kept, so every access is checked.
-inline void add_in_place(single_writer_counter& counter, std::uint64_t by) noexcept {
-#if defined(__x86_64__) && !defined(STRATA_CHUNK_ATOMIC_COUNTERS)
-  asm("addq %1, %0" : "+m"(counter) : "er"(by) : "cc");
-#else
-  single_writer_add(counter, by);
-#endif
-}
-
 /// Returns p, as a value the optimizer cannot see through: the fast paths
 /// then address a bin's count, capacity and chunks from one register, where
 /// GCC 12 refolds the bin's address from the cache's base into each access
@@ -323,8 +300,8 @@ class chunk_provider final : public resource {
   // this thread and keeps its peak.
   static void note_handed(detail::chunk_thread_cache& cache, std::size_t cls, std::size_t bytes) noexcept {
     // thread_cache_base::note_allocated, with the adds in place.
-    detail::add_in_place(cache.handed[cls], 1);
-    detail::add_in_place(cache.bytes_in_use, bytes);
+    detail::single_writer_add(cache.handed[cls]);
+    detail::single_writer_add(cache.bytes_in_use, bytes);
     const std::uint64_t in_use = cache.bytes_in_use.load(std::memory_order_relaxed);
     // The signed view keeps a thread that freed others' chunks from raising the peak.
     if (static_cast<std::int64_t>(in_use) >
@@ -532,7 +509,7 @@ inline void chunk_provider::do_deallocate(void* p, std::size_t bytes, std::size_
         [[likely]] {
       bin.chunks[count] = p;
       bin.count.store(count + 1, std::memory_order_relaxed);
-      detail::add_in_place(slot.cache->bytes_in_use, -std::uint64_t{bytes});  // note_deallocated
+      slot.cache->note_deallocated(bytes);
       return;
     }
   }

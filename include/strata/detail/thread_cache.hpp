@@ -67,9 +67,28 @@ template <class Cache>
 /// read it for statistics.
 using single_writer_counter = std::atomic<std::uint64_t>;
 
-/// Adds by to counter. Requires: the calling thread is counter's only writer.
+#if defined(__SANITIZE_THREAD__)
+#define STRATA_SINGLE_WRITER_ATOMIC_PAIR 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define STRATA_SINGLE_WRITER_ATOMIC_PAIR 1
+#endif
+#endif
+
+/// Adds by to counter (a relaxed load, add and store; by may be a negated
+/// value). Requires: the calling thread is counter's only writer.
+/// On x86-64 it is one instruction, an add to memory: it loads and stores
+/// the aligned word (not a locked read-modify-write), so other threads'
+/// relaxed loads see the old or the new value, as with the atomic pair, for
+/// which GCC 12 emits a load, an add and a store. On the chunk_provider pair
+/// that was 1.7x the floor against 1.5x with the one instruction (issue 15).
+/// Under ThreadSanitizer the atomic pair is kept, so every access is checked.
 inline void single_writer_add(single_writer_counter& counter, std::uint64_t by = 1) noexcept {
+#if defined(__x86_64__) && !defined(STRATA_SINGLE_WRITER_ATOMIC_PAIR)
+  asm volatile("addq %1, %0" : "+m"(counter) : "er"(by) : "cc");  // volatile: never dropped as unused
+#else
   counter.store(counter.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
+#endif
 }
 
 /// What every per-thread cache keeps for the shared bookkeeping in
@@ -101,9 +120,7 @@ struct thread_cache_base {
     }
   }
   /// Counts bytes given back on this thread.
-  void note_deallocated(std::uint64_t bytes) noexcept {
-    bytes_in_use.store(bytes_in_use.load(std::memory_order_relaxed) - bytes, std::memory_order_relaxed);
-  }
+  void note_deallocated(std::uint64_t bytes) noexcept { single_writer_add(bytes_in_use, -bytes); }
   /// Whether a flush was requested, clearing the request. Only the owner
   /// calls it, on a slow path. A request arriving between the load and the
   /// store is answered by the flush the caller does next.
