@@ -22,7 +22,7 @@ namespace strata {
 //
 //   chunk: size bytes from upstream, aligned to `alignment`
 //   +-------+-----+-------+--------------------+-------------+--------------+
-//   | block | pad | block | block              |  free tail  | arena_chunk  |
+//   | block | pad | block | block              |  free tail  | monotonic_chunk  |
 //   +-------+-----+-------+--------------------+-------------+--------------+
 //   ^ begin()                                  ^ cursor_     ^ end()        ^ chunk + size
 //                                                              footer: prev, size,
@@ -38,8 +38,8 @@ namespace strata {
 
 namespace detail {
 
-struct arena_chunk {
-  arena_chunk* prev;      // chain: the chunk bumped into before this one; lists: the next entry
+struct monotonic_chunk {
+  monotonic_chunk* prev;  // chain: the chunk bumped into before this one; lists: the next entry
   std::size_t size;       // bytes obtained from upstream, footer included
   std::size_t alignment;  // alignment passed to upstream
   // Dedicated chunks holding a block: order of acquisition (from 1), for
@@ -48,7 +48,7 @@ struct arena_chunk {
   std::uint64_t stamp;
 
   [[nodiscard]] std::uintptr_t begin() const noexcept {
-    return reinterpret_cast<std::uintptr_t>(this) + sizeof(arena_chunk) - size;
+    return reinterpret_cast<std::uintptr_t>(this) + sizeof(monotonic_chunk) - size;
   }
   [[nodiscard]] std::uintptr_t end() const noexcept { return reinterpret_cast<std::uintptr_t>(this); }
   [[nodiscard]] void* memory() const noexcept { return reinterpret_cast<void*>(begin()); }
@@ -59,7 +59,7 @@ struct arena_chunk {
 namespace {
 
 constexpr std::string_view resource_name = "monotonic_arena";
-constexpr std::size_t footer_size = sizeof(detail::arena_chunk);
+constexpr std::size_t footer_size = sizeof(detail::monotonic_chunk);
 // Chunks are asked at least this aligned, so the footer at the end is aligned
 // and a fundamental-alignment request opening a chunk needs no padding.
 constexpr std::size_t chunk_alignment = alignof(std::max_align_t);
@@ -71,10 +71,20 @@ constexpr std::size_t max_growth_factor = 1024;
 constexpr std::size_t largest_bump = static_cast<std::size_t>(PTRDIFF_MAX) - footer_size - chunk_alignment;
 
 static_assert(footer_size % chunk_alignment == 0, "chunk sizes and footers must keep chunk_alignment");
-static_assert(alignof(detail::arena_chunk) <= chunk_alignment);
+static_assert(alignof(detail::monotonic_chunk) <= chunk_alignment);
 
 // Markers name their arena by this id; addresses could be reused by a later arena.
 std::atomic<std::uint64_t> next_arena_id{1};
+
+// The constructor with a buffer argument sets the deprecated field (0.2).
+monotonic_arena::options with_buffer(monotonic_arena::options o, std::span<std::byte> buffer) {
+  if (!o.initial_buffer.empty()) {
+    detail::throw_bad_option(resource_name, "initial_buffer",
+                             "is given with a buffer argument; pass only the argument");
+  }
+  o.initial_buffer = buffer;
+  return o;
+}
 
 void validate(const monotonic_arena::options& o) {
   if (!detail::is_power_of_two(o.first_chunk_size) || o.first_chunk_size < min_first_chunk_size) {
@@ -94,7 +104,7 @@ void validate(const monotonic_arena::options& o) {
     detail::throw_bad_option(resource_name, "retention_window", "must be at least 1");
   }
   if (o.initial_buffer.data() == nullptr && !o.initial_buffer.empty()) {
-    detail::throw_bad_option(resource_name, "initial_buffer", "has a size but no data");
+    detail::throw_bad_option(resource_name, "buffer", "has a size but no data");
   }
 }
 
@@ -109,15 +119,15 @@ void unpoison_range(std::uintptr_t from, std::uintptr_t to) noexcept {
 // Inserts c into a list linked through prev and sorted largest first. tail
 // makes the common case O(1): chains are walked newest first, and newer
 // chunks are rarely smaller, so most chunks go at the end.
-void insert_largest_first(detail::arena_chunk*& head, detail::arena_chunk*& tail,
-                          detail::arena_chunk* c) noexcept {
+void insert_largest_first(detail::monotonic_chunk*& head, detail::monotonic_chunk*& tail,
+                          detail::monotonic_chunk* c) noexcept {
   if (head == nullptr || c->size <= tail->size) {
     c->prev = nullptr;
     (head == nullptr ? head : tail->prev) = c;
     tail = c;
     return;
   }
-  detail::arena_chunk** link = &head;
+  detail::monotonic_chunk** link = &head;
   while ((*link)->size >= c->size) link = &(*link)->prev;  // stops before tail: tail->size < c->size
   c->prev = *link;
   *link = c;
@@ -126,6 +136,10 @@ void insert_largest_first(detail::arena_chunk*& head, detail::arena_chunk*& tail
 }  // namespace
 
 // ------------------------------------------------------------ construction
+
+monotonic_arena::monotonic_arena(options opts, std::span<std::byte> buffer,
+                                 std::pmr::memory_resource* upstream)
+    : monotonic_arena(with_buffer(std::move(opts), buffer), upstream) {}
 
 monotonic_arena::monotonic_arena(options opts, std::pmr::memory_resource* upstream)
     : resource(resource_name, upstream),
@@ -542,21 +556,21 @@ namespace {
 // Candidates for keeping, in the order reset() considers them: chunks the
 // ending request used, then the others, each largest first.
 struct keep_order {
-  detail::arena_chunk* used = nullptr;
-  detail::arena_chunk* used_tail = nullptr;
-  detail::arena_chunk* unused = nullptr;
-  detail::arena_chunk* unused_tail = nullptr;
+  detail::monotonic_chunk* used = nullptr;
+  detail::monotonic_chunk* used_tail = nullptr;
+  detail::monotonic_chunk* unused = nullptr;
+  detail::monotonic_chunk* unused_tail = nullptr;
 
-  void add(detail::arena_chunk* c, bool was_used) noexcept {
+  void add(detail::monotonic_chunk* c, bool was_used) noexcept {
     if (was_used) {
       insert_largest_first(used, used_tail, c);
     } else {
       insert_largest_first(unused, unused_tail, c);
     }
   }
-  detail::arena_chunk* pop() noexcept {
-    detail::arena_chunk*& head = used != nullptr ? used : unused;
-    detail::arena_chunk* c = head;
+  detail::monotonic_chunk* pop() noexcept {
+    detail::monotonic_chunk*& head = used != nullptr ? used : unused;
+    detail::monotonic_chunk* c = head;
     if (c != nullptr) head = c->prev;
     return c;
   }

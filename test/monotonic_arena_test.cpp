@@ -186,8 +186,26 @@ BOOST_AUTO_TEST_CASE(null_upstream_and_invalid_options_are_rejected_naming_the_f
   expect_bad_option({.growth_factor = 2048}, "growth_factor");
   expect_bad_option({.retention = static_cast<policy>(9)}, "retention");
   expect_bad_option({.retention_window = 0}, "retention_window");
-  expect_bad_option({.initial_buffer = std::span<std::byte>(static_cast<std::byte*>(nullptr), 16)},
-                    "initial_buffer");
+  strata::test::counting_resource upstream;
+  const std::span<std::byte> no_data(static_cast<std::byte*>(nullptr), 16);
+  BOOST_CHECK_THROW(strata::monotonic_arena({}, no_data, &upstream), std::invalid_argument);
+}
+
+// Issue 17: the caller's buffer is a constructor argument, as on slab; the
+// options field stays for 0.2, deprecated, and behaves as before. Giving both
+// is refused rather than one silently winning.
+BOOST_AUTO_TEST_CASE(the_deprecated_initial_buffer_field_still_works_and_not_with_the_argument) {
+  strata::test::counting_resource upstream;
+  alignas(16) std::array<std::byte, 256> buffer{};
+  alignas(16) std::array<std::byte, 256> other{};
+  strata::monotonic_arena old_way{{.initial_buffer = buffer}, &upstream};
+  BOOST_TEST(bytes_of(old_way.allocate(16, 16)) == buffer.data());
+  BOOST_CHECK_THROW(strata::monotonic_arena({.initial_buffer = buffer}, other, &upstream),
+                    std::invalid_argument);
+  expect_bad_option({.initial_buffer = std::span<std::byte>(static_cast<std::byte*>(nullptr), 16)}, "buffer");
+  strata::monotonic_arena new_way{{}, other, &upstream};
+  BOOST_TEST(bytes_of(new_way.allocate(16, 16)) == other.data());
+  BOOST_TEST(upstream.allocations() == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(default_constructor_takes_the_default_resource) {
@@ -890,7 +908,7 @@ BOOST_AUTO_TEST_CASE(initial_buffer_is_used_first_and_never_returned_upstream) {
   strata::test::counting_resource upstream;  // fails the test on any deallocate of the buffer
   alignas(64) std::array<std::byte, 1024> buffer;
   {
-    strata::monotonic_arena arena{{.initial_buffer = buffer}, &upstream};
+    strata::monotonic_arena arena{{}, buffer, &upstream};
     for (int i = 0; i < 10; ++i) {
       std::byte* p = bytes_of(arena.allocate(100, 4));
       BOOST_TEST_REQUIRE(p == buffer.data() + 100 * i);
@@ -1045,7 +1063,7 @@ BOOST_AUTO_TEST_CASE(bad_alignments_size_zero_and_wrapping_sizes_in_every_cursor
   std::array<std::byte, 256> buffer{};
   strata::test::counting_resource upstream;
   strata::monotonic_arena plain{{.first_chunk_size = 1024}, &upstream};
-  strata::monotonic_arena buffered{{.initial_buffer = buffer, .first_chunk_size = 1024}, &upstream};
+  strata::monotonic_arena buffered{{.first_chunk_size = 1024}, buffer, &upstream};
   const auto probe = [&](strata::monotonic_arena& arena, const char* state) {
     BOOST_TEST_CONTEXT(state) {
       const strata::resource_stats before = arena.stats();
@@ -1091,13 +1109,13 @@ BOOST_AUTO_TEST_CASE(bad_alignments_size_zero_and_wrapping_sizes_in_every_cursor
   }
   // Exactly full: the buffer's last byte handed out, then size 0 goes on elsewhere.
   std::array<std::byte, 64> small{};
-  strata::monotonic_arena full{{.initial_buffer = small, .first_chunk_size = 1024}, &upstream};
+  strata::monotonic_arena full{{.first_chunk_size = 1024}, small, &upstream};
   std::byte* whole = bytes_of(full.allocate(64, 1));
   BOOST_TEST(whole == small.data());
   probe(full, "exactly full");
   // Size 0 in the last byte of a region stays inside it.
   std::array<std::byte, 64> tight{};
-  strata::monotonic_arena last_byte{{.initial_buffer = tight, .first_chunk_size = 1024}, &upstream};
+  strata::monotonic_arena last_byte{{.first_chunk_size = 1024}, tight, &upstream};
   static_cast<void>(last_byte.allocate(63, 1));
   BOOST_TEST(bytes_of(last_byte.allocate(0, 1)) == tight.data() + 63);
   BOOST_TEST(last_byte.details().chunks == 0u);

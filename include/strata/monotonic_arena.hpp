@@ -18,7 +18,7 @@
 namespace strata {
 
 namespace detail {
-struct arena_chunk;  // the bookkeeping at the end of each chunk (see monotonic_arena.cpp)
+struct monotonic_chunk;  // the bookkeeping at the end of each chunk (see monotonic_arena.cpp)
 }  // namespace detail
 
 /// A per-request bump arena: blocks are carved upward inside chunks from the
@@ -56,8 +56,10 @@ class monotonic_arena final : public resource {
   static constexpr std::size_t unlimited = SIZE_MAX;
 
   struct options {
-    /// Caller-owned memory used before any chunk; never returned upstream.
-    /// It must outlive the arena.
+    /// Deprecated (0.2, goes in 0.3): pass the buffer to the constructor,
+    /// as for slab. Caller-owned memory used before any chunk. Not marked
+    /// [[deprecated]]: GCC 12 then warns on every `options{}`, whether or
+    /// not it names the field.
     std::span<std::byte> initial_buffer{};
     /// Size of the first chunk asked from upstream; a power of two, at least 128.
     std::size_t first_chunk_size = 4096;
@@ -107,9 +109,9 @@ class monotonic_arena final : public resource {
 
    private:
     friend class monotonic_arena;
-    std::uint64_t arena_id_ = 0;            // 0 names no arena
-    std::uint64_t generation_ = 0;          // the arena's generation_ when taken
-    detail::arena_chunk* chunk_ = nullptr;  // region of cursor_; nullptr: the initial buffer
+    std::uint64_t arena_id_ = 0;                // 0 names no arena
+    std::uint64_t generation_ = 0;              // the arena's generation_ when taken
+    detail::monotonic_chunk* chunk_ = nullptr;  // region of cursor_; nullptr: the initial buffer
     std::uintptr_t cursor_ = 0;
     std::size_t position_ = 0;            // request position (see base_) at the mark
     std::uint64_t dedicated_serial_ = 0;  // dedicated chunks with a larger serial came later
@@ -127,6 +129,14 @@ class monotonic_arena final : public resource {
   /// Creates an arena on upstream (held, not owned).
   /// Throws: std::invalid_argument naming the field for invalid options or a null upstream.
   monotonic_arena(options opts, std::pmr::memory_resource* upstream);
+  /// Creates an arena on upstream that serves from buffer first: before any
+  /// chunk, and again first after every reset() and release(). The buffer is
+  /// the caller's (held, not owned; it must outlive the arena), never
+  /// returned upstream and not counted in bytes_reserved. The same argument
+  /// order as slab's caller-buffer constructor.
+  /// Throws: std::invalid_argument for a buffer with a size but no data, the
+  /// deprecated options::initial_buffer given too, invalid options or a null upstream.
+  monotonic_arena(options opts, std::span<std::byte> buffer, std::pmr::memory_resource* upstream);
   /// Returns every chunk to the upstream (release()).
   ~monotonic_arena() override;
 
@@ -166,7 +176,7 @@ class monotonic_arena final : public resource {
   void release() noexcept;
 
  private:
-  using chunk = detail::arena_chunk;
+  using chunk = detail::monotonic_chunk;
   static constexpr std::size_t history_length = 16;  // requests the adaptive policy remembers
   static constexpr std::size_t window_steps = 16;    // retention_window is tracked in this many steps
 
