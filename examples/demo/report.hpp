@@ -1,0 +1,267 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+// What strata-demo prints: the live progress line, the results table with
+// what each column measures, and the same results as JSON (--json).
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include <strata/version.hpp>
+
+#include "args.hpp"
+#include "backends.hpp"
+#include "measure.hpp"
+
+namespace strata::demo {
+
+/// One backend's row: its key and what its child reported.
+struct row {
+  std::string key;
+  backend_result result;
+  std::string failure;  // why the child failed (empty: it did not)
+  [[nodiscard]] bool ok() const { return failure.empty() && result.finished; }
+};
+
+/// The run as a whole, for the header and the JSON.
+struct run_info {
+  const settings* s = nullptr;
+  std::size_t documents = 0;
+  std::size_t document_bytes = 0;  // all documents together
+  std::size_t smallest = 0, largest = 0;
+  std::string tracing;  // how mapping calls were counted, or why not
+};
+
+/// Returns bytes as "12.3 MiB", short enough for a table cell.
+inline std::string short_bytes(std::size_t bytes) {
+  if (bytes < 1024) return fmt::format("{} B", bytes);
+  if (bytes < (std::size_t{1} << 20)) return fmt::format("{:.1f} KiB", static_cast<double>(bytes) / 1024);
+  if (bytes < (std::size_t{1} << 30))
+    return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1 << 20));
+  return fmt::format("{:.2f} GiB", static_cast<double>(bytes) / (1 << 30));
+}
+
+// ------------------------------------------------------------- progress
+
+/// The live progress line: one line rewritten in place ("\r", erase to the
+/// end), only when enabled (stdout is a terminal and not --quiet).
+class progress_line {
+ public:
+  progress_line(bool enabled, std::size_t backends, std::size_t requests)
+      : enabled_(enabled), backends_(backends), requests_(requests) {}
+
+  /// Starts backend number index (from 0).
+  void start(std::size_t index, std::string_view name) {
+    index_ = index;
+    name_ = name;
+    first_.reset();
+  }
+  /// Shows done requests of the current backend (called about every 100 ms).
+  void show(std::uint64_t done) {
+    if (!enabled_) return;
+    const auto now = std::chrono::steady_clock::now();
+    std::string text = fmt::format("[{}/{}] {}: ", index_ + 1, backends_, name_);
+    if (done == 0) {
+      text += "warming up";
+    } else {
+      if (!first_) first_ = std::pair{now, done};
+      text += fmt::format("{}/{} requests", done, requests_);
+      const double seconds = std::chrono::duration<double>(now - first_->first).count();
+      if (seconds > 0.15 && done > first_->second) {
+        const double rate = static_cast<double>(done - first_->second) / seconds;
+        const double left = static_cast<double>(requests_ - done) / rate;
+        const double all =
+            left + static_cast<double>(backends_ - index_ - 1) * static_cast<double>(requests_) / rate;
+        text += fmt::format(", {:.0f} req/s, ETA {:.0f} s (all backends ~{:.0f} s)", rate, left, all);
+      }
+    }
+    std::fputs(("\r\x1b[K" + text).c_str(), stdout);
+    std::fflush(stdout);
+    shown_ = true;
+  }
+  /// Erases the line, if one is shown.
+  void clear() {
+    if (!shown_) return;
+    std::fputs("\r\x1b[K", stdout);
+    std::fflush(stdout);
+    shown_ = false;
+  }
+
+ private:
+  bool enabled_;
+  std::size_t backends_;
+  std::size_t requests_;
+  std::size_t index_ = 0;
+  std::string name_;
+  std::optional<std::pair<std::chrono::steady_clock::time_point, std::uint64_t>> first_;
+  bool shown_ = false;
+};
+
+// ---------------------------------------------------------------- table
+
+inline const char* workload_name(workload_kind w) {
+  return w == workload_kind::json ? "json" : "words";
+}
+
+inline void print_header(const run_info& run) {
+  const settings& s = *run.s;
+  fmt::print("strata-demo {}: {} workload, {} requests per backend on {} thread(s)\n", strata::version_string,
+             workload_name(s.workload), s.requests, s.threads);
+  fmt::print("requests: {} {} ({} to {} each, {} in all); each backend runs in a fresh child process\n\n",
+             run.documents,
+             s.input.empty() ? (s.workload == workload_kind::json ? "generated JSON order batches"
+                                                                  : "generated text documents")
+                             : fmt::format("documents from {}", s.input),
+             short_bytes(run.smallest), short_bytes(run.largest), short_bytes(run.document_bytes));
+}
+
+inline const row* find_row(const std::vector<row>& rows, std::string_view key) {
+  for (const row& r : rows)
+    if (r.key == key && r.ok()) return &r;
+  return nullptr;
+}
+
+inline double rate_of(const backend_result& r) {
+  return static_cast<double>(r.requests) / r.seconds;
+}
+
+inline void print_table(const run_info& run, const std::vector<row>& rows) {
+  const row* glibc = find_row(rows, "new_delete");
+  fmt::print("{:<28} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>10} {:>10} {:>10}\n", "backend", "req/s",
+             "vs glibc", "p50 µs", "p99 µs", "p99.9 µs", "mem calls", "faults/req", "peak RSS", "reserved");
+  std::size_t start_rss = 0;
+  for (const row& r : rows) {
+    const char* name = info_of(r.key).name;
+    if (!r.result.available) {
+      fmt::print("{:<28} not installed (libmimalloc.so.2 not found)\n", name);
+      continue;
+    }
+    if (!r.ok()) {
+      fmt::print("{:<28} failed: {}\n", name, r.failure);
+      continue;
+    }
+    const backend_result& b = r.result;
+    start_rss = std::max(start_rss, b.start_rss);
+    const std::string versus =
+        glibc != nullptr ? fmt::format("{:.2f}x", rate_of(b) / rate_of(glibc->result)) : "-";
+    const std::string calls = b.traced ? fmt::format("{}", b.run_calls.mapping()) : "-";
+    fmt::print("{:<28} {:>8.0f} {:>8} {:>8.1f} {:>8.1f} {:>9.1f} {:>9} {:>10.2f} {:>10} {:>10}\n", name,
+               rate_of(b), versus, b.p50_us, b.p99_us, b.p999_us, calls,
+               static_cast<double>(b.minor_faults) / static_cast<double>(b.requests), short_bytes(b.peak_rss),
+               short_bytes(b.reserved));
+  }
+  fmt::print(
+      "\nWhat the columns measure, the same way for every backend, each in its own child process:\n"
+      "  req/s, vs glibc  requests per second in the timed run (after one untimed warm-up pass), and over "
+      "new_delete's\n"
+      "  p50 p99 p99.9    request latency in microseconds (steady_clock around each request)\n"
+      "  mem calls        mmap + munmap + mremap + mprotect + brk + madvise system calls in the timed run,\n"
+      "                   {}\n"
+      "  faults/req       minor page faults in the timed run (getrusage), per request\n"
+      "  peak RSS         the child's peak resident memory (VmHWM; each child started at {} with its "
+      "threads)\n"
+      "  reserved         address space the child holds mapped at the end of the timed run beyond what it "
+      "had\n"
+      "                   before the backend existed (VmSize growth): what the backend took from the OS,\n"
+      "                   touched or not\n",
+      run.tracing, short_bytes(start_rss));
+  fmt::print("\nThe backends:\n");
+  for (const row& r : rows) fmt::print("  {:<27} {}\n", info_of(r.key).name, info_of(r.key).about);
+}
+
+/// Prints the measured comparison of the strata rows with the others.
+inline void print_summary(const std::vector<row>& rows) {
+  const row* best = nullptr;
+  for (const row& r : rows)
+    if (r.ok() && (best == nullptr || rate_of(r.result) > rate_of(best->result))) best = &r;
+  if (best == nullptr) return;
+  fmt::print("\nMeasured: highest throughput {} ({:.0f} req/s).\n", info_of(best->key).name,
+             rate_of(best->result));
+  for (const char* mine : {"strata", "arena"}) {
+    const row* m = find_row(rows, mine);
+    if (m == nullptr) continue;
+    std::string line = fmt::format("  {}:", info_of(mine).name);
+    bool first = true;
+    for (const row& r : rows) {
+      if (!r.ok() || r.key == mine || r.key == "strata" || r.key == "arena") continue;
+      line += fmt::format("{} {:.2f}x the req/s of {}", first ? "" : ",",
+                          rate_of(m->result) / rate_of(r.result), r.key);
+      first = false;
+    }
+    const row* glibc = find_row(rows, "new_delete");
+    if (glibc != nullptr && glibc != m)
+      line += fmt::format("; p99 {:.1f} µs vs {:.1f} µs (glibc)", m->result.p99_us, glibc->result.p99_us);
+    fmt::print("{}\n", line);
+  }
+}
+
+// ----------------------------------------------------------------- JSON
+
+inline std::string json_string(std::string_view s) {
+  std::string out = "\"";
+  for (const char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
+    } else {
+      out += c;
+    }
+  }
+  return out + '"';
+}
+
+inline std::string calls_json(const call_counts& c) {
+  std::string out = "{";
+  for (unsigned i = 0; i < map_call_count; ++i) out += fmt::format("\"{}\":{},", map_call_names[i], c.n[i]);
+  return out + fmt::format("\"mapping\":{}}}", c.mapping());
+}
+
+/// Returns the results as one JSON object (see docs/guide.md, "The demo").
+inline std::string results_json(const run_info& run, const std::vector<row>& rows) {
+  const settings& s = *run.s;
+  std::string out = fmt::format(
+      "{{\"program\":\"strata-demo\",\"version\":\"{}\",\"workload\":\"{}\",\"requests\":{},\"threads\":{},"
+      "\"hardware_threads\":{},\"input\":{},\"documents\":{},\"document_bytes\":{},\"syscall_counting\":{},"
+      "\"backends\":[",
+      strata::version_string, workload_name(s.workload), s.requests, s.threads, default_threads(),
+      s.input.empty() ? "null" : json_string(s.input), run.documents, run.document_bytes,
+      json_string(run.tracing));
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const row& r = rows[i];
+    const backend_result& b = r.result;
+    const backend_info& info = info_of(r.key);
+    out += fmt::format("{}{{\"key\":\"{}\",\"name\":{},\"about\":{},\"available\":{},\"ok\":{}",
+                       i == 0 ? "" : ",", r.key, json_string(info.name), json_string(info.about), b.available,
+                       r.ok());
+    if (!r.failure.empty()) out += fmt::format(",\"error\":{}", json_string(r.failure));
+    if (r.ok()) {
+      out += fmt::format(
+          ",\"seconds\":{:.6f},\"requests_per_second\":{:.1f},\"latency_us\":{{\"p50\":{:.2f},\"p99\":{:.2f},"
+          "\"p999\":{:.2f},\"max\":{:.2f}}},\"checksum\":\"{:016x}\",\"syscalls_counted\":{}",
+          b.seconds, rate_of(b), b.p50_us, b.p99_us, b.p999_us, b.max_us, b.checksum, b.traced);
+      if (b.traced)
+        out += fmt::format(",\"map_calls\":{},\"warmup_map_calls\":{}", calls_json(b.run_calls),
+                           calls_json(b.warm_calls));
+      out += fmt::format(
+          ",\"minor_faults\":{},\"minor_faults_per_request\":{:.4f},\"start_rss_bytes\":{},\"peak_rss_"
+          "bytes\":{},"
+          "\"reserved_bytes\":{}",
+          b.minor_faults, static_cast<double>(b.minor_faults) / static_cast<double>(b.requests), b.start_rss,
+          b.peak_rss, b.reserved);
+      if (b.chain_json[0] != '\0') out += fmt::format(",\"chain\":{}", b.chain_json);
+    }
+    out += '}';
+  }
+  return out + "]}\n";
+}
+
+}  // namespace strata::demo
