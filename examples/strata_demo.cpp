@@ -18,6 +18,7 @@
 //   measure.hpp         one backend's run inside its child
 //   report.hpp          progress line, table, JSON
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -108,23 +109,46 @@ int run(const settings& s) {
   const bool table = !json_to_stdout;
   if (table) print_header(run);
 
-  progress_line progress(table && !s.quiet && ::isatty(STDOUT_FILENO) == 1, s.backends.size(), s.requests);
-  std::vector<row> rows;
-  for (std::size_t i = 0; i < s.backends.size(); ++i) {
-    const std::string& key = s.backends[i];
-    shared_object<child_page> page;
-    progress.start(i, info_of(key).name);
-    const child_status status = run_isolated([&] { return measure(key, s, documents, work, *page); },
-                                             page->counters, s.trace, [&] { progress.show(page->done()); });
-    row r{key, page->result, {}};
-    if (r.result.error[0] != '\0') {
-      r.failure = r.result.error;
-    } else if (!status.exited) {
-      r.failure = fmt::format("the child was killed by signal {} ({})", status.code, strsignal(status.code));
-    } else if (status.code != 0 || (!r.result.finished && r.result.available)) {
-      r.failure = fmt::format("the child exited with status {}", status.code);
+  const std::size_t backends = s.backends.size();
+  progress_line progress(table && !s.quiet && ::isatty(STDOUT_FILENO) == 1, s.rounds * backends, s.requests);
+  std::vector<row> rows(backends);
+  std::vector<std::vector<backend_result>> rounds(backends);
+  // Round by round, every backend once: a change in the machine's load
+  // during the run then falls on every backend alike.
+  for (std::size_t round = 0; round < s.rounds; ++round) {
+    for (std::size_t i = 0; i < backends; ++i) {
+      row& r = rows[i];
+      r.key = s.backends[i];
+      if (!r.failure.empty() || !r.result.available) continue;  // failed or not installed: once is enough
+      shared_object<child_page> page;
+      progress.start(round * backends + i, s.rounds == 1 ? std::string(info_of(r.key).name)
+                                                         : fmt::format("{}, round {}/{}", info_of(r.key).name,
+                                                                       round + 1, s.rounds));
+      const child_status status = run_isolated([&] { return measure(r.key, s, documents, work, *page); },
+                                               page->counters, s.trace, [&] { progress.show(page->done()); });
+      r.result = page->result;
+      if (page->result.error[0] != '\0') {
+        r.failure = page->result.error;
+      } else if (!status.exited) {
+        r.failure =
+            fmt::format("the child was killed by signal {} ({})", status.code, strsignal(status.code));
+      } else if (status.code != 0 || (!page->result.finished && page->result.available)) {
+        r.failure = fmt::format("the child exited with status {}", status.code);
+      } else if (page->result.finished) {
+        rounds[i].push_back(page->result);
+        r.round_rates.push_back(rate_of(page->result));
+        r.round_checksums.push_back(page->result.checksum);
+      }
     }
-    rows.push_back(r);
+  }
+  for (std::size_t i = 0; i < backends; ++i) {
+    if (rounds[i].empty() || !rows[i].failure.empty()) continue;
+    std::vector<std::size_t> order(rounds[i].size());
+    for (std::size_t k = 0; k < order.size(); ++k) order[k] = k;
+    std::sort(order.begin(), order.end(),
+              [&](std::size_t a, std::size_t b) { return rows[i].round_rates[a] < rows[i].round_rates[b]; });
+    rows[i].median_round = order[order.size() / 2];
+    rows[i].result = rounds[i][rows[i].median_round];
   }
   progress.clear();
   run.tracing = describe_tracing(s, rows);
@@ -147,12 +171,14 @@ int run(const settings& s) {
       }
       continue;
     }
-    if (reference == nullptr) {
-      reference = &r;
-    } else if (r.result.checksum != reference->result.checksum) {
-      std::fprintf(stderr, "strata-demo: %s and %s produced different responses\n", reference->key.c_str(),
-                   r.key.c_str());
-      code = 1;
+    if (reference == nullptr) reference = &r;
+    for (const std::uint64_t sum : r.round_checksums) {
+      if (sum != reference->result.checksum) {
+        std::fprintf(stderr, "strata-demo: %s and %s produced different responses\n", reference->key.c_str(),
+                     r.key.c_str());
+        code = 1;
+        break;
+      }
     }
   }
   if (table && code == 0 && reference != nullptr)

@@ -14,7 +14,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 check() { if ! grep -qF -- "$2" <<<"$1"; then echo "missing from output: $2"; fail=1; fi; }
 
-out=$("$demo" --requests 200 --threads 2 2>&1) || { echo "strata-demo failed: $out"; exit 1; }
+out=$("$demo" --requests 100 --rounds 2 --threads 2 2>&1) || { echo "strata-demo failed: $out"; exit 1; }
 for text in "req/s" "vs glibc" "p99 µs" "mem calls" "faults/req" "peak RSS" "reserved" \
   "strata chain (arena/thread)" "strata::arena (shared)" "new_delete (glibc malloc)" \
   "std monotonic (per request)" "std sync_pool (shared)" "mimalloc (mi_heap/thread)" \
@@ -26,27 +26,27 @@ done
 if grep -q $'\r\|\x1b' <<<"$out"; then echo "progress or escape codes written to a pipe"; fail=1; fi
 
 # The lighter workload, and requests from files.
-out=$("$demo" --workload words --requests 50 --threads 1 --backends strata,new_delete 2>&1) ||
+out=$("$demo" --workload words --requests 50 --rounds 1 --threads 1 --backends strata,new_delete 2>&1) ||
   { echo "strata-demo --workload words failed: $out"; fail=1; }
 check "$out" "words workload"
 printf 'the quick brown fox\njumps over the lazy dog\nthe end\n' >"$tmp/text"
 out=$("$demo" --workload words --requests 5 --input "$tmp/text" --backends strata 2>&1) ||
   { echo "strata-demo --input (words) failed: $out"; fail=1; }
 printf '{"batch":1,"orders":[{"id":"a","customer":{"name":"Ann"},"items":[{"qty":2,"price":1.5,"tags":["x"]}]}]}\n\n{"batch":2,"orders":[]}\n' >"$tmp/batches.jsonl"
-out=$("$demo" --requests 5 --threads 1 --input "$tmp/batches.jsonl" 2>&1) ||
+out=$("$demo" --requests 5 --rounds 1 --threads 1 --input "$tmp/batches.jsonl" 2>&1) ||
   { echo "strata-demo --input (json) failed: $out"; fail=1; }
 check "$out" "2 documents from"
 
 # --json: parses, every backend, every figure; '-' writes only JSON to stdout.
-"$demo" --requests 100 --threads 2 --json "$tmp/out.json" >/dev/null 2>&1 || { echo "--json FILE failed"; fail=1; }
-"$demo" --requests 100 --threads 1 --backends strata,new_delete --json - >"$tmp/stdout.json" 2>&1 ||
+"$demo" --requests 100 --rounds 3 --threads 2 --json "$tmp/out.json" >/dev/null 2>&1 || { echo "--json FILE failed"; fail=1; }
+"$demo" --requests 100 --rounds 1 --threads 1 --backends strata,new_delete --json - >"$tmp/stdout.json" 2>&1 ||
   { echo "--json - failed"; fail=1; }
 python3 - "$tmp/out.json" "$tmp/stdout.json" <<'PY' || fail=1
 import json, sys
 full = json.load(open(sys.argv[1]))
 keys = [b["key"] for b in full["backends"]]
 assert keys == ["strata", "arena", "new_delete", "std_mono", "sync_pool", "mimalloc"], keys
-assert full["threads"] == 2 and full["requests"] == 100 and full["workload"] == "json"
+assert full["threads"] == 2 and full["requests"] == 100 and full["rounds"] == 3 and full["workload"] == "json"
 for b in full["backends"]:
     if not b["available"]:
         continue
@@ -55,6 +55,8 @@ for b in full["backends"]:
                   "reserved_bytes", "checksum", "syscalls_counted"):
         assert field in b, (b["key"], field)
     assert set(b["latency_us"]) == {"p50", "p99", "p999", "max"}, b["latency_us"]
+    rates = b["round_requests_per_second"]
+    assert len(rates) == 3 and sorted(rates)[1] == rates[b["median_round"]], (rates, b["median_round"])
     if b["syscalls_counted"]:
         assert set(b["map_calls"]) >= {"mmap", "munmap", "brk", "madvise", "mapping"}, b["map_calls"]
 assert len({b["checksum"] for b in full["backends"] if b["ok"]}) == 1
@@ -86,6 +88,7 @@ usage_error "--threads: 'abc' is not a whole number" --threads=abc
 usage_error "--threads needs a value (a count, 1..64)" --threads
 usage_error "--requests: 'zero' is not a whole number" --requests zero
 usage_error "--requests: 0 is out of range 1..100000000" --requests=0
+usage_error "--rounds: 21 is out of range 1..20" --rounds 21
 usage_error "unknown option '--bogus'" --bogus
 usage_error "unexpected argument 'extra'" extra
 usage_error "--workload: 'xml' is not one of json, words" --workload xml

@@ -22,6 +22,7 @@ namespace strata::demo {
 
 inline constexpr std::size_t max_threads = 64;
 inline constexpr std::size_t max_requests = 100'000'000;
+inline constexpr std::size_t max_rounds = 20;
 
 /// The backends, in the order they run and print.
 inline constexpr const char* backend_keys[] = {"strata",   "arena",     "new_delete",
@@ -33,6 +34,7 @@ struct settings {
   workload_kind workload = workload_kind::json;
   std::size_t requests = 0;  // 0: the workload's default
   std::size_t threads = 1;
+  std::size_t rounds = 3;             // each backend runs this many times, interleaved with the others
   std::string input;                  // empty: generated documents
   std::string json_path;              // empty: no JSON; "-": stdout
   std::vector<std::string> backends;  // keys from backend_keys, in that order
@@ -46,10 +48,11 @@ inline std::size_t default_threads() noexcept {
   return n == 0 ? 1 : (n > max_threads ? max_threads : n);
 }
 
-/// Requests per backend when --requests is not given, chosen so that the
-/// default run of every backend takes well under a minute on 2 cores.
+/// Requests per backend and round when --requests is not given, chosen so
+/// that the default run (3 rounds of every backend) takes about 10 s on 2
+/// idle cores.
 inline std::size_t default_requests(workload_kind w) noexcept {
-  return w == workload_kind::json ? 10'000 : 4'000;
+  return w == workload_kind::json ? 4'000 : 1'500;
 }
 
 inline std::string usage_text() {
@@ -61,7 +64,9 @@ inline std::string usage_text() {
       "  --workload W     json (default): parse a JSON order batch into a pmr DOM,\n"
       "                   index it in pmr maps, build and serialize a response;\n"
       "                   words: tokenize text and count words (lighter)\n"
-      "  --requests N     requests per backend, 1..{} (default: {} json, {} words)\n"
+      "  --requests N     requests per backend and round, 1..{} (default: {} json, {} words)\n"
+      "  --rounds R       runs of every backend, interleaved, 1..{} (default 3); each\n"
+      "                   backend's row is its median round by req/s\n"
       "  --threads T      worker threads, 1..{} (default: the machine's cores, here {})\n"
       "  --input FILE     requests from FILE: one JSON document per line (json),\n"
       "                   or text split into ~16 KiB requests (words)\n"
@@ -73,7 +78,7 @@ inline std::string usage_text() {
       "  --version        print the version and exit\n"
       "\n"
       "Exit status: 0 done, 1 runtime error, 2 usage error.\n",
-      max_requests, default_requests(workload_kind::json), default_requests(workload_kind::words),
+      max_requests, default_requests(workload_kind::json), default_requests(workload_kind::words), max_rounds,
       max_threads, default_threads(), fmt::join(backend_keys, ","));
 }
 
@@ -168,6 +173,9 @@ inline parse_result parse(int argc, char** argv) {
       } else if (arg == "--requests") {
         requests = detail::parse_count("--requests", value_of(fmt::format("a count, 1..{}", max_requests)), 1,
                                        max_requests);
+      } else if (arg == "--rounds") {
+        s.rounds = detail::parse_count("--rounds", value_of(fmt::format("a count, 1..{}", max_rounds)), 1,
+                                       max_rounds);
       } else if (arg == "--threads") {
         s.threads = detail::parse_count("--threads", value_of(fmt::format("a count, 1..{}", max_threads)), 1,
                                         max_threads);

@@ -22,11 +22,15 @@
 
 namespace strata::demo {
 
-/// One backend's row: its key and what its child reported.
+/// One backend's row: its key, what each round's child reported, and the
+/// round shown (the median by req/s).
 struct row {
   std::string key;
-  backend_result result;
-  std::string failure;  // why the child failed (empty: it did not)
+  backend_result result;            // the median round (or the last, if none finished)
+  std::vector<double> round_rates;  // req/s of each round, in run order
+  std::vector<std::uint64_t> round_checksums;
+  std::size_t median_round = 0;  // index into round_rates
+  std::string failure;           // why a child failed (empty: none did)
   [[nodiscard]] bool ok() const { return failure.empty() && result.finished; }
 };
 
@@ -57,7 +61,7 @@ class progress_line {
   progress_line(bool enabled, std::size_t backends, std::size_t requests)
       : enabled_(enabled), backends_(backends), requests_(requests) {}
 
-  /// Starts backend number index (from 0).
+  /// Starts run number index (from 0) of backends (rounds x backends).
   void start(std::size_t index, std::string_view name) {
     index_ = index;
     name_ = name;
@@ -112,8 +116,8 @@ inline const char* workload_name(workload_kind w) {
 
 inline void print_header(const run_info& run) {
   const settings& s = *run.s;
-  fmt::print("strata-demo {}: {} workload, {} requests per backend on {} thread(s)\n", strata::version_string,
-             workload_name(s.workload), s.requests, s.threads);
+  fmt::print("strata-demo {}: {} workload, {} requests per backend and round, {} round(s), {} thread(s)\n",
+             strata::version_string, workload_name(s.workload), s.requests, s.rounds, s.threads);
   fmt::print("requests: {} {} ({} to {} each, {} in all); each backend runs in a fresh child process\n\n",
              run.documents,
              s.input.empty() ? (s.workload == workload_kind::json ? "generated JSON order batches"
@@ -171,33 +175,27 @@ inline void print_table(const run_info& run, const std::vector<row>& rows) {
       "had\n"
       "                   before the backend existed (VmSize growth): what the backend took from the OS,\n"
       "                   touched or not\n",
-      run.tracing, short_bytes(start_rss));
+      run.s->rounds, run.tracing, short_bytes(start_rss));
   fmt::print("\nThe backends:\n");
   for (const row& r : rows) fmt::print("  {:<27} {}\n", info_of(r.key).name, info_of(r.key).about);
 }
 
-/// Prints the measured comparison of the strata rows with the others.
+/// Prints the strata rows' throughput over each other backend's, as measured.
 inline void print_summary(const std::vector<row>& rows) {
   const row* best = nullptr;
   for (const row& r : rows)
     if (r.ok() && (best == nullptr || rate_of(r.result) > rate_of(best->result))) best = &r;
   if (best == nullptr) return;
-  fmt::print("\nMeasured: highest throughput {} ({:.0f} req/s).\n", info_of(best->key).name,
-             rate_of(best->result));
+  fmt::print("\nMeasured: highest req/s {} ({:.0f}). Each strata row's req/s over the others':\n",
+             info_of(best->key).name, rate_of(best->result));
   for (const char* mine : {"strata", "arena"}) {
     const row* m = find_row(rows, mine);
     if (m == nullptr) continue;
-    std::string line = fmt::format("  {}:", info_of(mine).name);
-    bool first = true;
+    std::string line = fmt::format("  {:<28}", info_of(mine).name);
     for (const row& r : rows) {
-      if (!r.ok() || r.key == mine || r.key == "strata" || r.key == "arena") continue;
-      line += fmt::format("{} {:.2f}x the req/s of {}", first ? "" : ",",
-                          rate_of(m->result) / rate_of(r.result), r.key);
-      first = false;
+      if (r.ok() && r.key != "strata" && r.key != "arena")
+        line += fmt::format(" {:.2f}x {}", rate_of(m->result) / rate_of(r.result), r.key);
     }
-    const row* glibc = find_row(rows, "new_delete");
-    if (glibc != nullptr && glibc != m)
-      line += fmt::format("; p99 {:.1f} µs vs {:.1f} µs (glibc)", m->result.p99_us, glibc->result.p99_us);
     fmt::print("{}\n", line);
   }
 }
@@ -230,9 +228,10 @@ inline std::string results_json(const run_info& run, const std::vector<row>& row
   const settings& s = *run.s;
   std::string out = fmt::format(
       "{{\"program\":\"strata-demo\",\"version\":\"{}\",\"workload\":\"{}\",\"requests\":{},\"threads\":{},"
-      "\"hardware_threads\":{},\"input\":{},\"documents\":{},\"document_bytes\":{},\"syscall_counting\":{},"
+      "\"rounds\":{},\"hardware_threads\":{},\"input\":{},\"documents\":{},\"document_bytes\":{},\"syscall_"
+      "counting\":{},"
       "\"backends\":[",
-      strata::version_string, workload_name(s.workload), s.requests, s.threads, default_threads(),
+      strata::version_string, workload_name(s.workload), s.requests, s.threads, s.rounds, default_threads(),
       s.input.empty() ? "null" : json_string(s.input), run.documents, run.document_bytes,
       json_string(run.tracing));
   for (std::size_t i = 0; i < rows.size(); ++i) {
@@ -246,8 +245,10 @@ inline std::string results_json(const run_info& run, const std::vector<row>& row
     if (r.ok()) {
       out += fmt::format(
           ",\"seconds\":{:.6f},\"requests_per_second\":{:.1f},\"latency_us\":{{\"p50\":{:.2f},\"p99\":{:.2f},"
-          "\"p999\":{:.2f},\"max\":{:.2f}}},\"checksum\":\"{:016x}\",\"syscalls_counted\":{}",
-          b.seconds, rate_of(b), b.p50_us, b.p99_us, b.p999_us, b.max_us, b.checksum, b.traced);
+          "\"p999\":{:.2f},\"max\":{:.2f}}},\"checksum\":\"{:016x}\",\"syscalls_counted\":{},"
+          "\"round_requests_per_second\":[{:.1f}],\"median_round\":{}",
+          b.seconds, rate_of(b), b.p50_us, b.p99_us, b.p999_us, b.max_us, b.checksum, b.traced,
+          fmt::join(r.round_rates, ","), r.median_round);
       if (b.traced)
         out += fmt::format(",\"map_calls\":{},\"warmup_map_calls\":{}", calls_json(b.run_calls),
                            calls_json(b.warm_calls));
