@@ -26,6 +26,9 @@ namespace strata::demo {
 /// One request's work: a document in, a checksum of the response out.
 using work_fn = std::uint64_t (*)(std::string_view, std::pmr::memory_resource*);
 
+/// Thread safety: attach, serve and detach for worker t run only on worker
+/// t's thread; backends whose resource is shared (arena, sync_pool) rely on
+/// that resource being thread-safe. The rest is called on one thread.
 class backend {
  public:
   backend() = default;

@@ -4,6 +4,7 @@
 // What strata-demo prints: the live progress line, the results table with
 // what each column measures, and the same results as JSON (--json).
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
