@@ -23,6 +23,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -107,6 +108,13 @@ int run(const settings& s) {
   }
   const bool json_to_stdout = s.json_path == "-";
   const bool table = !json_to_stdout;
+  // Opened now, so that an unwritable path fails before the run, not after.
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> json_file{nullptr, &std::fclose};
+  if (!s.json_path.empty() && !json_to_stdout) {
+    json_file.reset(std::fopen(s.json_path.c_str(), "w"));
+    if (!json_file)
+      throw runtime_failure(fmt::format("cannot write {}: {}", s.json_path, std::strerror(errno)));
+  }
   if (table) print_header(run);
 
   const std::size_t backends = s.backends.size();
@@ -189,10 +197,8 @@ int run(const settings& s) {
     const std::string text = results_json(run, rows);
     if (json_to_stdout) {
       std::fputs(text.c_str(), stdout);
-    } else {
-      std::FILE* f = std::fopen(s.json_path.c_str(), "w");
-      if (f == nullptr || std::fputs(text.c_str(), f) < 0 || std::fclose(f) != 0)
-        throw runtime_failure(fmt::format("cannot write {}: {}", s.json_path, std::strerror(errno)));
+    } else if (std::fputs(text.c_str(), json_file.get()) < 0 || std::fclose(json_file.release()) != 0) {
+      throw runtime_failure(fmt::format("cannot write {}: {}", s.json_path, std::strerror(errno)));
     }
   }
   return code;

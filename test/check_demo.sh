@@ -66,8 +66,11 @@ only = json.load(open(sys.argv[2]))
 assert [b["key"] for b in only["backends"]] == ["strata", "new_delete"]
 PY
 
-# --quiet on a terminal: no progress line (script(1) gives the demo a tty).
+# On a terminal (script(1) gives the demo one) a progress line is drawn
+# when each backend starts; --quiet draws none.
 if command -v script >/dev/null; then
+  script -qec "$demo --requests 10 --rounds 1 --threads 1 --backends strata,new_delete" /dev/null >"$tmp/tty" 2>&1
+  grep -qF $'\r\x1b[K[2/2] new_delete (glibc malloc): ' "$tmp/tty" || { echo "no progress line on a terminal"; fail=1; }
   script -qec "$demo --requests 100 --threads 1 --backends new_delete --quiet" /dev/null >"$tmp/tty" 2>&1
   if grep -q $'\x1b' "$tmp/tty"; then echo "--quiet still showed progress on a terminal"; fail=1; fi
 fi

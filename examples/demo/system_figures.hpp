@@ -231,7 +231,9 @@ inline child_status run_isolated(const std::function<int()>& body, shared_counte
   bool done = false;
   std::thread ticker([&] {
     std::unique_lock lock(m);
-    while (!cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return done; })) tick();
+    do {
+      tick();  // at once, then every 100 ms: a run of any length shows its line
+    } while (!cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return done; }));
   });
 
   child_status result;
