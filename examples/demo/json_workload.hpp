@@ -64,6 +64,28 @@ inline const value* value::find(std::string_view key) const noexcept {
   return nullptr;
 }
 
+/// Returns a deep copy of v on r. (A plain copy would put its strings and
+/// containers on the default resource: pmr containers do not propagate
+/// their allocator on copy construction.)
+inline value clone(const value& v, std::pmr::memory_resource* r) {
+  if (const string* s = v.as_string()) return {string{*s, r}};
+  if (const array* a = v.as_array()) {
+    array copy{r};
+    copy.reserve(a->size());
+    for (const value& e : *a) copy.push_back(clone(e, r));
+    return {std::move(copy)};
+  }
+  if (const object* o = v.as_object()) {
+    object copy{r};
+    copy.reserve(o->size());
+    for (const member& m : *o) copy.push_back({string{m.key, r}, clone(m.val, r)});
+    return {std::move(copy)};
+  }
+  value copy;
+  copy.data = v.data;  // null, bool or number: nothing to allocate
+  return copy;
+}
+
 // ---------------------------------------------------------------- parsing
 
 /// A malformed document: what is wrong and at which byte.
@@ -373,14 +395,16 @@ inline std::uint64_t process(std::string_view document, std::pmr::memory_resourc
       revenue += total;
       const value* customer = order.find("customer");
       const value* name = customer != nullptr ? customer->find("name") : nullptr;
-      string who{name != nullptr && name->as_string() != nullptr ? *name->as_string() : "(unknown)", r};
+      string who{name != nullptr && name->as_string() != nullptr ? std::string_view{*name->as_string()}
+                                                                 : std::string_view{"(unknown)"},
+                 r};
       auto& c = by_customer[who];
       c.spent += total;
       ++c.orders;
 
       object summary{r};
       const value* id = order.find("id");
-      summary.push_back({string{"id", r}, id != nullptr ? *id : value{}});
+      summary.push_back({string{"id", r}, id != nullptr ? clone(*id, r) : value{}});
       summary.push_back({string{"customer", r}, value{std::move(who)}});
       summary.push_back({string{"units", r}, value{static_cast<double>(units)}});
       summary.push_back(
@@ -416,7 +440,7 @@ inline std::uint64_t process(std::string_view document, std::pmr::memory_resourc
 
   object response{r};
   const value* batch = doc.find("batch");
-  response.push_back({string{"batch", r}, batch != nullptr ? *batch : value{}});
+  response.push_back({string{"batch", r}, batch != nullptr ? clone(*batch, r) : value{}});
   response.push_back({string{"orders", r}, value{static_cast<double>(summaries.size())}});
   response.push_back({string{"cancelled", r}, value{static_cast<double>(cancelled)}});
   response.push_back(

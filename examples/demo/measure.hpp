@@ -23,6 +23,7 @@
 #include <cstring>
 #include <exception>
 #include <memory>
+#include <memory_resource>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -144,6 +145,10 @@ inline int measure(std::string_view key, const settings& s, const std::vector<st
     });
   }
 
+  // Every allocation of a request must reach the backend under test: one
+  // that fell back to the default resource would throw instead of being
+  // measured on another allocator.
+  std::pmr::set_default_resource(std::pmr::null_memory_resource());
   sync.arrive_and_wait();  // 1
   const std::size_t base_vm = proc_status_bytes("VmSize");
   reset_peak_rss();
