@@ -72,7 +72,7 @@ std::vector<std::string> read_lines(const std::string& path, bool words) {
     }
     documents.back() += line;  // text split into documents of about 16 KiB at line ends
     documents.back() += '\n';
-    if (documents.back().size() >= 16 * 1024) documents.emplace_back();
+    if (documents.back().size() >= std::size_t{16} * 1024) documents.emplace_back();
   }
   if (in.bad()) throw runtime_failure(fmt::format("error reading {}", path));
   if (!documents.empty() && documents.back().empty()) documents.pop_back();

@@ -20,6 +20,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <variant>
@@ -35,10 +36,33 @@ using string = std::pmr::string;
 using array = std::pmr::vector<value>;
 using object = std::pmr::vector<member>;  // members in document order, as most DOMs keep them
 
+/// What a value is made from: not a value (that is a move), and not a
+/// pointer, or `array a{resource}` would pick the initializer-list
+/// constructor, each pointer turning into a bool value.
+template <class T>
+concept value_source =
+    !std::is_same_v<std::remove_cvref_t<T>, value> && !std::is_pointer_v<std::remove_cvref_t<T>>;
+
 /// One JSON value. Strings and containers allocate on the resource they were
-/// built with; moving a value keeps that resource.
+/// built with; moving a value keeps that resource. Not copyable: a copy
+/// would land on the default resource (pmr containers do not propagate
+/// their allocator on copy construction); clone() copies onto a resource.
+/// The special members are defined below member, where object is complete
+/// (clang instantiates them at the end of the class otherwise).
 struct value {
-  std::variant<std::nullptr_t, bool, double, string, array, object> data{nullptr};
+  using variant = std::variant<std::nullptr_t, bool, double, string, array, object>;
+  variant data;
+
+  value() noexcept;
+  /// Makes a value holding one of variant's alternatives (see value_source).
+  template <value_source T>
+  // NOLINTNEXTLINE(bugprone-forwarding-reference-overload): value_source excludes value
+  value(T&& alternative) : data(std::forward<T>(alternative)) {}
+  value(value&& other) noexcept;
+  value& operator=(value&& other) noexcept;
+  value(const value&) = delete;
+  value& operator=(const value&) = delete;
+  ~value();
 
   [[nodiscard]] const object* as_object() const noexcept { return std::get_if<object>(&data); }
   [[nodiscard]] const array* as_array() const noexcept { return std::get_if<array>(&data); }
@@ -55,6 +79,11 @@ struct member {
   string key;
   value val;
 };
+
+inline value::value() noexcept : data(nullptr) {}
+inline value::value(value&& other) noexcept = default;
+inline value& value::operator=(value&& other) noexcept = default;
+inline value::~value() = default;
 
 inline const value* value::find(std::string_view key) const noexcept {
   if (const object* o = as_object()) {
@@ -81,9 +110,9 @@ inline value clone(const value& v, std::pmr::memory_resource* r) {
     for (const member& m : *o) copy.push_back({string{m.key, r}, clone(m.val, r)});
     return {std::move(copy)};
   }
-  value copy;
-  copy.data = v.data;  // null, bool or number: nothing to allocate
-  return copy;
+  if (const bool* b = std::get_if<bool>(&v.data)) return {*b};
+  if (const double* d = std::get_if<double>(&v.data)) return {*d};
+  return {};
 }
 
 // ---------------------------------------------------------------- parsing
