@@ -91,7 +91,8 @@ struct call_counts {
 /// updated once its call returns.
 struct shared_counters {
   std::atomic<std::uint64_t> calls[map_call_count];
-  std::atomic<bool> traced{false};  // the filter is on in the child
+  std::atomic<bool> traced{false};   // the filter is on in the child
+  std::atomic<bool> tracing{false};  // the parent set its ptrace options (before the filter may go on)
   [[nodiscard]] call_counts snapshot() const noexcept {
     call_counts c;
     for (unsigned i = 0; i < map_call_count; ++i) c.n[i] = calls[i].load(std::memory_order_acquire);
@@ -215,7 +216,10 @@ inline child_status run_isolated(const std::function<int()>& body, shared_counte
   if (pid == 0) {
     if (trace && ::ptrace(PTRACE_TRACEME, 0, nullptr, nullptr) == 0) {
       ::raise(SIGSTOP);  // the parent sets its options, then lets us go on
-      counters.traced.store(detail::install_filter(), std::memory_order_release);
+      // Without a tracer that asked for seccomp stops, a filtered call would
+      // fail with ENOSYS instead of running: no filter then.
+      if (counters.tracing.load(std::memory_order_acquire))
+        counters.traced.store(detail::install_filter(), std::memory_order_release);
     }
     int code = 1;
     try {
@@ -263,8 +267,9 @@ inline child_status run_isolated(const std::function<int()>& body, shared_counte
     } else if (tid == pid && sig == SIGSTOP && !options_set) {
       // EXITKILL: a dying parent takes the child along. TRACECLONE: the
       // child's threads are traced (and filtered) too.
-      ::ptrace(PTRACE_SETOPTIONS, pid, nullptr,
-               PTRACE_O_TRACESECCOMP | PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL);
+      const long set = ::ptrace(PTRACE_SETOPTIONS, pid, nullptr,
+                                PTRACE_O_TRACESECCOMP | PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL);
+      counters.tracing.store(set == 0, std::memory_order_release);
       options_set = true;
     } else if (event == 0 && sig != SIGSTOP && sig != SIGTRAP) {
       deliver = sig;  // a real signal (a crash, ^C): pass it on
