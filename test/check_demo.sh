@@ -25,6 +25,11 @@ done
 # stdout is a pipe here: no progress line, no escape code.
 if grep -q $'\r\|\x1b' <<<"$out"; then echo "progress or escape codes written to a pipe"; fail=1; fi
 
+# --no-trace: no ptrace, and the table says the calls were not counted.
+out=$("$demo" --requests 20 --rounds 1 --threads 1 --backends new_delete --no-trace 2>&1) ||
+  { echo "strata-demo --no-trace failed: $out"; fail=1; }
+check "$out" "not counted (--no-trace)"
+
 # The lighter workload, and requests from files.
 out=$("$demo" --workload words --requests 50 --rounds 1 --threads 1 --backends strata,new_delete 2>&1) ||
   { echo "strata-demo --workload words failed: $out"; fail=1; }
