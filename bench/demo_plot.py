@@ -57,8 +57,10 @@ def gnuplot_script(runs, out):
         plots_p99.append(f'$d{i} using 1:3 with linespoints lw 2 pt 7 title "{title}"')
     threads = sorted({r["threads"] for r in runs})
     first = runs[0]
-    subtitle = (f"{first['workload']} workload, {first['requests']} requests per backend, "
-                f"{first['hardware_threads']} hardware threads; strata-demo --json")
+    loads = ", ".join(f"{r['load_average'][0]:.1f}" for r in sorted(runs, key=lambda r: r["threads"]))
+    subtitle = (f"{first['workload']} workload, {first['requests']} requests per backend and round, "
+                f"median of {first['rounds']} rounds; {first['hardware_threads']} hardware threads, "
+                f"1-min load average at the start of each run: {loads}")
     return "\n".join(blocks) + f"""
 set terminal pngcairo size 1100,520 font ",10"
 set output "{out}"

@@ -99,6 +99,7 @@ int run(const settings& s) {
 
   run_info run;
   run.s = &s;
+  read_load(run.load);
   run.documents = documents.size();
   run.smallest = SIZE_MAX;
   for (const std::string& d : documents) {

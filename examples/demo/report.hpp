@@ -41,8 +41,18 @@ struct run_info {
   std::size_t documents = 0;
   std::size_t document_bytes = 0;  // all documents together
   std::size_t smallest = 0, largest = 0;
-  std::string tracing;  // how mapping calls were counted, or why not
+  std::string tracing;            // how mapping calls were counted, or why not
+  double load[3] = {-1, -1, -1};  // /proc/loadavg when the run started (-1: unknown)
 };
+
+/// Returns the 1, 5 and 15 minute load averages, or -1s: on a shared
+/// machine they say how far the figures can be trusted.
+inline void read_load(double (&load)[3]) {
+  if (std::FILE* f = std::fopen("/proc/loadavg", "r")) {
+    if (std::fscanf(f, "%lf %lf %lf", &load[0], &load[1], &load[2]) != 3) load[0] = load[1] = load[2] = -1;
+    std::fclose(f);
+  }
+}
 
 /// Returns bytes as "12.3 MiB", short enough for a table cell.
 inline std::string short_bytes(std::size_t bytes) {
@@ -119,6 +129,9 @@ inline void print_header(const run_info& run) {
   const settings& s = *run.s;
   fmt::print("strata-demo {}: {} workload, {} requests per backend and round, {} round(s), {} thread(s)\n",
              strata::version_string, workload_name(s.workload), s.requests, s.rounds, s.threads);
+  if (run.load[0] >= 0)
+    fmt::print("{} hardware threads, load average {:.2f} {:.2f} {:.2f} (1, 5, 15 min) at the start\n",
+               default_threads(), run.load[0], run.load[1], run.load[2]);
   fmt::print("requests: {} {} ({} to {} each, {} in all); each backend runs in a fresh child process\n\n",
              run.documents,
              s.input.empty() ? (s.workload == workload_kind::json ? "generated JSON order batches"
@@ -229,12 +242,13 @@ inline std::string results_json(const run_info& run, const std::vector<row>& row
   const settings& s = *run.s;
   std::string out = fmt::format(
       "{{\"program\":\"strata-demo\",\"version\":\"{}\",\"workload\":\"{}\",\"requests\":{},\"threads\":{},"
-      "\"rounds\":{},\"hardware_threads\":{},\"input\":{},\"documents\":{},\"document_bytes\":{},\"syscall_"
+      "\"rounds\":{},\"hardware_threads\":{},\"load_average\":[{}],\"input\":{},\"documents\":{},\"document_"
+      "bytes\":{},\"syscall_"
       "counting\":{},"
       "\"backends\":[",
       strata::version_string, workload_name(s.workload), s.requests, s.threads, s.rounds, default_threads(),
-      s.input.empty() ? "null" : json_string(s.input), run.documents, run.document_bytes,
-      json_string(run.tracing));
+      fmt::join(run.load, ","), s.input.empty() ? "null" : json_string(s.input), run.documents,
+      run.document_bytes, json_string(run.tracing));
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const row& r = rows[i];
     const backend_result& b = r.result;
