@@ -22,6 +22,9 @@ for text in "req/s" "vs glibc" "p99 µs" "mem calls" "faults/req" "peak RSS" "re
   "What the columns measure" "All backends produced the same responses"; do
   check "$out" "$text"
 done
+check "$out" "each row is its backend's median round of 2, rounds interleaved"
+grep -qE "^ +(counted by the kernel|not counted)" <<<"$out" || { echo "mem calls: no line saying how"; fail=1; }
+grep -qE "each child started at [0-9.]+ [KMG]iB\)$" <<<"$out" || { echo "peak RSS: no start RSS"; fail=1; }
 # stdout is a pipe here: no progress line, no escape code.
 if grep -q $'\r\|\x1b' <<<"$out"; then echo "progress or escape codes written to a pipe"; fail=1; fi
 

@@ -177,18 +177,17 @@ inline void print_table(const run_info& run, const std::vector<row>& rows) {
   }
   fmt::print(
       "\nWhat the columns measure, the same way for every backend, each in its own child process:\n"
-      "  req/s, vs glibc  requests per second in the timed run (after one untimed warm-up pass), and over "
-      "new_delete's\n"
+      "  req/s, vs glibc  requests per second in the timed run (after one untimed warm-up pass), and over\n"
+      "                   new_delete's; each row is its backend's median round of {}, rounds interleaved\n"
       "  p50 p99 p99.9    request latency in microseconds (steady_clock around each request)\n"
       "  mem calls        mmap + munmap + mremap + mprotect + brk + madvise system calls in the timed run,\n"
       "                   {}\n"
       "  faults/req       minor page faults in the timed run (getrusage), per request\n"
-      "  peak RSS         the child's peak resident memory (VmHWM; each child started at {} with its "
-      "threads)\n"
-      "  reserved         address space the child holds mapped at the end of the timed run beyond what it "
-      "had\n"
-      "                   before the backend existed (VmSize growth): what the backend took from the OS,\n"
-      "                   touched or not\n",
+      "  peak RSS         the child's peak resident memory (VmHWM; each child started at {})\n"
+      "  reserved         address space the child holds mapped at the end of the timed run beyond what\n"
+      "                   it had before the backend existed (VmSize growth): what the backend took from\n"
+      "                   the OS, touched or not (each worker's glibc malloc arena, 64 MiB, is made\n"
+      "                   before, for every backend alike)\n",
       run.s->rounds, run.tracing, short_bytes(start_rss));
   fmt::print("\nThe backends:\n");
   for (const row& r : rows) fmt::print("  {:<27} {}\n", info_of(r.key).name, info_of(r.key).about);
