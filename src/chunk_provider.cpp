@@ -91,8 +91,9 @@ chunk_provider::chunk_provider(options opts, std::pmr::memory_resource* upstream
   // A budget below one chunk fails every allocation; it is almost always an
   // overflowed int expression (`4 << 30` is 0), so it is refused by name.
   if (options_.byte_budget < options_.min_chunk_size) {
-    bad("byte_budget", "is below min_chunk_size, so every allocation would fail (an int overflow such as "
-                       "4 << 30? write 4_GiB from <strata/literals.hpp>)");
+    bad("byte_budget",
+        "is below min_chunk_size, so every allocation would fail (an int overflow such as "
+        "4 << 30? write 4_GiB from <strata/literals.hpp>)");
   }
   if (!(options_.budget_warning_fraction > 0.0 && options_.budget_warning_fraction <= 1.0)) {
     bad("budget_warning_fraction", "must be in (0, 1]");
