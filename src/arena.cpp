@@ -103,6 +103,7 @@ arena::arena(options opts, std::pmr::memory_resource* upstream)
     : resource(resource_name, upstream),
       options_(checked_options(opts)),
       id_(arena_registry::new_id()),
+      fast_id_(detail::memory_tool_present() ? ~std::uint64_t{0} : id_),  // ids never reach ~0
       base_(0),
       capacity_(options_.capacity),
       extents_(options_.capacity / detail::arena_page),

@@ -172,8 +172,9 @@ using arena_cache_slot = thread_cache_slot<arena_thread_cache>;  // the fast pat
 
 /// Pops a block of class cls from the calling thread's own cache and counts
 /// it, or returns nullptr if the bin is empty. No lock, no atomic RMW.
-/// Poisoning false: the caller saw memory_tool_absent(), so the pop makes no
-/// call (the inline fast path); true: it unpoisons the block (slow paths).
+/// Poisoning false: no memory tool is present (the inline path; see
+/// arena::fast_id_), so the pop makes no call; true: it unpoisons the block
+/// (slow paths).
 template <bool Poisoning = true>
 [[gnu::always_inline]] inline void* arena_pop(arena_thread_cache& cache, unsigned cls,
                                               std::size_t bytes) noexcept {
@@ -517,7 +518,12 @@ class arena final : public resource {
   };
 
   options options_;
-  std::uint64_t id_;          // unique per arena, never reused
+  std::uint64_t id_;  // unique per arena, never reused
+  // What the inline paths compare the thread's cache slot with: id_, or,
+  // under a memory tool (decided at construction, once per process), a value
+  // no slot holds, so every call takes the slow paths, which use the same
+  // bins (they compare with id_) and poison. One compare covers both tests.
+  std::uint64_t fast_id_;
   detail::link_codec codec_;  // run free-list links (hardened only)
   std::uintptr_t base_;       // region start
   std::size_t capacity_;      // region bytes (a multiple of arena_page)
@@ -576,12 +582,12 @@ class arena final : public resource {
 
 // Pops a block from this thread's bin: no lock, no atomic read-modify-write,
 // and no call but the tail call to the slow path, so no register is saved.
-// Under a memory tool (or before its presence is known) every call is slow,
-// where the same pop also unpoisons.
+// Under a memory tool every call is slow (fast_id_), where the same pop also
+// unpoisons.
 inline void* arena::do_allocate(std::size_t bytes, std::size_t alignment) {
   detail::arena_cache_slot& slot = detail::current_thread_cache<detail::arena_thread_cache>;
-  if (bytes <= detail::arena_table_max && detail::arena_small_alignment(alignment) && slot.owner_id == id_ &&
-      detail::memory_tool_absent()) [[likely]] {
+  if (bytes <= detail::arena_table_max && detail::arena_small_alignment(alignment) &&
+      slot.owner_id == fast_id_) [[likely]] {
     if (void* p = detail::arena_pop<false>(*slot.cache, detail::arena_small_class_table[(bytes + 15) >> 4],
                                            bytes)) [[likely]] {
       return p;
@@ -595,8 +601,8 @@ inline void* arena::do_allocate(std::size_t bytes, std::size_t alignment) {
 // do_allocate, it poisons only on the slow path.
 inline void arena::do_deallocate(void* p, std::size_t bytes, std::size_t alignment) {
   detail::arena_cache_slot& slot = detail::current_thread_cache<detail::arena_thread_cache>;
-  if (bytes <= detail::arena_table_max && detail::arena_small_alignment(alignment) && slot.owner_id == id_ &&
-      contains(p) && detail::memory_tool_absent()) [[likely]] {
+  if (bytes <= detail::arena_table_max && detail::arena_small_alignment(alignment) &&
+      slot.owner_id == fast_id_ && contains(p)) [[likely]] {
     const unsigned cls = detail::arena_small_class_table[(bytes + 15) >> 4];
     if (detail::arena_push<false>(*slot.cache, cls, p, bytes)) [[likely]]
       return;

@@ -49,19 +49,11 @@ extern std::atomic<memory_tool_state> memory_tool;
 void poison_memory_slow(const void* address, std::size_t bytes) noexcept;
 // Out of line: decides the state if unknown and returns whether a tool is
 // present. For resources whose inline fast paths do no poisoning at all
-// (slab, extendable_slab, chunk_provider): they ask once, at construction,
+// (slab, extendable_slab, chunk_provider, arena): they ask once, at construction,
 // and when a tool is present send every call to their out-of-line paths,
 // which poison (the state never changes once decided).
 [[nodiscard]] bool memory_tool_present() noexcept;
 void unpoison_memory_slow(const void* address, std::size_t bytes) noexcept;
-
-/// Whether no tool is present (known absent: `unknown` answers false). A fast
-/// path that would otherwise poison can test this first and leave the
-/// poisoning, and the first decision, to its slow path: then it makes no
-/// call, so it needs no saved registers.
-[[nodiscard]] inline bool memory_tool_absent() noexcept {
-  return memory_tool.load(std::memory_order_relaxed) == memory_tool_state::absent;
-}
 
 inline void poison_memory(const void* address, std::size_t bytes) noexcept {
   if (memory_tool.load(std::memory_order_relaxed) != memory_tool_state::absent) [[unlikely]]
