@@ -299,15 +299,8 @@ class chunk_provider final : public resource {
   // Counts a chunk of class cls (oversized: cls > max_class_) handed out on
   // this thread and keeps its peak.
   static void note_handed(detail::chunk_thread_cache& cache, std::size_t cls, std::size_t bytes) noexcept {
-    // thread_cache_base::note_allocated, with the adds in place.
     detail::single_writer_add(cache.handed[cls]);
-    detail::single_writer_add(cache.bytes_in_use, bytes);
-    const std::uint64_t in_use = cache.bytes_in_use.load(std::memory_order_relaxed);
-    // The signed view keeps a thread that freed others' chunks from raising the peak.
-    if (static_cast<std::int64_t>(in_use) >
-        static_cast<std::int64_t>(cache.peak_bytes_in_use.load(std::memory_order_relaxed))) [[unlikely]] {
-      cache.peak_bytes_in_use.store(in_use, std::memory_order_relaxed);
-    }
+    cache.note_allocated(bytes);
   }
 
   // Everything below leaves the provider consistent and is cold.
