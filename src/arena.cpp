@@ -918,10 +918,12 @@ void arena::count_allocation(detail::arena_thread_cache* cache, std::size_t byte
     cache->on_allocate(bytes);
     return;
   }
-  std::lock_guard lock(registry().mutex());
+  // Lock-free, and raises the peak by what calls without a cache hold. In
+  // hardened mode no thread has a cache, so that is everything: exact.
   caches_.count_cacheless_allocation(bytes);
-  // No cache keeps a peak for this call (hardened mode, exiting threads):
-  // raise the set's own. O(caches), and hardened mode has none.
+  if (options_.hardened) return;
+  // An exiting thread: raise the peak by the whole total. O(caches).
+  std::lock_guard lock(registry().mutex());
   const auto in_use = static_cast<std::int64_t>(caches_.totals().bytes_in_use);
   if (in_use > 0) caches_.raise_peak(static_cast<std::size_t>(in_use));
 }
@@ -931,8 +933,7 @@ void arena::count_deallocation(detail::arena_thread_cache* cache, std::size_t by
     cache->on_deallocate(bytes);
     return;
   }
-  std::lock_guard lock(registry().mutex());
-  caches_.count_cacheless_deallocation(bytes);
+  caches_.count_cacheless_deallocation(bytes);  // lock-free
 }
 
 void arena::reject(misuse_kind kind, void* p, std::size_t bytes, std::size_t alignment) noexcept {

@@ -725,6 +725,47 @@ BOOST_AUTO_TEST_CASE(an_arena_destroyed_before_its_threads_exit_loses_nothing,
   BOOST_TEST(upstream.stats().misuse_detected == 0u);
 }
 
+// Hardened mode has no thread caches, so every call is counted on the
+// arena's lock-free cacheless counters. Two threads allocating at once must
+// lose no count and no byte, and the peak must cover what both held.
+BOOST_AUTO_TEST_CASE(hardened_counters_from_two_threads_add_up, *boost::unit_test::label("threaded")) {
+  strata::arena heap{{.capacity = 8 * mib, .hardened = true}, strata::system_pages()};
+  constexpr int per_thread = 2000;
+  std::barrier phase(3);  // the two workers and this thread
+  std::atomic<std::uint64_t> requested{0};
+  auto work = [&](unsigned seed) {
+    std::mt19937 rng(seed);
+    std::vector<std::pair<void*, std::size_t>> held;
+    std::uint64_t mine = 0;
+    for (int i = 0; i < per_thread; ++i) {
+      const std::size_t bytes = 8 + rng() % 500;
+      held.emplace_back(heap.allocate(bytes, 8), bytes);
+      mine += bytes;
+    }
+    requested += mine;
+    phase.arrive_and_wait();  // both hold everything
+    phase.arrive_and_wait();  // the main thread has read the stats
+    for (auto [p, bytes] : held) heap.deallocate(p, bytes, 8);
+  };
+  std::thread a(work, 1u);
+  std::thread b(work, 2u);
+  phase.arrive_and_wait();
+  const strata::resource_stats held = heap.stats();
+  phase.arrive_and_wait();
+  a.join();
+  b.join();
+  BOOST_TEST(held.allocations == 2u * per_thread);
+  BOOST_TEST(held.deallocations == 0u);
+  BOOST_TEST(held.bytes_in_use == requested.load());
+  BOOST_TEST(held.peak_bytes_in_use >= requested.load());
+  const strata::resource_stats s = heap.stats();
+  BOOST_TEST(s.allocations == 2u * per_thread);
+  BOOST_TEST(s.deallocations == 2u * per_thread);
+  BOOST_TEST(s.bytes_in_use == 0u);
+  BOOST_TEST(s.peak_bytes_in_use >= requested.load());
+  BOOST_TEST(s.misuse_detected == 0u);
+}
+
 BOOST_AUTO_TEST_CASE(frees_on_another_thread_are_remote_and_come_back_in_batches,
                      *boost::unit_test::label("threaded")) {
   strata::arena heap{

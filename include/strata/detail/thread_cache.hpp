@@ -162,10 +162,11 @@ struct cache_totals {
 /// `std::uint64_t allocations() const noexcept` and `deallocations()`.
 ///
 /// Thread safety: every member requires the registry mutex of the resource's
-/// type (thread_cache_registry::mutex()), except raise_peak and peak_floor,
-/// which are lock-free. A cache's counters are read here while its thread
-/// writes them: relaxed loads of single-writer atomics, so a sum taken while
-/// threads allocate is a snapshot, exact when they are quiescent.
+/// type (thread_cache_registry::mutex()), except raise_peak and the
+/// count_cacheless_ pair, which are lock-free. A cache's counters are read
+/// here while its thread writes them: relaxed loads of single-writer
+/// atomics, so a sum taken while threads allocate is a snapshot, exact when
+/// they are quiescent.
 template <class Cache>
 class thread_cache_set {
  public:
@@ -200,20 +201,27 @@ class thread_cache_set {
     caches_.clear();
   }
 
-  /// Counts a call made on a thread without a cache (exiting, or out of
-  /// memory for one).
+  /// Counts a call made on a thread without a cache (exiting, out of memory
+  /// for one, or a hardened mode that has none), and raises the peak by what
+  /// such calls hold. Lock-free: in hardened mode every call comes here, and
+  /// the registry mutex for each was a sixth of the arena's hardened pair.
   void count_cacheless_allocation(std::size_t bytes) noexcept {
-    ++retired_allocations_;
-    retired_bytes_in_use_ += bytes;
+    cacheless_allocations_.fetch_add(1, std::memory_order_relaxed);
+    const auto in_use =
+        static_cast<std::int64_t>(cacheless_bytes_in_use_.fetch_add(bytes, std::memory_order_relaxed) + bytes);
+    if (in_use > 0) raise_peak(static_cast<std::size_t>(in_use));
   }
+  /// As count_cacheless_allocation (lock-free).
   void count_cacheless_deallocation(std::size_t bytes) noexcept {
-    ++retired_deallocations_;
-    retired_bytes_in_use_ -= bytes;
+    cacheless_deallocations_.fetch_add(1, std::memory_order_relaxed);
+    cacheless_bytes_in_use_.fetch_sub(bytes, std::memory_order_relaxed);
   }
 
   /// The sums over attached and retired caches. Complexity: O(caches).
   [[nodiscard]] cache_totals totals() const noexcept {
-    cache_totals t{retired_allocations_, retired_deallocations_, retired_bytes_in_use_,
+    cache_totals t{retired_allocations_ + cacheless_allocations_.load(std::memory_order_relaxed),
+                   retired_deallocations_ + cacheless_deallocations_.load(std::memory_order_relaxed),
+                   retired_bytes_in_use_ + cacheless_bytes_in_use_.load(std::memory_order_relaxed),
                    peak_.load(std::memory_order_relaxed)};
     for (const Cache* cache : caches_) {
       t.allocations += cache->allocations();
@@ -245,6 +253,7 @@ class thread_cache_set {
   void forget_bytes_in_use() noexcept {
     for (Cache* cache : caches_) cache->forget_bytes_in_use();
     retired_bytes_in_use_ = 0;
+    cacheless_bytes_in_use_.store(0, std::memory_order_relaxed);
   }
 
   /// Asks every attached cache's thread to hand its cache back at its next
@@ -273,6 +282,10 @@ class thread_cache_set {
   std::uint64_t retired_deallocations_ = 0;
   std::uint64_t retired_bytes_in_use_ = 0;  // modulo 2^64
   std::atomic<std::size_t> peak_{0};        // of retired caches, and reset_peak's floor
+  // Calls on threads without a cache (lock-free; bytes modulo 2^64).
+  std::atomic<std::uint64_t> cacheless_allocations_{0};
+  std::atomic<std::uint64_t> cacheless_deallocations_{0};
+  std::atomic<std::uint64_t> cacheless_bytes_in_use_{0};
 };
 
 /// A wall-clock period shared by the threads of one resource: due() answers
