@@ -120,7 +120,8 @@ struct thread_cache_base {
   /// The caller's bytes held through this thread, in two's complement. From
   /// another thread, a snapshot of two relaxed loads (exact when quiescent).
   [[nodiscard]] std::uint64_t bytes_in_use() const noexcept {
-    return bytes_allocated.load(std::memory_order_relaxed) - bytes_deallocated.load(std::memory_order_relaxed);
+    return bytes_allocated.load(std::memory_order_relaxed) -
+           bytes_deallocated.load(std::memory_order_relaxed);
   }
   /// Counts bytes handed out on this thread and keeps the peak.
   void note_allocated(std::uint64_t bytes) noexcept {
@@ -207,8 +208,8 @@ class thread_cache_set {
   /// the registry mutex for each was a sixth of the arena's hardened pair.
   void count_cacheless_allocation(std::size_t bytes) noexcept {
     cacheless_allocations_.fetch_add(1, std::memory_order_relaxed);
-    const auto in_use =
-        static_cast<std::int64_t>(cacheless_bytes_in_use_.fetch_add(bytes, std::memory_order_relaxed) + bytes);
+    const auto in_use = static_cast<std::int64_t>(
+        cacheless_bytes_in_use_.fetch_add(bytes, std::memory_order_relaxed) + bytes);
     if (in_use > 0) raise_peak(static_cast<std::size_t>(in_use));
   }
   /// As count_cacheless_allocation (lock-free).
@@ -301,7 +302,6 @@ class thread_cache_set {
 /// periods are seconds by default and tens of milliseconds at the least useful.
 class decay_clock {
  public:
-
   /// Periods above a century are treated as a century (a longer one would
   /// overflow the nanosecond arithmetic and wrap to a short period).
   explicit decay_clock(std::chrono::milliseconds period) noexcept
