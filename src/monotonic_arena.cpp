@@ -139,7 +139,7 @@ void insert_largest_first(detail::monotonic_chunk*& head, detail::monotonic_chun
 
 monotonic_arena::monotonic_arena(options opts, std::span<std::byte> buffer,
                                  std::pmr::memory_resource* upstream)
-    : monotonic_arena(with_buffer(std::move(opts), buffer), upstream) {}
+    : monotonic_arena(with_buffer(opts, buffer), upstream) {}
 
 monotonic_arena::monotonic_arena(options opts, std::pmr::memory_resource* upstream)
     : resource(resource_name, upstream),
